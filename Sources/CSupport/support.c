@@ -1,0 +1,66 @@
+#define _GNU_SOURCE
+#include "CSupport.h"
+#include <errno.h>
+#include <numa.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+
+int loom_pin_current_thread(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+int loom_current_cpu(void) { return sched_getcpu(); }
+
+int loom_allowed_cpus(int *cpus, int max) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+        if (CPU_ISSET(c, &set)) cpus[n++] = c;
+    return n;
+}
+
+void loom_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+void loom_yield(void) { sched_yield(); }
+
+int loom_numa_available(void) { return numa_available() >= 0 ? 1 : 0; }
+
+int loom_numa_max_node(void) { return numa_available() >= 0 ? numa_max_node() : -1; }
+
+int loom_numa_node_cpus(int node, int *cpus, int max) {
+    if (numa_available() < 0 || node < 0 || node > numa_max_node()) return -1;
+    struct bitmask *mask = numa_allocate_cpumask();
+    if (!mask) return -1;
+    int n = -1;
+    if (numa_node_to_cpus(node, mask) == 0) {
+        n = 0;
+        for (unsigned c = 0; c < mask->size && n < max; c++)
+            if (numa_bitmask_isbitset(mask, c)) cpus[n++] = (int)c;
+    }
+    numa_free_cpumask(mask);
+    return n;
+}
+
+long long loom_numa_node_memory(int node, long long *free_bytes) {
+    if (numa_available() < 0) return -1;
+    return numa_node_size64(node, free_bytes);
+}
+
+void *loom_numa_alloc_onnode(uint64_t bytes, int node) {
+    if (numa_available() < 0) return NULL;
+    return numa_alloc_onnode(bytes, node);
+}
+
+void loom_numa_free(void *p, uint64_t bytes) { numa_free(p, bytes); }

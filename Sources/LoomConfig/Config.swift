@@ -1,0 +1,96 @@
+// The typed configuration of a run: model, loss, optimizer, data, training. Loaded from YAML (ConfigLoader.swift)
+// and printed back as YAML (the resolved config a run records).
+import LoomData
+import LoomKernels
+import LoomNN
+
+/// One layer of the model section.
+public enum LayerConfig: Equatable, Sendable {
+    case dense(units: Int, activation: ActivationKind, kernelInitializer: Initializer, biasInitializer: Initializer)
+    case activation(ActivationKind)
+    case dropout(rate: Double)
+
+    /// The layer object.
+    public func makeLayer() -> any Layer {
+        switch self {
+        case .dense(let units, let activation, let k, let b):
+            Dense(units: units, activation: activation, kernelInitializer: k, biasInitializer: b)
+        case .activation(let kind): ActivationLayer(kind)
+        case .dropout(let rate): Dropout(rate: Float(rate))
+        }
+    }
+}
+
+/// The training section (Keras' `fit` arguments).
+public struct TrainingConfig: Equatable, Sendable {
+    public var epochs = 5
+    public var batchSize = 32
+    public var seed: UInt64 = 1
+    public var shuffle = true
+    /// The last fraction of the training set, held out for validation (Keras' validation_split).
+    public var validationSplit = 0.0
+    /// Worker threads; nil means one per usable CPU.
+    public var workers: Int?
+    public init() {}
+}
+
+/// A whole run's configuration.
+public struct RunConfig: Equatable, Sendable {
+    public var layers: [LayerConfig]
+    /// Features per sample, when the config states it (checked against the data).
+    public var inputWidth: Int?
+    public var loss: Loss
+    public var optimizer: OptimizerSpec
+    public var data: DataSource
+    public var training: TrainingConfig
+    /// The file it came from, for messages.
+    public var source: String
+
+    /// The model this config describes, for inputs of `inputWidth` features.
+    public func makeModel(inputWidth: Int) -> Sequential {
+        Sequential(inputWidth: inputWidth, layers: layers.map { $0.makeLayer() }, loss: loss)
+    }
+
+    /// The resolved configuration as YAML (every default spelled out), loadable by `ConfigLoader`.
+    public var yaml: String {
+        var out = "model:\n"
+        if let inputWidth { out += "  input: \(inputWidth)\n" }
+        out += "  layers:\n"
+        for layer in layers {
+            switch layer {
+            case .dense(let units, let act, let k, let b):
+                out += "    - type: dense\n      units: \(units)\n      activation: \(act.rawValue)\n"
+                out += "      kernel_initializer: \(yamlInitializer(k))\n      bias_initializer: \(yamlInitializer(b))\n"
+            case .activation(let kind): out += "    - type: activation\n      activation: \(kind.rawValue)\n"
+            case .dropout(let rate): out += "    - type: dropout\n      rate: \(rate)\n"
+            }
+        }
+        out += "loss: \(loss.rawValue)\noptimizer:\n  name: \(optimizer.name)\n"
+        switch optimizer {
+        case .sgd(let lr, let m, let n):
+            out += "  learning_rate: \(lr)\n  momentum: \(m)\n  nesterov: \(n)\n"
+        case .rmsprop(let lr, let rho, let eps, let m, let c):
+            out += "  learning_rate: \(lr)\n  rho: \(rho)\n  epsilon: \(eps)\n  momentum: \(m)\n  centered: \(c)\n"
+        case .adam(let lr, let b1, let b2, let eps):
+            out += "  learning_rate: \(lr)\n  beta_1: \(b1)\n  beta_2: \(b2)\n  epsilon: \(eps)\n"
+        }
+        out += "data:\n  dataset: \(data.dataset)\n"
+        for (key, value) in [("path", data.path), ("train_images", data.trainImages), ("train_labels", data.trainLabels),
+                             ("test_images", data.testImages), ("test_labels", data.testLabels)] {
+            if let value { out += "  \(key): \"\(value)\"\n" }
+        }
+        out += "training:\n  epochs: \(training.epochs)\n  batch_size: \(training.batchSize)\n"
+        out += "  seed: \(training.seed)\n  shuffle: \(training.shuffle)\n"
+        out += "  validation_split: \(training.validationSplit)\n"
+        out += "  workers: \(training.workers.map(String.init) ?? "auto")\n"
+        return out
+    }
+}
+
+func yamlInitializer(_ i: Initializer) -> String {
+    switch i {
+    case .randomNormal(let m, let s): "{name: random_normal, mean: \(m), stddev: \(s)}"
+    case .randomUniform(let lo, let hi): "{name: random_uniform, min: \(lo), max: \(hi)}"
+    default: i.description
+    }
+}

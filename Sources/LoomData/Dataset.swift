@@ -1,0 +1,113 @@
+// Dataset: samples as rows of `features` values and integer labels. Images stay bytes in memory (MNIST's
+// training set is 47 MB instead of 188 MB as floats) and become floats in [0, 1] only when a batch is gathered.
+import Foundation
+import LoomKernels
+
+/// A labelled data set, immutable once loaded; subsets share its storage.
+public final class Dataset: @unchecked Sendable {
+    // Sendable: nothing changes after init; workers only read.
+    public let name: String
+    public let features: Int
+    public let classes: Int
+    public let count: Int
+    /// The raw samples: bytes (scaled by `scale` on gathering) or floats.
+    private let storage: Storage
+    private let labelStore: LabelStore
+    private let first: Int
+
+    enum Storage {
+        case bytes(ByteStore, scale: Float)
+        case floats(AlignedBuffer)
+    }
+    final class ByteStore: @unchecked Sendable {
+        let pointer: UnsafeMutablePointer<UInt8>
+        init(_ bytes: [UInt8]) {
+            pointer = .allocate(capacity: max(1, bytes.count))
+            bytes.withUnsafeBufferPointer { pointer.initialize(from: $0.baseAddress!, count: bytes.count) }
+        }
+        deinit { pointer.deallocate() }
+    }
+    final class LabelStore: @unchecked Sendable {
+        let pointer: UnsafeMutablePointer<Int32>
+        init(_ labels: [Int32]) {
+            pointer = .allocate(capacity: max(1, labels.count))
+            labels.withUnsafeBufferPointer { pointer.initialize(from: $0.baseAddress!, count: labels.count) }
+        }
+        deinit { pointer.deallocate() }
+    }
+
+    /// A data set of byte samples (pixels), each `features` bytes, scaled by 1/255 on gathering.
+    public init(name: String, features: Int, classes: Int, bytes: [UInt8], labels: [Int32]) {
+        precondition(bytes.count == features * labels.count)
+        self.name = name; self.features = features; self.classes = classes; count = labels.count
+        storage = .bytes(ByteStore(bytes), scale: 1 / 255)
+        labelStore = LabelStore(labels)
+        first = 0
+    }
+
+    /// A data set of float samples.
+    public init(name: String, features: Int, classes: Int, values: [Float], labels: [Int32]) {
+        precondition(values.count == features * labels.count)
+        self.name = name; self.features = features; self.classes = classes; count = labels.count
+        let buffer = AlignedBuffer(count: values.count)
+        values.withUnsafeBufferPointer { buffer.pointer.update(from: $0.baseAddress!, count: values.count) }
+        storage = .floats(buffer)
+        labelStore = LabelStore(labels)
+        first = 0
+    }
+
+    private init(_ parent: Dataset, range: Range<Int>, name: String) {
+        self.name = name; features = parent.features; classes = parent.classes; count = range.count
+        storage = parent.storage; labelStore = parent.labelStore; first = parent.first + range.lowerBound
+    }
+
+    /// Samples `range`, sharing storage (Keras' validation_split takes the last fraction this way).
+    public func subset(_ range: Range<Int>, name: String? = nil) -> Dataset {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count)
+        return Dataset(self, range: range, name: name ?? self.name)
+    }
+
+    /// The label of sample i.
+    @inline(__always) public func label(_ i: Int) -> Int32 { labelStore.pointer[first + i] }
+
+    /// Writes samples `indices[0..<n]` as float rows (stride `ld`) and their labels.
+    public func gather(_ indices: UnsafePointer<Int32>, count n: Int, into rows: UnsafeMutablePointer<Float>, ld: Int,
+                       labels: UnsafeMutablePointer<Int32>) {
+        for r in 0..<n {
+            let i = first + Int(indices[r])
+            let out = rows + r * ld
+            switch storage {
+            case .bytes(let store, let scale):
+                let src = store.pointer + i * features
+                for j in 0..<features { out[j] = Float(src[j]) * scale }
+            case .floats(let buffer):
+                out.update(from: buffer.pointer + i * features, count: features)
+            }
+            labels[r] = labelStore.pointer[i]
+        }
+    }
+
+    /// Writes samples start..<start+n in order (evaluation).
+    public func gather(range start: Int, count n: Int, into rows: UnsafeMutablePointer<Float>, ld: Int,
+                       labels: UnsafeMutablePointer<Int32>) {
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: max(1, n)) { idx in
+            for r in 0..<n { idx[r] = Int32(start + r) }
+            gather(idx.baseAddress!, count: n, into: rows, ld: ld, labels: labels)
+        }
+    }
+
+    /// The bytes held in memory for the samples.
+    public var memoryBytes: Int {
+        switch storage {
+        case .bytes: count * features + count * 4
+        case .floats: count * features * 4 + count * 4
+        }
+    }
+}
+
+/// A train/test pair.
+public struct DataSplits: Sendable {
+    public var train: Dataset
+    public var test: Dataset
+    public init(train: Dataset, test: Dataset) { self.train = train; self.test = test }
+}

@@ -1,0 +1,106 @@
+// IDX, the format of MNIST and Fashion-MNIST: a 4-byte magic (0, 0, type, ndims), ndims big-endian UInt32
+// dimensions, then the data, row-major. Loom reads unsigned-byte files (type 0x08), raw or gzip-compressed.
+import CZlib
+import Foundation
+
+/// Why a data file could not be used. Each names the file and says what to do.
+public enum DataError: Error, CustomStringConvertible, Equatable {
+    case missingFile(String, hint: String)
+    case unreadable(String, reason: String)
+    case badMagic(String, found: String)
+    case truncated(String, expected: Int, found: Int)
+    case corrupt(String, reason: String)
+    case mismatch(String, reason: String)
+    case unknownDataset(String, known: [String])
+
+    public var description: String {
+        switch self {
+        case .missingFile(let p, let hint): "\(p): no such file. \(hint)"
+        case .unreadable(let p, let reason): "\(p): cannot read: \(reason)"
+        case .badMagic(let p, let found):
+            "\(p): not an IDX file of unsigned bytes (magic number \(found), expected 0x00000801 or 0x00000803)"
+        case .truncated(let p, let expected, let found):
+            "\(p): truncated IDX file: the header promises \(expected) bytes, the file holds \(found)"
+        case .corrupt(let p, let reason): "\(p): corrupt: \(reason)"
+        case .mismatch(let p, let reason): "\(p): \(reason)"
+        case .unknownDataset(let name, let known):
+            "unknown dataset '\(name)'; known datasets: \(known.joined(separator: ", ")), or an IDX pair by path"
+        }
+    }
+}
+
+/// The dimensions and bytes of one IDX file.
+public struct IDXArray {
+    public var dimensions: [Int]
+    public var bytes: [UInt8]
+}
+
+/// Reads an IDX file of unsigned bytes (gzip or raw), validating magic, dimensions and length.
+public func readIDX(path: String) throws(DataError) -> IDXArray {
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw .missingFile(path, hint: "Check data.path in the config (or --set data.path=DIR).")
+    }
+    guard let raw = FileManager.default.contents(atPath: path) else {
+        throw .unreadable(path, reason: "permission denied or not a regular file")
+    }
+    var data = [UInt8](raw)
+    if data.count >= 2 && data[0] == 0x1f && data[1] == 0x8b { data = try gunzip(data, path: path) }
+    return try parseIDX(data, path: path)
+}
+
+/// Parses IDX bytes (already decompressed).
+public func parseIDX(_ data: [UInt8], path: String) throws(DataError) -> IDXArray {
+    guard data.count >= 4 else { throw .truncated(path, expected: 4, found: data.count) }
+    let magic = data[0..<4].map { String(format: "%02x", $0) }.joined()
+    guard data[0] == 0, data[1] == 0, data[2] == 0x08, (1...4).contains(Int(data[3])) else {
+        throw .badMagic(path, found: "0x" + magic)
+    }
+    let ndims = Int(data[3])
+    let header = 4 + 4 * ndims
+    guard data.count >= header else { throw .truncated(path, expected: header, found: data.count) }
+    var dims: [Int] = []
+    var total = 1
+    for d in 0..<ndims {
+        let o = 4 + 4 * d
+        let v = Int(data[o]) << 24 | Int(data[o + 1]) << 16 | Int(data[o + 2]) << 8 | Int(data[o + 3])
+        dims.append(v)
+        total = total.multipliedReportingOverflow(by: v).partialValue
+        if total > 1 << 34 { throw .corrupt(path, reason: "dimensions \(dims) are implausibly large") }
+    }
+    guard data.count >= header + total else { throw .truncated(path, expected: header + total, found: data.count) }
+    guard data.count == header + total else {
+        throw .corrupt(path, reason: "\(data.count - header - total) bytes after the data the header describes")
+    }
+    return IDXArray(dimensions: dims, bytes: Array(data[header...]))
+}
+
+/// Inflates a gzip stream with zlib.
+func gunzip(_ input: [UInt8], path: String) throws(DataError) -> [UInt8] {
+    var stream = z_stream()
+    guard inflateInit2_(&stream, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+        throw .corrupt(path, reason: "zlib could not start")
+    }
+    defer { inflateEnd(&stream) }
+    var output = [UInt8]()
+    output.reserveCapacity(input.count * 4)
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    var status: Int32 = Z_OK
+    var input = input
+    input.withUnsafeMutableBufferPointer { inp in
+        stream.next_in = inp.baseAddress
+        stream.avail_in = uInt(inp.count)
+        repeat {
+            chunk.withUnsafeMutableBufferPointer { out in
+                stream.next_out = out.baseAddress
+                stream.avail_out = uInt(out.count)
+                status = inflate(&stream, Z_NO_FLUSH)
+                output.append(contentsOf: out[0..<(out.count - Int(stream.avail_out))])
+            }
+        } while status == Z_OK
+    }
+    guard status == Z_STREAM_END else {
+        throw .corrupt(path, reason: status == Z_BUF_ERROR ? "the gzip stream ends early (truncated download?)"
+                                                              : "bad gzip data (zlib error \(status))")
+    }
+    return output
+}

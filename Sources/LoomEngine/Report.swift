@@ -1,0 +1,68 @@
+// The JSON report of a run (`loom train --report FILE`), and the atomic write every output file goes through.
+import Foundation
+import LoomConfig
+
+/// Builds the run report.
+public enum ReportWriter {
+    /// A JSON object: test_accuracy, test_loss, epochs, steps, train_seconds, samples_per_second, workers,
+    /// weights_digest, seconds_per_epoch, the per-epoch history and the resolved config.
+    public static func json(config: RunConfig, run: TrainingRun, result: RunResult) -> String {
+        var object: [String: Any] = [
+            "test_accuracy": result.test.accuracy,
+            "test_loss": result.test.loss,
+            "epochs": result.history.count,
+            "steps": result.steps,
+            "train_seconds": result.trainSeconds,
+            "samples_per_second": result.samplesPerSecond,
+            "seconds_per_epoch": result.trainSeconds / Double(max(1, result.history.count)),
+            "workers": run.placements.count,
+            "cpus": run.placements.map(\.cpu),
+            "weights_digest": result.weightsDigest,
+            "batch_size": config.training.batchSize,
+            "seed": config.training.seed,
+            "parameters": run.model.parameterCount,
+            "config": config.yaml,
+        ]
+        object["history"] = result.history.map { r -> [String: Any] in
+            var row: [String: Any] = ["epoch": r.epoch, "steps": r.steps, "loss": r.loss, "accuracy": r.accuracy,
+                                      "seconds": r.seconds, "samples_per_second": r.samplesPerSecond]
+            if let v = r.valLoss { row["val_loss"] = v }
+            if let v = r.valAccuracy { row["val_accuracy"] = v }
+            return row
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same folder, fsync, rename over the target,
+/// fsync of the folder. A crash at any point leaves either the old file or the new one, never half of one.
+public func atomicWrite(_ text: String, to path: String) throws {
+    try atomicWrite(Data(text.utf8), to: path)
+}
+
+public func atomicWrite(_ data: Data, to path: String) throws {
+    let url = URL(fileURLWithPath: path)
+    let dir = url.deletingLastPathComponent().path
+    let tmp = dir + "/.\(url.lastPathComponent).tmp-\(getpid())"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    var ok = data.withUnsafeBytes { raw -> Bool in
+        var off = 0
+        while off < raw.count {
+            let n = write(fd, raw.baseAddress! + off, raw.count - off)
+            if n <= 0 { return false }
+            off += n
+        }
+        return true
+    }
+    ok = ok && fsync(fd) == 0
+    close(fd)
+    guard ok, rename(tmp, path) == 0 else {
+        let code = errno
+        unlink(tmp)
+        throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+    }
+    let dfd = open(dir, O_RDONLY)
+    if dfd >= 0 { fsync(dfd); close(dfd) }
+}

@@ -1,0 +1,283 @@
+// The coordinator: owns the model's parameters and optimizer state, the worker pool and the step's schedule.
+//
+// One training step, on W workers (worker w owns rows [n·w/W, n·(w+1)/W) of the batch of n):
+//   1. gather    worker w converts its rows of the shuffled batch to floats (first touch: its NUMA node)
+//   2. forward   its rows through every layer (X·W + b, relu fused)
+//   3. loss      per-row loss, and ∂L/∂z = (softmax − onehot)/n for its rows
+//   4. backward  its rows' activation gradients, layer by layer (dz·Wᵀ, relu mask fused) — row-local
+//   ── barrier ──
+//   5. gradient  worker w computes part w of every layer's weight gradient over *all* n rows (some rows of
+//                Xᵀ·dZ, some bias entries) — "owner computes": the batch sum runs in the same order whatever W
+//   6. update    and applies the optimizer to exactly those parameters, while they are in its cache
+//   ── barrier ──  (the next step's forward reads the new weights)
+// No per-worker gradient buffers, no reduction pass: the average is computed where it is owned. Because every
+// row's forward/backward and every parameter's batch sum are computed by the same arithmetic in the same
+// order whatever W is (see Gemm.swift), the trained weights are bitwise identical for any worker count.
+import Atomics
+import Foundation
+import LoomData
+import LoomKernels
+import LoomNN
+
+/// One epoch's results.
+public struct EpochRecord: Sendable, Codable, Equatable {
+    public var epoch: Int
+    public var steps: Int
+    public var loss: Double
+    public var accuracy: Double
+    public var valLoss: Double?
+    public var valAccuracy: Double?
+    public var seconds: Double
+    public var samplesPerSecond: Double
+}
+
+/// What the progress callback sees while an epoch runs.
+public struct TrainingProgress: Sendable {
+    public var epoch: Int
+    public var epochs: Int
+    public var step: Int
+    public var steps: Int
+    public var elapsed: Double
+    public var loss: Double
+    public var accuracy: Double
+    /// Set on the final callback of an epoch.
+    public var record: EpochRecord?
+}
+
+/// Loss and accuracy over a data set, with per-sample predictions.
+public struct Evaluation: Sendable {
+    public var loss: Double
+    public var accuracy: Double
+    public var count: Int
+    /// confusion[true][predicted]
+    public var confusion: [[Int]]
+}
+
+/// A model, its optimizer and a pool of workers that train and evaluate it.
+public final class Trainer: @unchecked Sendable {
+    // Sendable: the mutable state shared with worker threads lives in `model`, `optimizer`, `buffers`, `shared`
+    // (see their comments); the rest is touched by the main thread only.
+    public let model: Sequential
+    public let optimizer: Optimizer
+    public let pool: WorkerPool
+    public let batchSize: Int
+    public let seed: UInt64
+    /// Optimizer steps taken so far (the next update is step `step + 1`).
+    public private(set) var step = 0
+    let buffers: ActivationBuffers
+    let shared: SharedState
+
+    /// Builds the pool (pinned per `placements`) and the batch buffers for up to `batchSize` rows.
+    public init(model: Sequential, optimizer: OptimizerSpec, placements: [WorkerPlacement], batchSize: Int,
+                seed: UInt64, pin: Bool = true) {
+        precondition(batchSize >= placements.count, "more workers than rows in a batch")
+        self.model = model
+        self.optimizer = Optimizer(optimizer, parameterCount: model.parameterCount)
+        self.batchSize = batchSize
+        self.seed = seed
+        pool = WorkerPool(placements: placements, pin: pin)
+        buffers = ActivationBuffers(model: model, capacity: batchSize)
+        shared = SharedState(workers: placements.count, batchSize: batchSize)
+        // Each worker allocates its GEMM workspace on its own CPU (first touch on its node).
+        let shared = self.shared
+        pool.run { w in shared.workspaces[w] = GemmWorkspace() }
+    }
+
+    deinit { pool.shutdown() }
+
+    public var workers: Int { pool.count }
+
+    /// Trains for `epochs` epochs. `progress` is called on this thread about 10 times a second and at each
+    /// epoch's end. With `shuffle`, each epoch visits the samples in a new order from a generator seeded by
+    /// the run's seed.
+    public func fit(_ train: Dataset, validation: Dataset? = nil, epochs: Int, shuffle: Bool = true,
+                    progress: (TrainingProgress) -> Void = { _ in }) -> [EpochRecord] {
+        var rng = Random(seed: seed ^ 0x5348_5546_464C_4521)  // the shuffling stream
+        let order = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, train.count))
+        defer { order.deallocate() }
+        var records: [EpochRecord] = []
+        let steps = (train.count + batchSize - 1) / batchSize
+        for epoch in 1...max(1, epochs) {
+            if shuffle { shuffledIndices(train.count, rng: &rng, into: order) } else {
+                for i in 0..<train.count { order[i] = Int32(i) }
+            }
+            shared.resetProgress()
+            let began = Date()
+            shared.order = UnsafePointer(order)
+            let job = epochJob(train, steps: steps, firstStep: step)
+            func report(_ record: EpochRecord?) {
+                let (done, loss, correct, seen) = shared.progress()
+                progress(TrainingProgress(epoch: epoch, epochs: epochs, step: done, steps: steps,
+                                  elapsed: Date().timeIntervalSince(began), loss: seen > 0 ? loss / Double(seen) : 0,
+                                  accuracy: seen > 0 ? correct / Double(seen) : 0, record: record))
+            }
+            pool.run(job, tick: { report(nil) })
+            step += steps
+            let seconds = Date().timeIntervalSince(began)
+            let (_, loss, correct, seen) = shared.progress()
+            var record = EpochRecord(epoch: epoch, steps: steps, loss: loss / Double(seen), accuracy: correct / Double(seen),
+                                     valLoss: nil, valAccuracy: nil, seconds: seconds,
+                                     samplesPerSecond: Double(train.count) / seconds)
+            if let validation, validation.count > 0 {
+                let v = evaluate(validation)
+                record.valLoss = v.loss; record.valAccuracy = v.accuracy
+            }
+            records.append(record)
+            report(record)
+        }
+        return records
+    }
+
+    /// The job of one epoch: `steps` steps over `shared.order`, optimizer steps firstStep+1 … firstStep+steps.
+    func epochJob(_ data: Dataset, steps: Int, firstStep: Int) -> WorkerJob {
+        let (model, optimizer, buffers, shared, barrier) = (model, optimizer, buffers, shared, pool.barrier)
+        let (batchSize, seed, workers) = (batchSize, seed, pool.count)
+        let features = model.inputWidth
+        return { w in
+            let workspace = shared.workspaces[w]!
+            let order = shared.order!
+            let params = model.parameters.pointer, grads = UnsafePointer(model.gradients.pointer)
+            for s in 0..<steps {
+                let start = s * batchSize
+                let n = min(batchSize, data.count - start)
+                let rows = n * w / workers..<n * (w + 1) / workers
+                let t = firstStep + s + 1
+                let pass = Pass(training: true, seed: seed, step: UInt64(t), firstRow: rows.lowerBound)
+                // 1-4: this worker's rows.
+                if !rows.isEmpty {
+                    data.gather(order + start + rows.lowerBound, count: rows.count,
+                                into: buffers.input + rows.lowerBound * features, ld: features,
+                                labels: shared.labels + rows.lowerBound)
+                    model.forward(buffers, rows: rows, pass: pass, workspace: workspace)
+                    model.lossAndGradient(buffers, rows: rows, labels: shared.labels, batchSize: n, gradient: true)
+                    model.backward(buffers, rows: rows, pass: pass, workspace: workspace)
+                }
+                barrier.wait()
+                // 5-6: this worker's part of the parameters, over the whole batch.
+                if w == 0 { shared.record(buffers, rows: n) }
+                model.parameterGradients(buffers, batchSize: n, part: w, of: workers, workspace: workspace) { range in
+                    optimizer.update(range, parameters: params, gradients: grads, step: t)
+                }
+                barrier.wait()
+            }
+        }
+    }
+
+    /// Loss, accuracy and confusion matrix over `data` (no dropout), computed by all workers: each takes a
+    /// contiguous share of the samples, in chunks of its share of the batch buffers.
+    public func evaluate(_ data: Dataset) -> Evaluation {
+        let count = data.count
+        let loss = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
+        let predicted = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, count))
+        defer { loss.deallocate(); predicted.deallocate() }
+        infer(data, loss: loss, predicted: predicted, probabilities: nil)
+        var sum = 0.0
+        var confusion = Array(repeating: Array(repeating: 0, count: max(data.classes, model.outputWidth)), count: max(data.classes, model.outputWidth))
+        var correct = 0
+        for i in 0..<count {
+            sum += Double(loss[i])
+            let truth = Int(data.label(i)), guess = Int(predicted[i])
+            if truth == guess { correct += 1 }
+            if truth < confusion.count && guess < confusion.count { confusion[truth][guess] += 1 }
+        }
+        return Evaluation(loss: count > 0 ? sum / Double(count) : 0, accuracy: count > 0 ? Double(correct) / Double(count) : 0,
+                          count: count, confusion: confusion)
+    }
+
+    /// Class probabilities (or outputs) for every sample of `data`, row-major [count × outputs].
+    public func predict(_ data: Dataset) -> [Float] {
+        var out = [Float](repeating: 0, count: data.count * model.outputWidth)
+        let loss = UnsafeMutablePointer<Float>.allocate(capacity: max(1, data.count))
+        let predicted = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, data.count))
+        defer { loss.deallocate(); predicted.deallocate() }
+        out.withUnsafeMutableBufferPointer { infer(data, loss: loss, predicted: predicted, probabilities: $0.baseAddress!) }
+        return out
+    }
+
+    /// Forward passes over `data` on all workers: per-sample loss, predicted class, and optionally outputs.
+    func infer(_ data: Dataset, loss: UnsafeMutablePointer<Float>, predicted: UnsafeMutablePointer<Int32>,
+               probabilities: UnsafeMutablePointer<Float>?) {
+        let (model, buffers, shared) = (model, buffers, shared)
+        let (capacity, workers, count) = (batchSize, pool.count, data.count)
+        let features = model.inputWidth, outputs = model.outputWidth, last = model.layers.count - 1
+        let sink = InferenceSink(loss: loss, predicted: predicted, probabilities: probabilities)
+        pool.run { w in
+            let workspace = shared.workspaces[w]!
+            let region = capacity * w / workers..<capacity * (w + 1) / workers
+            var i = count * w / workers
+            let end = count * (w + 1) / workers
+            while i < end {
+                let n = min(region.count, end - i)
+                let rows = region.lowerBound..<region.lowerBound + n
+                data.gather(range: i, count: n, into: buffers.input + rows.lowerBound * features, ld: features,
+                            labels: shared.labels + rows.lowerBound)
+                model.forward(buffers, rows: rows, pass: Pass(training: false), workspace: workspace)
+                model.lossAndGradient(buffers, rows: rows, labels: shared.labels, batchSize: n, gradient: false)
+                model.finishPrediction(buffers, rows: rows)
+                let y = buffers.output(last, rows)
+                for r in 0..<n {
+                    sink.loss[i + r] = buffers.rowLoss[rows.lowerBound + r]
+                    let yr = y.row(r)
+                    var best = 0
+                    if outputs == 1 { best = yr[0] > 0.5 ? 1 : 0 } else { for j in 1..<outputs where yr[j] > yr[best] { best = j } }
+                    sink.predicted[i + r] = Int32(best)
+                    if let p = sink.probabilities { (p + (i + r) * outputs).update(from: yr, count: outputs) }
+                }
+                i += n
+            }
+        }
+    }
+}
+
+/// Where inference writes per-sample results; workers write disjoint sample ranges.
+struct InferenceSink: @unchecked Sendable {
+    let loss: UnsafeMutablePointer<Float>
+    let predicted: UnsafeMutablePointer<Int32>
+    let probabilities: UnsafeMutablePointer<Float>?
+}
+
+/// The state shared between the coordinator and the workers during a job, in one place.
+///
+/// Why sharing it is safe: `order` (the epoch's sample order) is written by the main thread before a job and
+/// only read during it; `labels` is written by each worker on its own rows only, and read across rows only
+/// by worker 0 after a barrier; `workspaces[w]` is written once by worker w and only ever used by worker w;
+/// the progress counters are atomics, written by worker 0 between barriers and read by the main thread.
+final class SharedState: @unchecked Sendable {
+    let labels: UnsafeMutablePointer<Int32>
+    var order: UnsafePointer<Int32>?
+    var workspaces: [GemmWorkspace?]
+    private let stepsDone = ManagedAtomic<Int>(0)
+    private let lossBits = ManagedAtomic<UInt64>(0)
+    private let correctBits = ManagedAtomic<UInt64>(0)
+    private let seenCount = ManagedAtomic<Int>(0)
+    private var lossSum = 0.0, correctSum = 0.0, seen = 0  // worker 0's running sums
+
+    init(workers: Int, batchSize: Int) {
+        labels = .allocate(capacity: batchSize)
+        workspaces = Array(repeating: nil, count: workers)
+    }
+    deinit { labels.deallocate() }
+
+    func resetProgress() {
+        lossSum = 0; correctSum = 0; seen = 0
+        stepsDone.store(0, ordering: .relaxed); lossBits.store(0, ordering: .relaxed)
+        correctBits.store(0, ordering: .relaxed); seenCount.store(0, ordering: .relaxed)
+    }
+
+    /// Worker 0, after the step's first barrier: adds the batch's per-row losses in row order.
+    func record(_ buffers: ActivationBuffers, rows n: Int) {
+        for i in 0..<n { lossSum += Double(buffers.rowLoss[i]); correctSum += Double(buffers.rowCorrect[i]) }
+        seen += n
+        lossBits.store(lossSum.bitPattern, ordering: .relaxed)
+        correctBits.store(correctSum.bitPattern, ordering: .relaxed)
+        seenCount.store(seen, ordering: .relaxed)
+        stepsDone.wrappingIncrement(ordering: .releasing)
+    }
+
+    /// (steps done, loss sum, correct count, samples seen) of the running epoch.
+    func progress() -> (Int, Double, Double, Int) {
+        let done = stepsDone.load(ordering: .acquiring)
+        return (done, Double(bitPattern: lossBits.load(ordering: .relaxed)),
+                Double(bitPattern: correctBits.load(ordering: .relaxed)), seenCount.load(ordering: .relaxed))
+    }
+}

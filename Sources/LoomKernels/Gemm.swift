@@ -1,0 +1,440 @@
+// GEMM: C[m×n] = op(A)[m×k] · op(B)[k×n] (+ C), with an epilogue fused into the store.
+//
+// The three products of a dense layer are all this one routine:
+//   forward         Y  = X · W          (A = X row-major, B = W row-major)
+//   weight gradient dW = Xᵀ · dZ        (A = X read transposed, B = dZ row-major)
+//   input gradient  dX = dZ · Wᵀ        (A = dZ row-major, B = W read transposed)
+// No transpose is ever materialized: A is read in place through two strides (one of them is 1 either way, so
+// every micro-kernel step broadcasts MR contiguous-or-row-streamed scalars), and B is read in place when it is
+// row-major with a width that is a multiple of the panel, else packed (transposed, zero-padded) into the
+// caller's workspace, panel by panel.
+//
+// Shape of the computation (GotoBLAS/BLIS, simplified to what measurement kept):
+//   for each K block (≤ 512 deep; the same blocks whatever m is, so a row's sum has one fixed order):
+//     for each NR-wide panel of B (kc × NR, stays in L1/L2):
+//       for each 6-row strip of A:  a 6 × NR register tile of 12 vector accumulators (NR = two vectors)
+// `Vec` is the machine's vector: SIMD16<Float> with AVX-512 (NR = 32), SIMD8<Float> with AVX2 (NR = 16); 12
+// accumulators + 2 B vectors + 1 broadcast fit both register files (32 zmm, 16 ymm). Narrow outputs (n ≤ one
+// vector, e.g. the 10-class layer on AVX-512) use a 12 × 1-vector tile instead, so no lane work is wasted on
+// a two-vector panel that would be mostly padding.
+//
+// Determinism: every C element is a sum over k in increasing order, split into the same K blocks whatever m, the
+// strip or the tile position is. A row's result therefore does not depend on which worker computes it or with
+// which other rows — the engine's bitwise independence of the worker count rests on this.
+
+/// What a GEMM does to each output element as it stores it (after the last K block).
+public enum GemmEpilogue {
+    /// C = acc
+    case none
+    /// C = acc + bias[j]
+    case bias(UnsafePointer<Float>)
+    /// C = max(0, acc + bias[j]) — a dense layer with relu, in one pass.
+    case biasRelu(UnsafePointer<Float>)
+    /// C = acc where mask[i, j] > 0, else 0 — the relu derivative applied to an incoming gradient. The mask is
+    /// a relu *output* (so > 0 exactly where the pre-activation was), row stride `ld`.
+    case reluMask(UnsafePointer<Float>, ld: Int)
+}
+
+#if LOOM_AVX512
+/// The register vector of the target: one zmm.
+public typealias Vec = SIMD16<Float>
+#else
+/// The register vector of the target: one ymm.
+public typealias Vec = SIMD8<Float>
+#endif
+/// Floats per register vector.
+public let vecLanes = Vec.scalarCount
+/// Width of a B panel and of the main register tile.
+let nr = 2 * Vec.scalarCount
+/// Rows of the main register tile.
+let mr = 6
+/// Rows of the narrow (one-vector-wide) tile.
+let mrNarrow = 12
+
+/// Scratch memory for packing B panels. One per worker, allocated once; it grows on first use to the largest
+/// shape seen, so a steady-state training step never allocates.
+public final class GemmWorkspace {
+    var storage: AlignedBuffer
+    public init(capacity: Int = 0) { storage = AlignedBuffer(count: capacity, zeroed: false) }
+
+    /// The largest packing buffer a product of this shape needs (floats).
+    public static func requiredCapacity(n: Int, k: Int) -> Int {
+        bCapacity(n: n, k: k) + kBlockSize(k) * ((mcBlock + mr - 1) / mr * mr)
+    }
+    static func bCapacity(n: Int, k: Int) -> Int {
+        (max(kBlockSize(k) * ((n + nr - 1) / nr) * nr, (k + 2 * vecLanes) * 16) + 15) / 16 * 16
+    }
+
+    public func reserve(_ floats: Int) {
+        if storage.count < floats { storage = AlignedBuffer(count: floats, zeroed: false) }
+    }
+    var pointer: UnsafeMutablePointer<Float> { storage.pointer }
+}
+
+let maxKBlock = 512
+
+/// K blocks have equal depth ≤ 512 (784 → 2 × 392), a function of k alone.
+@inline(__always) func kBlockSize(_ k: Int) -> Int {
+    let blocks = max(1, (k + maxKBlock - 1) / maxKBlock)
+    return (k + blocks - 1) / blocks
+}
+
+/// C[m×n] = op(A) · op(B), or C += op(A) · op(B) with `accumulate`, then `epilogue` on the way out.
+///
+/// `op(A)[i, p]` is `a[i*lda + p]`, or `a[p*lda + i]` with `transposeA`; `op(B)[p, j]` is `b[p*ldb + j]`, or
+/// `b[j*ldb + p]` with `transposeB`. C is row-major with row stride `ldc`.
+public func gemm(
+    m: Int, n: Int, k: Int,
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+    c: UnsafeMutablePointer<Float>, ldc: Int,
+    accumulate: Bool = false, epilogue: GemmEpilogue = .none,
+    workspace: GemmWorkspace
+) {
+    if m == 0 || n == 0 { return }
+    if k == 0 {
+        for i in 0..<m { storeEpilogueScalar(c + i * ldc, count: n, row: i, col: 0, accumulate: accumulate,
+                                             epilogue: epilogue) { _ in 0 } }
+        return
+    }
+    workspace.reserve(GemmWorkspace.requiredCapacity(n: n, k: k))
+    if n <= 16 && !transposeA && k >= 2 * vecLanes {
+        dotGemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
+                accumulate: accumulate, epilogue: epilogue, workspace: workspace)
+        return
+    }
+    if n <= vecLanes {
+        narrowGemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
+                   transposeB: transposeB, c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue,
+                   workspace: workspace)
+        return
+    }
+    let kc = kBlockSize(k)
+    let panels = (n + nr - 1) / nr
+    let direct = !transposeB && n % nr == 0
+    let packedA = workspace.pointer + GemmWorkspace.bCapacity(n: n, k: k)
+    // Packing A costs m·k per K block; it pays once several panels reuse it (measured: n = 10 loses 3x with it).
+    let packingA = panels >= 4
+    var p0 = 0
+    while p0 < k {
+        let kk = min(kc, k - p0)
+        let last = p0 + kk == k
+        let accumulateBlock = accumulate || p0 > 0
+        let blockEpilogue: GemmEpilogue = last ? epilogue : .none
+        if !direct { packB(k: kk, n: n, from: b, ldb: ldb, transposed: transposeB, p0: p0, into: workspace.pointer) }
+        var ic = 0
+        while ic < m {
+            let mc = min(mcBlock, m - ic)
+            if packingA { packA(m: mc, k: kk, from: a, lda: lda, transposed: transposeA, i0: ic, p0: p0, into: packedA) }
+            for panel in 0..<panels {
+                let j0 = panel * nr
+                let cols = min(nr, n - j0)
+                let bPanel = direct ? b + p0 * ldb + j0 : UnsafePointer(workspace.pointer + panel * kk * nr)
+                let bStride = direct ? ldb : nr
+                var i0 = 0
+                while i0 < mc {
+                    let rows = min(mr, mc - i0)
+                    let cTile = c + (ic + i0) * ldc + j0
+                    if packingA {
+                        wideTile(k: kk, a: packedA + i0 * kk, aRow: 1, aK: mr, rows: rows, b: bPanel, bK: bStride,
+                                 c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
+                                 accumulate: accumulateBlock, epilogue: blockEpilogue)
+                    } else if transposeA {
+                        wideTile(k: kk, a: a + p0 * lda + ic + i0, aRow: 1, aK: lda, rows: rows, b: bPanel,
+                                 bK: bStride, c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
+                                 accumulate: accumulateBlock, epilogue: blockEpilogue)
+                    } else {
+                        wideTile(k: kk, a: a + (ic + i0) * lda + p0, aRow: lda, aK: 1, rows: rows, b: bPanel,
+                                 bK: bStride, c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
+                                 accumulate: accumulateBlock, epilogue: blockEpilogue)
+                    }
+                    i0 += mr
+                }
+            }
+            ic += mc
+        }
+        p0 += kk
+    }
+}
+
+/// Rows of A packed at once: an mc × kc block (≤ 96 × 512 floats, 192 KB) stays in L2 while every B panel
+/// passes over it.
+let mcBlock = 96
+
+/// Packs rows i0..<i0+m, depth p0..<p0+k of op(A) into 6-row strips, each `k × 6` contiguous (the order the
+/// micro-kernel broadcasts them), repeating the last row past m.
+@inline(__always)
+func packA(m: Int, k: Int, from a: UnsafePointer<Float>, lda: Int, transposed: Bool, i0: Int, p0: Int,
+           into dst: UnsafeMutablePointer<Float>) {
+    var s = 0
+    while s < m {
+        let rows = min(mr, m - s)
+        let out = dst + s * k
+        if transposed {
+            // op(A)[i, p] = a[p*lda + i]: the strip's 6 values at depth p are contiguous in the source.
+            for p in 0..<k {
+                let src = a + (p0 + p) * lda + i0 + s
+                for r in 0..<mr { out[p * mr + r] = src[min(r, rows - 1)] }
+            }
+        } else {
+            for r in 0..<mr {
+                let src = a + (i0 + s + min(r, rows - 1)) * lda + p0
+                for p in 0..<k { out[p * mr + r] = src[p] }
+            }
+        }
+        s += mr
+    }
+}
+
+/// Packs rows p0..<p0+k of op(B) into NR-wide panels, each `k × NR` contiguous, zero-padded past n.
+@inline(__always)
+func packB(k: Int, n: Int, from b: UnsafePointer<Float>, ldb: Int, transposed: Bool, p0: Int,
+           into dst: UnsafeMutablePointer<Float>) {
+    let panels = (n + nr - 1) / nr
+    for panel in 0..<panels {
+        let j0 = panel * nr
+        let cols = min(nr, n - j0)
+        let out = dst + panel * k * nr
+        if transposed {
+            // op(B)[p, j] = b[j*ldb + p]: walk each source row (one j) contiguously, scatter down the panel.
+            if cols < nr { out.update(repeating: 0, count: k * nr) }
+            for jj in 0..<cols {
+                let src = b + (j0 + jj) * ldb + p0
+                for p in 0..<k { out[p * nr + jj] = src[p] }
+            }
+        } else {
+            for p in 0..<k {
+                let src = b + (p0 + p) * ldb + j0
+                let row = out + p * nr
+                for jj in 0..<cols { row[jj] = src[jj] }
+                for jj in cols..<nr { row[jj] = 0 }
+            }
+        }
+    }
+}
+
+@inline(__always) func loadVec(_ p: UnsafePointer<Float>) -> Vec {
+    UnsafeRawPointer(p).loadUnaligned(as: Vec.self)
+}
+@inline(__always) func storeVec(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self)
+}
+
+/// The 6 × NR register tile: 12 vector accumulators; each k step loads two B vectors and broadcasts 6 A values
+/// (from a packed strip: aRow 1, aK 6; or in place). Rows past `rows` repeat the last valid row (same
+/// arithmetic, never stored).
+@inline(__always)
+func wideTile(k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int,
+              b: UnsafePointer<Float>, bK: Int,
+              c: UnsafeMutablePointer<Float>, ldc: Int, cols: Int, row: Int, col: Int,
+              accumulate: Bool, epilogue: GemmEpilogue) {
+    let last = rows - 1
+    let a0 = a, a1 = a + min(1, last) * aRow, a2 = a + min(2, last) * aRow
+    let a3 = a + min(3, last) * aRow, a4 = a + min(4, last) * aRow, a5 = a + min(5, last) * aRow
+    var c00 = Vec(), c01 = Vec(), c10 = Vec(), c11 = Vec(), c20 = Vec(), c21 = Vec()
+    var c30 = Vec(), c31 = Vec(), c40 = Vec(), c41 = Vec(), c50 = Vec(), c51 = Vec()
+    var bp = b
+    var ap = 0
+    for _ in 0..<k {
+        let b0 = loadVec(bp), b1 = loadVec(bp + vecLanes)
+        var x = Vec(repeating: a0[ap]); c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
+        x = Vec(repeating: a1[ap]); c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1)
+        x = Vec(repeating: a2[ap]); c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1)
+        x = Vec(repeating: a3[ap]); c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1)
+        x = Vec(repeating: a4[ap]); c40 = c40.addingProduct(x, b0); c41 = c41.addingProduct(x, b1)
+        x = Vec(repeating: a5[ap]); c50 = c50.addingProduct(x, b0); c51 = c51.addingProduct(x, b1)
+        bp += bK
+        ap += aK
+    }
+    storeRow(c00, c01, c, cols: cols, row: row, col: col, accumulate: accumulate, epilogue: epilogue)
+    if rows > 1 { storeRow(c10, c11, c + ldc, cols: cols, row: row + 1, col: col, accumulate: accumulate, epilogue: epilogue) }
+    if rows > 2 { storeRow(c20, c21, c + 2 * ldc, cols: cols, row: row + 2, col: col, accumulate: accumulate, epilogue: epilogue) }
+    if rows > 3 { storeRow(c30, c31, c + 3 * ldc, cols: cols, row: row + 3, col: col, accumulate: accumulate, epilogue: epilogue) }
+    if rows > 4 { storeRow(c40, c41, c + 4 * ldc, cols: cols, row: row + 4, col: col, accumulate: accumulate, epilogue: epilogue) }
+    if rows > 5 { storeRow(c50, c51, c + 5 * ldc, cols: cols, row: row + 5, col: col, accumulate: accumulate, epilogue: epilogue) }
+}
+
+/// Stores one row of a wide tile (two vectors): C = (accumulate ? C : 0) + acc, then the epilogue.
+@inline(__always)
+func storeRow(_ lo: Vec, _ hi: Vec, _ c: UnsafeMutablePointer<Float>, cols: Int,
+              row: Int, col: Int, accumulate: Bool, epilogue: GemmEpilogue) {
+    if cols == nr {
+        storeVector(lo, c, row: row, col: col, accumulate: accumulate, epilogue: epilogue)
+        storeVector(hi, c + vecLanes, row: row, col: col + vecLanes, accumulate: accumulate, epilogue: epilogue)
+    } else {
+        storeEpilogueScalar(c, count: cols, row: row, col: col, accumulate: accumulate, epilogue: epilogue) {
+            $0 < vecLanes ? lo[$0] : hi[$0 - vecLanes]
+        }
+    }
+}
+
+@inline(__always)
+func storeVector(_ acc: Vec, _ c: UnsafeMutablePointer<Float>, row: Int, col: Int,
+                 accumulate: Bool, epilogue: GemmEpilogue) {
+    var v = acc
+    if accumulate { v += loadVec(c) }
+    switch epilogue {
+    case .none: break
+    case .bias(let bias): v += loadVec(bias + col)
+    case .biasRelu(let bias):
+        v += loadVec(bias + col)
+        v = v.replacing(with: 0, where: v .< 0)
+    case .reluMask(let mask, let ld):
+        v = v.replacing(with: 0, where: loadVec(mask + row * ld + col) .<= 0)
+    }
+    storeVec(v, c)
+}
+
+/// The same arithmetic as `storeVector`, lane by lane, for partial tiles (so a value never depends on where the
+/// tile edge falls).
+@inline(__always)
+func storeEpilogueScalar(_ c: UnsafeMutablePointer<Float>, count: Int, row: Int, col: Int, accumulate: Bool,
+                         epilogue: GemmEpilogue, _ acc: (Int) -> Float) {
+    for j in 0..<count {
+        var v = acc(j)
+        if accumulate { v += c[j] }
+        switch epilogue {
+        case .none: break
+        case .bias(let bias): v += bias[col + j]
+        case .biasRelu(let bias):
+            v += bias[col + j]
+            if v < 0 { v = 0 }
+        case .reluMask(let mask, let ld):
+            if !(mask[row * ld + col + j] > 0) { v = 0 }
+        }
+        c[j] = v
+    }
+}
+
+/// n ≤ one vector: B is packed once into a k × lanes zero-padded panel (a few KB), A is read in place, and a
+/// 12 × 1-vector tile (12 accumulators, 12 FMAs per B load) sweeps the rows.
+func narrowGemm(m: Int, n: Int, k: Int,
+                a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+                b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+                c: UnsafeMutablePointer<Float>, ldc: Int,
+                accumulate: Bool, epilogue: GemmEpilogue, workspace: GemmWorkspace) {
+    let panel = workspace.pointer
+    for p in 0..<k {
+        let row = panel + p * vecLanes
+        if transposeB { for j in 0..<n { row[j] = b[j * ldb + p] } } else { for j in 0..<n { row[j] = b[p * ldb + j] } }
+        for j in n..<vecLanes { row[j] = 0 }
+    }
+    var i0 = 0
+    while i0 < m {
+        let rows = min(mrNarrow, m - i0)
+        if transposeA {
+            narrowTile(k: k, a: a + i0, aRow: 1, aK: lda, rows: rows, b: panel, c: c + i0 * ldc, ldc: ldc, cols: n,
+                       row: i0, accumulate: accumulate, epilogue: epilogue)
+        } else {
+            narrowTile(k: k, a: a + i0 * lda, aRow: lda, aK: 1, rows: rows, b: panel, c: c + i0 * ldc, ldc: ldc,
+                       cols: n, row: i0, accumulate: accumulate, epilogue: epilogue)
+        }
+        i0 += mrNarrow
+    }
+}
+
+@inline(__always)
+func narrowTile(k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int, b: UnsafePointer<Float>,
+                c: UnsafeMutablePointer<Float>, ldc: Int, cols: Int, row: Int,
+                accumulate: Bool, epilogue: GemmEpilogue) {
+    // Twelve row streams; rows past `rows` repeat the last valid one.
+    let last = rows - 1
+    let a0 = a, a1 = a + min(1, last) * aRow, a2 = a + min(2, last) * aRow, a3 = a + min(3, last) * aRow
+    let a4 = a + min(4, last) * aRow, a5 = a + min(5, last) * aRow, a6 = a + min(6, last) * aRow
+    let a7 = a + min(7, last) * aRow, a8 = a + min(8, last) * aRow, a9 = a + min(9, last) * aRow
+    let a10 = a + min(10, last) * aRow, a11 = a + min(11, last) * aRow
+    var c0 = Vec(), c1 = Vec(), c2 = Vec(), c3 = Vec(), c4 = Vec(), c5 = Vec()
+    var c6 = Vec(), c7 = Vec(), c8 = Vec(), c9 = Vec(), c10 = Vec(), c11 = Vec()
+    var bp = b
+    var ap = 0
+    for _ in 0..<k {
+        let bv = loadVec(bp)
+        c0 = c0.addingProduct(Vec(repeating: a0[ap]), bv)
+        c1 = c1.addingProduct(Vec(repeating: a1[ap]), bv)
+        c2 = c2.addingProduct(Vec(repeating: a2[ap]), bv)
+        c3 = c3.addingProduct(Vec(repeating: a3[ap]), bv)
+        c4 = c4.addingProduct(Vec(repeating: a4[ap]), bv)
+        c5 = c5.addingProduct(Vec(repeating: a5[ap]), bv)
+        c6 = c6.addingProduct(Vec(repeating: a6[ap]), bv)
+        c7 = c7.addingProduct(Vec(repeating: a7[ap]), bv)
+        c8 = c8.addingProduct(Vec(repeating: a8[ap]), bv)
+        c9 = c9.addingProduct(Vec(repeating: a9[ap]), bv)
+        c10 = c10.addingProduct(Vec(repeating: a10[ap]), bv)
+        c11 = c11.addingProduct(Vec(repeating: a11[ap]), bv)
+        bp += vecLanes
+        ap += aK
+    }
+    let accs = (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11)
+    withUnsafeBytes(of: accs) { raw in
+        let v = raw.bindMemory(to: Float.self)
+        for r in 0..<rows {
+            storeEpilogueScalar(c + r * ldc, count: cols, row: row + r, col: 0, accumulate: accumulate,
+                                epilogue: epilogue) { v[r * vecLanes + $0] }
+        }
+    }
+}
+
+/// Narrow outputs with a long k (the 10-class layer's forward, n = 10, k = 512): C[i, j] is a dot product of A's
+/// row i with B's column j, so every lane does useful work instead of 10 of 16. Bᵀ is packed once ([n][k], zero-
+/// padded to whole vectors, ~20 KB); a 2-row × 5-column block keeps 10 accumulators, each k chunk loads 2 A
+/// vectors and 5 B vectors for 10 FMAs. The partial sums are reduced across lanes at the end — a fixed order
+/// for a given (n, k), whatever m is.
+func dotGemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+             b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+             c: UnsafeMutablePointer<Float>, ldc: Int,
+             accumulate: Bool, epilogue: GemmEpilogue, workspace: GemmWorkspace) {
+    let chunks = k / vecLanes
+    let kp = (chunks + 1) * vecLanes  // one extra vector holds the k tail, zero-padded
+    let bt = workspace.pointer
+    for j in 0..<n {
+        let row = bt + j * kp
+        if transposeB { for p in 0..<k { row[p] = b[j * ldb + p] } } else { for p in 0..<k { row[p] = b[p * ldb + j] } }
+        for p in k..<kp { row[p] = 0 }
+    }
+    let tail = k - chunks * vecLanes
+    var i0 = 0
+    while i0 < m {
+        let r1 = min(i0 + 1, m - 1)
+        let x0 = a + i0 * lda, x1 = a + r1 * lda
+        // The k tail of each row, zero-padded into a vector (same lanes, same order, any m).
+        var t0 = Vec(), t1 = Vec()
+        for p in 0..<tail { t0[p] = x0[chunks * vecLanes + p]; t1[p] = x1[chunks * vecLanes + p] }
+        var j0 = 0
+        while j0 < n {
+            let lastCol = n - 1
+            let w0 = UnsafePointer(bt + j0 * kp), w1 = UnsafePointer(bt + min(j0 + 1, lastCol) * kp)
+            let w2 = UnsafePointer(bt + min(j0 + 2, lastCol) * kp), w3 = UnsafePointer(bt + min(j0 + 3, lastCol) * kp)
+            let w4 = UnsafePointer(bt + min(j0 + 4, lastCol) * kp)
+            var s00 = Vec(), s01 = Vec(), s02 = Vec(), s03 = Vec(), s04 = Vec()
+            var s10 = Vec(), s11 = Vec(), s12 = Vec(), s13 = Vec(), s14 = Vec()
+            var p = 0
+            for q in 0...chunks {
+                let u0 = q < chunks ? loadVec(x0 + p) : t0
+                let u1 = q < chunks ? loadVec(x1 + p) : t1
+                var w = loadVec(w0 + p); s00 = s00.addingProduct(u0, w); s10 = s10.addingProduct(u1, w)
+                w = loadVec(w1 + p); s01 = s01.addingProduct(u0, w); s11 = s11.addingProduct(u1, w)
+                w = loadVec(w2 + p); s02 = s02.addingProduct(u0, w); s12 = s12.addingProduct(u1, w)
+                w = loadVec(w3 + p); s03 = s03.addingProduct(u0, w); s13 = s13.addingProduct(u1, w)
+                w = loadVec(w4 + p); s04 = s04.addingProduct(u0, w); s14 = s14.addingProduct(u1, w)
+                p += vecLanes
+            }
+            let cols = min(5, n - j0)
+            let row0 = (s00.sum(), s01.sum(), s02.sum(), s03.sum(), s04.sum())
+            let row1 = (s10.sum(), s11.sum(), s12.sum(), s13.sum(), s14.sum())
+            withUnsafeBytes(of: row0) { r0 in
+                let v = r0.bindMemory(to: Float.self)
+                storeEpilogueScalar(c + i0 * ldc + j0, count: cols, row: i0, col: j0, accumulate: accumulate,
+                                    epilogue: epilogue) { v[$0] }
+            }
+            if i0 + 1 < m {
+                withUnsafeBytes(of: row1) { r1 in
+                    let v = r1.bindMemory(to: Float.self)
+                    storeEpilogueScalar(c + (i0 + 1) * ldc + j0, count: cols, row: i0 + 1, col: j0,
+                                        accumulate: accumulate, epilogue: epilogue) { v[$0] }
+                }
+            }
+            j0 += 5
+        }
+        i0 += 2
+    }
+}

@@ -1,0 +1,87 @@
+// Dense: y = activation(x · W + b), W: [in × out] (Keras' layout), b: [out].
+//   forward   z = x·W + b, y = f(z)           (bias and relu fused into the GEMM's store)
+//   backward  dz = dy ⊙ f'(y), dx = dz · Wᵀ    (dx's store can apply the layer below's relu mask)
+//   gradient  dW = xᵀ · dz, db = Σ_rows dz      (over the whole batch; a worker computes some rows of dW)
+import LoomKernels
+
+/// A fully connected layer, as Keras' `Dense(units, activation, kernel_initializer, bias_initializer)`.
+public final class Dense: Layer {
+    public let units: Int
+    public let activation: ActivationKind
+    public let kernelInitializer: Initializer
+    public let biasInitializer: Initializer
+    public private(set) var inputWidth = 0
+
+    /// Set by the model when this softmax layer feeds a cross-entropy loss: the layer then emits logits and
+    /// receives ∂L/∂z directly (the fused, stable softmax + cross-entropy lives in the loss).
+    public var emitsLogits = false
+    /// Set by the model when the layer below is relu-activated: dx is then masked in the GEMM's store, and
+    /// `incomingMasked` is set on that layer so it skips its own mask pass.
+    public var masksInputGradient = false
+    public var incomingMasked = false
+
+    private var w: UnsafeMutablePointer<Float>!
+    private var b: UnsafeMutablePointer<Float>!
+    private var dw: UnsafeMutablePointer<Float>!
+    private var db: UnsafeMutablePointer<Float>!
+
+    public init(units: Int, activation: ActivationKind = .linear,
+                kernelInitializer: Initializer = .glorotUniform, biasInitializer: Initializer = .zeros) {
+        precondition(units > 0, "Dense needs at least one unit")
+        self.units = units; self.activation = activation
+        self.kernelInitializer = kernelInitializer; self.biasInitializer = biasInitializer
+    }
+
+    public var typeName: String { "Dense" }
+    public var detail: String { activation.rawValue }
+    public var outputWidth: Int { units }
+    public var parameterTensors: [ParameterTensor] {
+        [ParameterTensor(name: "kernel", shape: [inputWidth, units], offset: 0),
+         ParameterTensor(name: "bias", shape: [units], offset: inputWidth * units)]
+    }
+
+    public func build(inputWidth: Int) { self.inputWidth = inputWidth }
+
+    public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) {
+        w = parameters; b = parameters + inputWidth * units
+        dw = gradients; db = gradients + inputWidth * units
+    }
+
+    public func initialize(rng: inout Random) {
+        kernelInitializer.fill(w, count: inputWidth * units, fanIn: inputWidth, fanOut: units, rng: &rng)
+        biasInitializer.fill(b, count: units, fanIn: inputWidth, fanOut: units, rng: &rng)
+    }
+
+    public func forward(_ x: Rows, _ y: Rows, pass: Pass, workspace: GemmWorkspace) {
+        let epilogue: GemmEpilogue = activation == .relu ? .biasRelu(b) : .bias(b)
+        gemm(m: x.count, n: units, k: inputWidth, a: x.base, lda: x.ld, transposeA: false,
+             b: w, ldb: units, transposeB: false, c: y.base, ldc: y.ld, epilogue: epilogue, workspace: workspace)
+        if activation != .relu && !(activation == .softmax && emitsLogits) {
+            applyActivation(activation, rows: y.count, cols: units, y.base, ld: y.ld)
+        }
+    }
+
+    public func backward(x: Rows, y: Rows, dy: Rows, dx: Rows?, pass: Pass, workspace: GemmWorkspace) {
+        if !incomingMasked && !(activation == .softmax && emitsLogits) {
+            multiplyActivationDerivative(activation, rows: dy.count, cols: units, y: y.base, ldy: y.ld,
+                                         dy: dy.base, ld: dy.ld)
+        }
+        guard let dx else { return }
+        gemm(m: dy.count, n: inputWidth, k: units, a: dy.base, lda: dy.ld, transposeA: false,
+             b: w, ldb: units, transposeB: true, c: dx.base, ldc: dx.ld,
+             epilogue: masksInputGradient ? .reluMask(x.base, ld: x.ld) : .none, workspace: workspace)
+    }
+
+    public func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int,
+                                  workspace: GemmWorkspace) -> ParameterSlices {
+        let i0 = inputWidth * part / parts, i1 = inputWidth * (part + 1) / parts
+        if i1 > i0 {
+            gemm(m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
+                 b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units, workspace: workspace)
+        }
+        let j0 = units * part / parts, j1 = units * (part + 1) / parts
+        columnSums(rows: dy.count, columns: j0..<j1, dy.base, ld: dy.ld, into: db, accumulate: false)
+        let biasOffset = inputWidth * units
+        return ParameterSlices(first: i0 * units..<i1 * units, second: biasOffset + j0..<biasOffset + j1)
+    }
+}

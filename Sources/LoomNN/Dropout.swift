@@ -1,0 +1,49 @@
+// Dropout (inverted): while training y = x ⊙ m / (1 − rate), m_ij ~ Bernoulli(1 − rate); otherwise y = x.
+//   backward  dx = dy ⊙ m / (1 − rate)
+// The mask is a hash of (seed, step, batch row, unit), recomputed in backward: nothing is stored, and the
+// mask of a row does not depend on which worker holds it.
+import LoomKernels
+
+/// Randomly zeroes a fraction `rate` of its inputs while training, as Keras' `Dropout(rate)`.
+public final class Dropout: Layer {
+    public let rate: Float
+    public private(set) var inputWidth = 0
+
+    public init(rate: Float) {
+        precondition(rate >= 0 && rate < 1, "dropout rate must be in [0, 1)")
+        self.rate = rate
+    }
+
+    public var typeName: String { "Dropout" }
+    public var detail: String { "rate \(rate)" }
+    public var outputWidth: Int { inputWidth }
+    public var parameterTensors: [ParameterTensor] { [] }
+    public func build(inputWidth: Int) { self.inputWidth = inputWidth }
+    public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) {}
+    public func initialize(rng: inout Random) {}
+
+    /// The mask value (0 or 1/(1 − rate)) of unit j of batch row r.
+    @inline(__always) func keep(_ pass: Pass, row: Int, unit: Int) -> Float {
+        hashUniform(pass.seed, pass.step, UInt64(pass.firstRow + row), UInt64(unit)) >= rate ? 1 / (1 - rate) : 0
+    }
+
+    public func forward(_ x: Rows, _ y: Rows, pass: Pass, workspace: GemmWorkspace) {
+        guard pass.training && rate > 0 else { return copyRows(x, y) }
+        for i in 0..<x.count {
+            let xr = x.row(i), yr = y.row(i)
+            for j in 0..<x.width { yr[j] = xr[j] * keep(pass, row: i, unit: j) }
+        }
+    }
+
+    public func backward(x: Rows, y: Rows, dy: Rows, dx: Rows?, pass: Pass, workspace: GemmWorkspace) {
+        guard let dx else { return }
+        guard pass.training && rate > 0 else { return copyRows(dy, dx) }
+        for i in 0..<dy.count {
+            let g = dy.row(i), out = dx.row(i)
+            for j in 0..<dy.width { out[j] = g[j] * keep(pass, row: i, unit: j) }
+        }
+    }
+
+    public func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int,
+                                  workspace: GemmWorkspace) -> ParameterSlices { .none }
+}

@@ -1,0 +1,84 @@
+// Layer: the abstraction of Data Science from Scratch ch. 19 — every layer has a forward and a backward pass —
+// cut where a data-parallel step needs it cut:
+//   forward            y = f(x)                       on a worker's rows
+//   backward           dx = ∂L/∂x from dy = ∂L/∂y     on a worker's rows (needs no other worker's rows)
+//   parameterGradient  ∂L/∂θ summed over the batch     on a part of θ (needs every row: after a barrier)
+// Parameters and their gradients are views into the model's two flat buffers, bound once.
+import LoomKernels
+
+/// A block of rows of a row-major matrix of floats: `count` rows of `width` values, row stride `ld`.
+public struct Rows {
+    public var base: UnsafeMutablePointer<Float>
+    public var count: Int
+    public var width: Int
+    public var ld: Int
+
+    public init(_ base: UnsafeMutablePointer<Float>, count: Int, width: Int, ld: Int? = nil) {
+        self.base = base; self.count = count; self.width = width; self.ld = ld ?? width
+    }
+    /// Rows `range` of this block.
+    @inline(__always) public func slice(_ range: Range<Int>) -> Rows {
+        Rows(base + range.lowerBound * ld, count: range.count, width: width, ld: ld)
+    }
+    @inline(__always) public func row(_ i: Int) -> UnsafeMutablePointer<Float> { base + i * ld }
+}
+
+/// What a pass needs to know besides its rows.
+public struct Pass: Sendable {
+    /// Dropout is active only while training.
+    public var training: Bool
+    /// The run's seed and the optimizer step: with the batch row they key dropout's mask.
+    public var seed: UInt64
+    public var step: UInt64
+    /// The batch position of the block's first row (a dropout key independent of which worker holds the row).
+    public var firstRow: Int
+
+    public init(training: Bool, seed: UInt64 = 0, step: UInt64 = 0, firstRow: Int = 0) {
+        self.training = training; self.seed = seed; self.step = step; self.firstRow = firstRow
+    }
+}
+
+/// A named parameter tensor of a layer, at `offset` within the layer's parameters.
+public struct ParameterTensor: Sendable, Equatable {
+    public var name: String
+    public var shape: [Int]
+    public var offset: Int
+    public var count: Int { shape.reduce(1, *) }
+}
+
+/// The part of a layer's parameters whose gradient one worker computed: two ranges of the layer's flat
+/// parameters (a dense layer: some kernel rows, some bias entries).
+public struct ParameterSlices: Sendable {
+    public var first: Range<Int>
+    public var second: Range<Int>
+    public static let none = ParameterSlices(first: 0..<0, second: 0..<0)
+}
+
+/// One layer of a `Sequential` model.
+public protocol Layer: AnyObject {
+    /// "Dense", "Activation", "Dropout".
+    var typeName: String { get }
+    /// A short description of the configuration, for the summary (e.g. "relu").
+    var detail: String { get }
+    var inputWidth: Int { get }
+    var outputWidth: Int { get }
+    /// The layer's parameter tensors (empty for parameter-free layers), in storage order.
+    var parameterTensors: [ParameterTensor] { get }
+    /// Sets the input width; called once by the model before binding.
+    func build(inputWidth: Int)
+    /// Points the layer at its parameters and their gradients inside the model's flat buffers.
+    func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>)
+    func initialize(rng: inout Random)
+    /// y = f(x) for a block of rows.
+    func forward(_ x: Rows, _ y: Rows, pass: Pass, workspace: GemmWorkspace)
+    /// dx = ∂L/∂x for a block of rows, given dy = ∂L/∂y (which the layer may overwrite, e.g. with ∂L/∂z).
+    /// `dx` is nil for the first layer, whose input needs no gradient.
+    func backward(x: Rows, y: Rows, dy: Rows, dx: Rows?, pass: Pass, workspace: GemmWorkspace)
+    /// ∂L/∂θ over all rows of the batch for part `part` of `parts` of the parameters (written to the gradient
+    /// buffer); returns which parameters that was. `dy` is what `backward` left in place.
+    func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int, workspace: GemmWorkspace) -> ParameterSlices
+}
+
+extension Layer {
+    public var parameterCount: Int { parameterTensors.reduce(0) { $0 + $1.count } }
+}

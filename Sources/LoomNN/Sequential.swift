@@ -1,0 +1,225 @@
+// Sequential: a stack of layers, their parameters in one flat 64-byte-aligned buffer (each layer a view), the
+// gradients in a second one of the same layout, and a loss. The model knows how to run a block of rows forward,
+// compute the loss and the activation gradients, and compute its share of the parameter gradients; *who* runs
+// which rows and when is the engine's business (LoomEngine), which adds fit / evaluate / predict.
+import LoomKernels
+
+/// A Keras-style sequential model.
+public final class Sequential: @unchecked Sendable {
+    // Sendable: after `init` the object graph is fixed; the buffers it owns are written by workers on disjoint
+    // rows / parameter ranges, separated by barriers (see LoomEngine's SharedState).
+    public let inputWidth: Int
+    public let layers: [any Layer]
+    public let loss: Loss
+    /// The flat parameters and their gradients (same layout).
+    public let parameters: AlignedBuffer
+    public let gradients: AlignedBuffer
+    /// Where each layer's parameters start in the flat buffers.
+    public let offsets: [Int]
+    /// Softmax + cross-entropy are fused: the last layer emits logits and the loss returns ∂L/∂z.
+    public let fusedSoftmax: Bool
+
+    public var outputWidth: Int { layers.last!.outputWidth }
+    public var parameterCount: Int { parameters.count }
+
+    public init(inputWidth: Int, layers: [any Layer], loss: Loss) {
+        precondition(inputWidth > 0 && !layers.isEmpty, "a model needs an input width and a layer")
+        self.inputWidth = inputWidth
+        self.layers = layers
+        self.loss = loss
+        var width = inputWidth
+        var offsets: [Int] = []
+        var total = 0
+        for layer in layers {
+            layer.build(inputWidth: width)
+            width = layer.outputWidth
+            offsets.append(total)
+            total += layer.parameterCount
+        }
+        self.offsets = offsets
+        parameters = AlignedBuffer(count: total)
+        gradients = AlignedBuffer(count: total)
+        for (layer, offset) in zip(layers, offsets) {
+            layer.bind(parameters: parameters.pointer + offset, gradients: gradients.pointer + offset)
+        }
+        // Fuse softmax into a cross-entropy loss (stable log-sum-exp, one pass per row).
+        var fused = false
+        if loss.isCrossEntropy {
+            if let dense = layers.last as? Dense, dense.activation == .softmax { dense.emitsLogits = true; fused = true }
+            if let act = layers.last as? ActivationLayer, act.kind == .softmax { act.emitsLogits = true; fused = true }
+        }
+        fusedSoftmax = fused
+        // Fuse each relu's derivative into the store of the input gradient of the dense layer above it.
+        for l in 1..<layers.count {
+            guard let above = layers[l] as? Dense else { continue }
+            if let below = layers[l - 1] as? Dense, below.activation == .relu {
+                above.masksInputGradient = true; below.incomingMasked = true
+            } else if let below = layers[l - 1] as? ActivationLayer, below.kind == .relu {
+                above.masksInputGradient = true; below.incomingMasked = true
+            }
+        }
+    }
+
+    /// Fills the parameters from the layers' initializers with one seeded stream.
+    public func initialize(seed: UInt64) {
+        var rng = Random(seed: seed)
+        for layer in layers { layer.initialize(rng: &rng) }
+    }
+
+    /// Width of the activations after each layer: widths[0] is the input.
+    public var widths: [Int] { [inputWidth] + layers.map(\.outputWidth) }
+
+    /// Every parameter tensor with its model-wide name (`layers.0.kernel`), shape and flat offset.
+    public var namedParameters: [ParameterTensor] {
+        var result: [ParameterTensor] = []
+        for (l, layer) in layers.enumerated() {
+            for t in layer.parameterTensors {
+                result.append(ParameterTensor(name: "layers.\(l).\(t.name)", shape: t.shape, offset: offsets[l] + t.offset))
+            }
+        }
+        return result
+    }
+
+    /// A Keras-style table: layer, output shape, parameter count, and the total.
+    public func summary() -> String {
+        var lines = ["Model: \"sequential\"",
+                     pad("Layer (type)", 30) + pad("Output Shape", 20) + "Param #",
+                     String(repeating: "─", count: 60)]
+        for (l, layer) in layers.enumerated() {
+            lines.append(pad("\(layer.typeName.lowercased())_\(l) (\(layer.typeName), \(layer.detail))", 30)
+                         + pad("(None, \(layer.outputWidth))", 20) + grouped(layer.parameterCount))
+        }
+        lines.append(String(repeating: "─", count: 60))
+        lines.append("Total params: \(grouped(parameterCount)) (\(formatBytes(parameterCount * 4)))")
+        lines.append("Loss: \(loss.rawValue)\(fusedSoftmax ? " (fused with softmax)" : "")")
+        return lines.joined(separator: "\n")
+    }
+
+    // MARK: The pieces of a step, on activation buffers
+
+    /// Runs rows `rows` forward through every layer.
+    public func forward(_ a: ActivationBuffers, rows: Range<Int>, pass: Pass, workspace: GemmWorkspace) {
+        for l in 0..<layers.count {
+            layers[l].forward(a.output(l - 1, rows), a.output(l, rows), pass: pass, workspace: workspace)
+        }
+    }
+
+    /// The loss of rows `rows` against their labels, into `a.rowLoss`/`a.rowCorrect`; with `gradient`, also
+    /// ∂L/∂(last output) scaled by 1/`batchSize`.
+    public func lossAndGradient(_ a: ActivationBuffers, rows: Range<Int>, labels: UnsafePointer<Int32>,
+                                batchSize: Int, gradient: Bool) {
+        let last = layers.count - 1
+        loss.evaluate(y: a.output(last, rows), labels: labels + rows.lowerBound, scale: 1 / Float(batchSize),
+                      dy: gradient ? a.gradient(last, rows) : nil, fusedSoftmax: fusedSoftmax,
+                      loss: a.rowLoss + rows.lowerBound, correct: a.rowCorrect + rows.lowerBound)
+    }
+
+    /// Backpropagates the activation gradients of rows `rows` down to the first layer.
+    public func backward(_ a: ActivationBuffers, rows: Range<Int>, pass: Pass, workspace: GemmWorkspace) {
+        for l in stride(from: layers.count - 1, through: 0, by: -1) {
+            layers[l].backward(x: a.output(l - 1, rows), y: a.output(l, rows), dy: a.gradient(l, rows),
+                               dx: l > 0 ? a.gradient(l - 1, rows) : nil, pass: pass, workspace: workspace)
+        }
+    }
+
+    /// Computes part `part` of `parts` of every layer's parameter gradient over the batch's first `batchSize`
+    /// rows, and hands each finished range (model-wide offsets) to `apply` — where the optimizer updates it
+    /// while it is still in cache.
+    public func parameterGradients(_ a: ActivationBuffers, batchSize: Int, part: Int, of parts: Int,
+                                   workspace: GemmWorkspace, apply: (Range<Int>) -> Void) {
+        for l in 0..<layers.count where layers[l].parameterCount > 0 {
+            let s = layers[l].parameterGradient(x: a.output(l - 1, 0..<batchSize), dy: a.gradient(l, 0..<batchSize),
+                                                part: part, of: parts, workspace: workspace)
+            let o = offsets[l]
+            if !s.first.isEmpty { apply(o + s.first.lowerBound..<o + s.first.upperBound) }
+            if !s.second.isEmpty { apply(o + s.second.lowerBound..<o + s.second.upperBound) }
+        }
+    }
+
+    /// The output of the last layer as probabilities (applies the softmax the fused path leaves out).
+    public func finishPrediction(_ a: ActivationBuffers, rows: Range<Int>) {
+        guard fusedSoftmax else { return }
+        let y = a.output(layers.count - 1, rows)
+        softmaxRows(rows: y.count, cols: y.width, y.base, ld: y.ld)
+    }
+
+    /// SHA-256 over the parameters' bytes (little-endian float32, layer order): equal digests, equal weights.
+    public func weightsDigest() -> String {
+        SHA256.hex(UnsafeRawBufferPointer(start: parameters.pointer, count: parameterCount * 4))
+    }
+}
+
+/// The activations of a batch: the input and each layer's output, each gradient, and per-row loss and
+/// correctness, for up to `capacity` rows. Workers write disjoint row ranges of the same buffers.
+public final class ActivationBuffers: @unchecked Sendable {
+    // Sendable: see Sequential. Row ranges are disjoint per worker; whole-batch reads happen after a barrier.
+    public let capacity: Int
+    public let widths: [Int]
+    private let outputs: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>
+    private let gradients: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>
+    private let owned: [AlignedBuffer]
+    public let rowLoss: UnsafeMutablePointer<Float>
+    public let rowCorrect: UnsafeMutablePointer<Float>
+
+    /// Allocates (does not touch) the buffers: the first writer of each page places it on its NUMA node.
+    public init(model: Sequential, capacity: Int) {
+        self.capacity = capacity
+        widths = model.widths
+        var owned: [AlignedBuffer] = []
+        func make(_ n: Int) -> UnsafeMutablePointer<Float> {
+            let b = AlignedBuffer(count: n, zeroed: false); owned.append(b); return b.pointer
+        }
+        outputs = .allocate(capacity: widths.count)
+        gradients = .allocate(capacity: widths.count)
+        for (i, w) in widths.enumerated() {
+            outputs[i] = make(capacity * w)
+            gradients[i] = make(capacity * w)
+        }
+        rowLoss = make(capacity)
+        rowCorrect = make(capacity)
+        self.owned = owned
+    }
+
+    deinit { outputs.deallocate(); gradients.deallocate() }
+
+    /// The model's input rows (layer −1's output).
+    @inline(__always) public var input: UnsafeMutablePointer<Float> { outputs[0] }
+
+    /// Rows of the output of layer `l` (l = −1: the input).
+    @inline(__always) public func output(_ l: Int, _ rows: Range<Int>) -> Rows {
+        let w = widths[l + 1]
+        return Rows(outputs[l + 1] + rows.lowerBound * w, count: rows.count, width: w)
+    }
+    /// Rows of ∂L/∂(output of layer l).
+    @inline(__always) public func gradient(_ l: Int, _ rows: Range<Int>) -> Rows {
+        let w = widths[l + 1]
+        return Rows(gradients[l + 1] + rows.lowerBound * w, count: rows.count, width: w)
+    }
+}
+
+func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+
+/// 407050 → "407,050".
+public func grouped(_ n: Int) -> String {
+    let s = String(n)
+    var out = ""
+    for (i, ch) in s.enumerated() {
+        if i > 0 && (s.count - i) % 3 == 0 { out.append(",") }
+        out.append(ch)
+    }
+    return out
+}
+
+/// 1628200 → "1.55 MB".
+public func formatBytes(_ n: Int) -> String {
+    if n < 1024 { return "\(n) B" }
+    if n < 1024 * 1024 { return String(format2(Double(n) / 1024)) + " KB" }
+    return String(format2(Double(n) / 1048576)) + " MB"
+}
+
+func format2(_ x: Double) -> String {
+    let r = (x * 100).rounded() / 100
+    var s = String(r)
+    if let dot = s.firstIndex(of: ".") { let decimals = s.distance(from: dot, to: s.endIndex) - 1; if decimals == 1 { s += "0" } }
+    return s
+}
