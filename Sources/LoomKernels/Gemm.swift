@@ -42,14 +42,16 @@ public typealias Vec = SIMD16<Float>
 /// The register vector of the target: one ymm.
 public typealias Vec = SIMD8<Float>
 #endif
+// Tile constants are computed properties, not global `let`s: a global is initialized lazily and every use in a
+// hot loop would go through its accessor (measured: a call per use across modules).
 /// Floats per register vector.
-public let vecLanes = Vec.scalarCount
+public var vecLanes: Int { @inline(__always) get { Vec.scalarCount } }
 /// Width of a B panel and of the main register tile.
-let nr = 2 * Vec.scalarCount
+var nr: Int { @inline(__always) get { 2 * Vec.scalarCount } }
 /// Rows of the main register tile.
-let mr = 6
+var mr: Int { @inline(__always) get { 6 } }
 /// Rows of the narrow (one-vector-wide) tile.
-let mrNarrow = 12
+var mrNarrow: Int { @inline(__always) get { 12 } }
 
 /// Scratch memory for packing B panels. One per worker, allocated once; it grows on first use to the largest
 /// shape seen, so a steady-state training step never allocates.
@@ -71,7 +73,7 @@ public final class GemmWorkspace {
     var pointer: UnsafeMutablePointer<Float> { storage.pointer }
 }
 
-let maxKBlock = 512
+var maxKBlock: Int { @inline(__always) get { 512 } }
 
 /// K blocks have equal depth ≤ 512 (784 → 2 × 392), a function of k alone.
 @inline(__always) func kBlockSize(_ k: Int) -> Int {
@@ -159,7 +161,7 @@ public func gemm(
 
 /// Rows of A packed at once: an mc × kc block (≤ 96 × 512 floats, 192 KB) stays in L2 while every B panel
 /// passes over it.
-let mcBlock = 96
+var mcBlock: Int { @inline(__always) get { 96 } }
 
 /// Packs rows i0..<i0+m, depth p0..<p0+k of op(A) into 6-row strips, each `k × 6` contiguous (the order the
 /// micro-kernel broadcasts them), repeating the last row past m.

@@ -98,7 +98,7 @@ public final class Optimizer: @unchecked Sendable {
                     storeN(bi, gbar, i, n)
                     denominator = ai - bi * bi + eps
                 }
-                let increment = gi * lr / denominator.squareRoot()
+                let increment = gi * lr / vsqrt(denominator)
                 if m != 0 {
                     let vi = load(v, i, n) * m + increment
                     storeN(vi, v, i, n)
@@ -119,7 +119,7 @@ public final class Optimizer: @unchecked Sendable {
                 vi += (gi * gi - vi) * (1 - b2)
                 storeN(mi, mm, i, n)
                 storeN(vi, vv, i, n)
-                storeN(load(w, i, n) - mi * alpha / (vi.squareRoot() + eps), w, i, n)
+                storeN(load(w, i, n) - mi * alpha / (vsqrt(vi) + eps), w, i, n)
             }
         }
     }

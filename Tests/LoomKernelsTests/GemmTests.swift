@@ -1,0 +1,122 @@
+import LoomKernels
+import Testing
+
+/// A straightforward triple loop in Double: the reference every GEMM variant is checked against.
+func referenceGemm(m: Int, n: Int, k: Int, a: [Float], lda: Int, ta: Bool, b: [Float], ldb: Int, tb: Bool) -> [Double] {
+    var c = [Double](repeating: 0, count: m * n)
+    for i in 0..<m {
+        for j in 0..<n {
+            var s = 0.0
+            for p in 0..<k {
+                let av = ta ? a[p * lda + i] : a[i * lda + p]
+                let bv = tb ? b[j * ldb + p] : b[p * ldb + j]
+                s += Double(av) * Double(bv)
+            }
+            c[i * n + j] = s
+        }
+    }
+    return c
+}
+
+struct Lcg {
+    var s: UInt64
+    mutating func next() -> Float { s = s &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: s >> 11) % 2001 - 1000) / 1000 }
+}
+
+func checkGemm(m: Int, n: Int, k: Int, ta: Bool, tb: Bool, accumulate: Bool = false, epilogue: String = "none",
+               seed: UInt64 = 1, workspace: GemmWorkspace = GemmWorkspace()) {
+    var rng = Lcg(s: seed &+ UInt64(m * 1_000_003 + n * 1009 + k))
+    let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2
+    let a = (0..<(ta ? k : m) * lda).map { _ in rng.next() }
+    let b = (0..<(tb ? n : k) * ldb).map { _ in rng.next() }
+    let bias = (0..<n).map { _ in rng.next() }
+    let mask = (0..<m * n).map { _ in rng.next() }
+    let c0 = (0..<m * ldc).map { _ in rng.next() }
+    var expected = referenceGemm(m: m, n: n, k: k, a: a, lda: lda, ta: ta, b: b, ldb: ldb, tb: tb)
+    for i in 0..<m {
+        for j in 0..<n {
+            var v = expected[i * n + j] + (accumulate ? Double(c0[i * ldc + j]) : 0)
+            switch epilogue {
+            case "bias": v += Double(bias[j])
+            case "biasRelu": v = max(0, v + Double(bias[j]))
+            case "reluMask": v = mask[i * n + j] > 0 ? v : 0
+            default: break
+            }
+            expected[i * n + j] = v
+        }
+    }
+    var c = c0
+    a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in bias.withUnsafeBufferPointer { biasp in
+        mask.withUnsafeBufferPointer { mp in c.withUnsafeMutableBufferPointer { cp in
+            let e: GemmEpilogue = switch epilogue {
+            case "bias": .bias(biasp.baseAddress!)
+            case "biasRelu": .biasRelu(biasp.baseAddress!)
+            case "reluMask": .reluMask(mp.baseAddress!, ld: n)
+            default: .none
+            }
+            gemm(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, transposeA: ta, b: bp.baseAddress!, ldb: ldb,
+                 transposeB: tb, c: cp.baseAddress!, ldc: ldc, accumulate: accumulate, epilogue: e, workspace: workspace)
+        } }
+    } } }
+    var worst = 0.0
+    for i in 0..<m {
+        for j in 0..<n {
+            let err = abs(Double(c[i * ldc + j]) - expected[i * n + j]) / (1 + abs(expected[i * n + j]))
+            worst = max(worst, err)
+        }
+        // Padding between rows is untouched.
+        for j in n..<ldc { #expect(c[i * ldc + j] == c0[i * ldc + j], "wrote past the row at (\(i), \(j))") }
+    }
+    #expect(worst < 1e-5 * Double(max(1, k)).squareRoot(), "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) acc \(accumulate) \(epilogue): error \(worst)")
+}
+
+@Suite("GEMM against a reference")
+struct GemmTests {
+    @Test("every transpose, edge sizes 1…65 in each dimension", arguments: [false, true], [false, true])
+    func edgeSizes(ta: Bool, tb: Bool) {
+        let ws = GemmWorkspace()
+        for size in [1, 2, 3, 5, 7, 8, 9, 13, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65] {
+            checkGemm(m: size, n: 17, k: 11, ta: ta, tb: tb, workspace: ws)
+            checkGemm(m: 13, n: size, k: 19, ta: ta, tb: tb, workspace: ws)
+            checkGemm(m: 7, n: 33, k: size, ta: ta, tb: tb, workspace: ws)
+        }
+    }
+
+    @Test("the workload's shapes, K not a multiple of the block, the 10-wide layer", arguments: [false, true], [false, true])
+    func workloadShapes(ta: Bool, tb: Bool) {
+        let ws = GemmWorkspace()
+        checkGemm(m: 128, n: 512, k: 784, ta: ta, tb: tb, workspace: ws)
+        checkGemm(m: 64, n: 10, k: 512, ta: ta, tb: tb, workspace: ws)
+        checkGemm(m: 130, n: 10, k: 513, ta: ta, tb: tb, workspace: ws)
+        checkGemm(m: 97, n: 96, k: 1030, ta: ta, tb: tb, workspace: ws)
+        checkGemm(m: 100, n: 2, k: 3, ta: ta, tb: tb, workspace: ws)
+        checkGemm(m: 4, n: 1, k: 2, ta: ta, tb: tb, workspace: ws)
+    }
+
+    @Test("accumulate and every epilogue", arguments: ["none", "bias", "biasRelu", "reluMask"])
+    func epilogues(epilogue: String) {
+        for (m, n, k) in [(13, 37, 29), (128, 512, 40), (9, 10, 600), (5, 3, 2), (100, 64, 700)] {
+            checkGemm(m: m, n: n, k: k, ta: false, tb: false, accumulate: false, epilogue: epilogue)
+            checkGemm(m: m, n: n, k: k, ta: true, tb: true, accumulate: true, epilogue: epilogue)
+        }
+    }
+
+    @Test("a row's result does not depend on which other rows are computed with it")
+    func rowIndependence() {
+        var rng = Lcg(s: 9)
+        let m = 50, n = 40, k = 300
+        let a = (0..<m * k).map { _ in rng.next() }, b = (0..<k * n).map { _ in rng.next() }
+        func run(_ rows: Range<Int>) -> [Float] {
+            var c = [Float](repeating: 0, count: rows.count * n)
+            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                gemm(m: rows.count, n: n, k: k, a: ap.baseAddress! + rows.lowerBound * k, lda: k, transposeA: false,
+                     b: bp.baseAddress!, ldb: n, transposeB: false, c: cp.baseAddress!, ldc: n, workspace: GemmWorkspace())
+            } } }
+            return c
+        }
+        let all = run(0..<m)
+        for split in [1, 7, 17, 25, 49] {
+            #expect(run(0..<split) + run(split..<m) == all, "split at \(split)")
+        }
+    }
+}

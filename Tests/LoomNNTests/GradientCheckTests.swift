@@ -1,0 +1,109 @@
+import LoomKernels
+@testable import LoomNN
+import Testing
+
+/// Runs one full batch through the model the way a single worker does and returns the mean loss; with
+/// `gradients`, also leaves ∂L/∂θ in `model.gradients` (parameter gradients computed as one part, no update).
+func batchLoss(_ model: Sequential, _ buffers: ActivationBuffers, x: [Float], labels: [Int32], gradients: Bool,
+               pass: Pass = Pass(training: true, seed: 3, step: 1)) -> Double {
+    let n = labels.count
+    let ws = GemmWorkspace()
+    x.withUnsafeBufferPointer { buffers.input.update(from: $0.baseAddress!, count: x.count) }
+    labels.withUnsafeBufferPointer { lp in
+        model.forward(buffers, rows: 0..<n, pass: pass, workspace: ws)
+        model.lossAndGradient(buffers, rows: 0..<n, labels: lp.baseAddress!, batchSize: n, gradient: gradients)
+        if gradients {
+            model.backward(buffers, rows: 0..<n, pass: pass, workspace: ws)
+            model.parameterGradients(buffers, batchSize: n, part: 0, of: 1, workspace: ws) { _ in }
+        }
+    }
+    var sum = 0.0
+    for i in 0..<n { sum += Double(buffers.rowLoss[i]) }
+    return sum / Double(n)
+}
+
+/// Central finite differences of the loss against every parameter (or a sample of them) vs backprop.
+func gradientCheck(_ layers: [any Layer], inputs: Int, loss: Loss, classes: Int, rows: Int = 5, seed: UInt64 = 1,
+                   positiveInputs: Bool = false) {
+    let model = Sequential(inputWidth: inputs, layers: layers, loss: loss)
+    model.initialize(seed: seed)
+    var rng = Random(seed: seed + 100)
+    // Keep biases non-zero so every path is exercised.
+    for i in 0..<model.parameterCount { model.parameters.pointer[i] += Float(rng.nextNormal() * 0.1) }
+    let buffers = ActivationBuffers(model: model, capacity: rows)
+    let x = (0..<rows * inputs).map { _ in positiveInputs ? rng.nextUniform() : Float(rng.nextNormal()) }
+    let labels = (0..<rows).map { _ in Int32(rng.next() % UInt64(classes)) }
+    _ = batchLoss(model, buffers, x: x, labels: labels, gradients: true)
+    let analytic = model.gradients.array
+    let h: Float = 1e-3
+    let count = model.parameterCount
+    let step = max(1, count / 60)
+    var checked = 0
+    for i in stride(from: 0, to: count, by: step) {
+        let p = model.parameters.pointer + i
+        let saved = p.pointee
+        p.pointee = saved + h
+        let plus = batchLoss(model, buffers, x: x, labels: labels, gradients: false)
+        p.pointee = saved - h
+        let minus = batchLoss(model, buffers, x: x, labels: labels, gradients: false)
+        p.pointee = saved
+        let numeric = (plus - minus) / Double(2 * h)
+        let a = Double(analytic[i])
+        #expect(abs(numeric - a) <= 2e-3 + 2e-2 * max(abs(numeric), abs(a)),
+                "parameter \(i): backprop \(a), finite difference \(numeric)")
+        checked += 1
+    }
+    #expect(checked > 0)
+}
+
+@Suite("Gradient checks: backprop against central finite differences")
+struct GradientCheckTests {
+    @Test("Dense with each activation, under mean squared error", arguments: ActivationKind.allCases)
+    func denseActivations(_ activation: ActivationKind) {
+        gradientCheck([Dense(units: 6, activation: activation), Dense(units: 3)], inputs: 4, loss: .meanSquaredError, classes: 3)
+    }
+
+    @Test("Activation layers, each kind", arguments: ActivationKind.allCases)
+    func activationLayers(_ kind: ActivationKind) {
+        gradientCheck([Dense(units: 7), ActivationLayer(kind), Dense(units: 3)], inputs: 5, loss: .sumSquaredError, classes: 3)
+    }
+
+    @Test("every loss", arguments: Loss.allCases)
+    func losses(_ loss: Loss) {
+        // Cross-entropies with a softmax output (fused), squared errors with a sigmoid output.
+        let last: ActivationKind = loss.isCrossEntropy ? .softmax : .sigmoid
+        gradientCheck([Dense(units: 8, activation: .tanh), Dense(units: 4, activation: last)], inputs: 3, loss: loss, classes: 4)
+    }
+
+    @Test("cross-entropy without the fused softmax (sigmoid outputs)")
+    func unfusedCrossEntropy() {
+        gradientCheck([Dense(units: 6, activation: .relu), Dense(units: 3, activation: .sigmoid)], inputs: 4,
+                      loss: .sparseCategoricalCrossentropy, classes: 3)
+    }
+
+    @Test("one output unit (binary target), sum of squared errors")
+    func oneOutput() {
+        gradientCheck([Dense(units: 2, activation: .sigmoid), Dense(units: 1, activation: .sigmoid)], inputs: 2,
+                      loss: .sumSquaredError, classes: 2)
+    }
+
+    @Test("Dropout with a fixed mask (same seed and step in every pass)")
+    func dropout() {
+        gradientCheck([Dense(units: 12, activation: .relu), Dropout(rate: 0.4), Dense(units: 3, activation: .softmax)],
+                      inputs: 4, loss: .sparseCategoricalCrossentropy, classes: 3)
+    }
+
+    @Test("relu below a dense layer: the mask fused into the input-gradient GEMM")
+    func fusedReluMask() {
+        gradientCheck([Dense(units: 9, activation: .relu), Dense(units: 8, activation: .relu), Dense(units: 5, activation: .softmax)],
+                      inputs: 6, loss: .sparseCategoricalCrossentropy, classes: 5, rows: 7)
+        gradientCheck([Dense(units: 9), ActivationLayer(.relu), Dense(units: 4, activation: .softmax)],
+                      inputs: 6, loss: .categoricalCrossentropy, classes: 4)
+    }
+
+    @Test("a wide layer: more units than one register tile, many rows")
+    func wide() {
+        gradientCheck([Dense(units: 40, activation: .relu), Dense(units: 10, activation: .softmax)],
+                      inputs: 35, loss: .sparseCategoricalCrossentropy, classes: 10, rows: 13)
+    }
+}
