@@ -82,15 +82,26 @@ public enum ConfigLoader {
         }
         let keyPath = String(assignment[..<eq])
         let valueText = String(assignment[assignment.index(after: eq)...])
-        let value: Node
+        var value: Node
         do { value = try Yams.compose(yaml: valueText) ?? Node("") } catch {
             throw ConfigError(file: "--set", keyPath: keyPath, message: "cannot read value '\(valueText)' as YAML")
         }
+        value = unmarked(value)
         let parts = keyPath.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard !parts.contains("") else {
             throw ConfigError(file: "--set", keyPath: keyPath, message: "empty key in path")
         }
         return try set(parts[...], value, in: root, done: [], keyPath: keyPath)
+    }
+
+    /// The node without source positions, so errors in it point at --set rather than at line 1 of the file.
+    static func unmarked(_ node: Node) -> Node {
+        switch node {
+        case .scalar(var s): s.mark = nil; return .scalar(s)
+        case .sequence(let s): return .sequence(Node.Sequence(s.map(unmarked)))
+        case .mapping(let m): return .mapping(Node.Mapping(m.map { (unmarked($0.key), unmarked($0.value)) }))
+        case .alias: return node
+        }
     }
 
     static func set(_ parts: ArraySlice<String>, _ value: Node, in node: Node, done: [String],
@@ -120,7 +131,7 @@ struct Reader {
     let file: String
 
     func fail(_ node: Node?, _ path: String, _ message: String) -> ConfigError {
-        ConfigError(file: node?.mark == nil ? (file + " (or --set)") : file, line: node?.mark?.line,
+        ConfigError(file: node?.mark == nil ? "--set" : file, line: node?.mark?.line,
                     column: node?.mark?.column, keyPath: path, message: message)
     }
 

@@ -140,7 +140,7 @@ public final class Trainer: @unchecked Sendable {
             for s in 0..<steps {
                 let start = s * batchSize
                 let n = min(batchSize, data.count - start)
-                let rows = n * w / workers..<n * (w + 1) / workers
+                let rows = shard(n, part: w, of: workers)
                 let t = firstStep + s + 1
                 let pass = Pass(training: true, seed: seed, step: UInt64(t), firstRow: rows.lowerBound)
                 // 1-4: this worker's rows.
@@ -203,9 +203,10 @@ public final class Trainer: @unchecked Sendable {
         let sink = InferenceSink(loss: loss, predicted: predicted, probabilities: probabilities)
         pool.run { w in
             let workspace = shared.workspaces[w]!
-            let region = capacity * w / workers..<capacity * (w + 1) / workers
-            var i = count * w / workers
-            let end = count * (w + 1) / workers
+            let region = shard(capacity, part: w, of: workers)
+            let samples = shard(count, part: w, of: workers)
+            var i = samples.lowerBound
+            let end = samples.upperBound
             while i < end {
                 let n = min(region.count, end - i)
                 let rows = region.lowerBound..<region.lowerBound + n
@@ -227,6 +228,13 @@ public final class Trainer: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Part `part` of `parts` of 0..<n: contiguous, sizes differing by at most one, together covering 0..<n once.
+/// Rows of a batch are split among workers this way (the last, short batch of an epoch too).
+@inline(__always)
+public func shard(_ n: Int, part: Int, of parts: Int) -> Range<Int> {
+    n * part / parts..<n * (part + 1) / parts
 }
 
 /// Where inference writes per-sample results; workers write disjoint sample ranges.

@@ -24,13 +24,16 @@ public func vexp(_ x: Vec) -> Vec {
     p = p * r + 5.0000001201e-1
     let r2 = r * r
     let er = p * r2 + r + 1
-    // 2^n: build the float with exponent n + 127 (n within [-126, 128] after the clamp; the ends handled below).
-    var scale = Vec()
+    // 2^n as two normal powers of two, 2^(n/2)·2^(n − n/2): n ranges over [−126, 128], past what one float's
+    // exponent field holds at either end.
+    var s1 = Vec(), s2 = Vec()
     for i in 0..<Vec.scalarCount {
-        let e = Int32(n[i]) + 127
-        scale[i] = e <= 0 ? 0 : (e >= 255 ? .infinity : Float(bitPattern: UInt32(e) << 23))
+        let k = Int32(n[i])
+        let h = k / 2
+        s1[i] = Float(bitPattern: UInt32(h + 127) << 23)
+        s2[i] = Float(bitPattern: UInt32(k - h + 127) << 23)
     }
-    var y = er * scale
+    var y = er * s1 * s2
     y = y.replacing(with: 0, where: x .< -87.33654)
     y = y.replacing(with: .infinity, where: x .> 88.72283)
     return y
