@@ -36,10 +36,11 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model described by a config, then evaluate it on the test set.")
 
     @OptionGroup var options: ConfigOptions
-    @Option(help: "Epochs (training.epochs).") var epochs: Int?
-    @Option(name: .customLong("batch-size"), help: "Samples per batch (training.batch_size).") var batchSize: Int?
-    @Option(help: "Seed for initialization, shuffling and dropout (training.seed).") var seed: Int?
-    @Option(help: "Worker threads (training.workers); default: one per usable CPU.") var workers: String?
+    // `.unconditional`: "--workers -2" reaches our validation (one clear line) instead of being read as a flag.
+    @Option(parsing: .unconditional, help: "Epochs (training.epochs).") var epochs: Int?
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Samples per batch (training.batch_size).") var batchSize: Int?
+    @Option(parsing: .unconditional, help: "Seed for initialization, shuffling and dropout (training.seed).") var seed: Int?
+    @Option(parsing: .unconditional, help: "Worker threads (training.workers); default: one per usable CPU.") var workers: String?
     @Option(help: "Write a JSON report of the run to this file.") var report: String?
 
     func run() throws {

@@ -1,0 +1,168 @@
+import Foundation
+import Testing
+
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+/// The `loom` binary built beside the test bundle.
+let loomBinary: String = {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for candidate in [dir, dir.deletingLastPathComponent()] {
+        let path = candidate.appendingPathComponent("loom").path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    return Bundle.main.bundleURL.appendingPathComponent("loom").path
+}()
+
+struct Outcome { var status: Int32; var stdout: String; var stderr: String }
+
+func loom(_ args: [String], cwd: String = root) throws -> Outcome {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: loomBinary)
+    p.arguments = args
+    p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out; p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Outcome(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+func scratch() -> String {
+    let dir = NSTemporaryDirectory() + "loom-cli-\(UUID().uuidString)"
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+func idx(_ dims: [Int], _ data: [UInt8], magic: UInt8 = 8) -> Data {
+    var out: [UInt8] = [0, 0, magic, UInt8(dims.count)]
+    for d in dims { out += [UInt8(d >> 24 & 255), UInt8(d >> 16 & 255), UInt8(d >> 8 & 255), UInt8(d & 255)] }
+    return Data(out + data)
+}
+
+/// A config training a tiny model on an IDX pair in `dir`.
+func idxConfig(_ dir: String, extra: String = "") -> String {
+    let text = """
+    model:
+      layers:
+        - {type: dense, units: 8, activation: relu}
+        - {type: dense, units: 3, activation: softmax}
+    loss: sparse_categorical_crossentropy
+    optimizer: {name: sgd, learning_rate: 0.1}
+    data:
+      dataset: idx
+      train_images: \(dir)/train-images
+      train_labels: \(dir)/train-labels
+      test_images: \(dir)/test-images
+      test_labels: \(dir)/test-labels
+    training: {epochs: 2, batch_size: 4\(extra)}
+    """
+    let path = dir + "/c.yaml"
+    FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    return path
+}
+
+func writeGoodIDX(_ dir: String) {
+    let fm = FileManager.default
+    fm.createFile(atPath: dir + "/train-images", contents: idx([12, 2, 2], (0..<48).map { UInt8($0 * 5) }))
+    fm.createFile(atPath: dir + "/train-labels", contents: idx([12], (0..<12).map { UInt8($0 % 3) }))
+    fm.createFile(atPath: dir + "/test-images", contents: idx([3, 2, 2], (0..<12).map { UInt8($0 * 7) }))
+    fm.createFile(atPath: dir + "/test-labels", contents: idx([3], [0, 1, 2]))
+}
+
+/// A user error: exit code ≠ 0, exactly one line on stderr that contains each of `mentions`, no crash.
+func expectOneLineError(_ o: Outcome, _ mentions: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(o.status != 0, "exit status \(o.status)", sourceLocation: sourceLocation)
+    #expect(o.status < 128, "killed by a signal: \(o.stderr)", sourceLocation: sourceLocation)
+    let lines = o.stderr.split(separator: "\n")
+    #expect(lines.count == 1, "stderr: \(o.stderr)", sourceLocation: sourceLocation)
+    for m in mentions { #expect(o.stderr.contains(m), "'\(m)' not in: \(o.stderr)", sourceLocation: sourceLocation) }
+    #expect(!o.stderr.contains("Fatal error") && !o.stderr.contains("Stack dump"), sourceLocation: sourceLocation)
+}
+
+@Suite("The loom command", .serialized)
+struct CLITests {
+    @Test("trains a tiny model and writes a JSON report with the promised fields")
+    func trainAndReport() throws {
+        let dir = scratch()
+        writeGoodIDX(dir)
+        let o = try loom(["train", idxConfig(dir), "--workers", "2", "--report", dir + "/r.json"])
+        #expect(o.status == 0, "\(o.stderr)")
+        #expect(o.stdout.contains("Epoch 2/2") && o.stdout.contains("3/3 ") && o.stdout.contains("weights_digest: "))
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))) as! [String: Any]
+        for key in ["test_accuracy", "test_loss", "epochs", "steps", "train_seconds", "samples_per_second", "workers", "weights_digest"] {
+            #expect(report[key] != nil, "report lacks \(key)")
+        }
+        #expect(report["workers"] as? Int == 2 && report["steps"] as? Int == 6)
+        #expect(o.stdout.contains(report["weights_digest"] as! String))
+    }
+
+    @Test("missing config file")
+    func missingConfig() throws {
+        expectOneLineError(try loom(["train", "configs/nope.yaml"]), ["configs/nope.yaml", "no such config file"])
+    }
+
+    @Test("YAML syntax error, unknown key, wrong type, negative batch size: file, line and key")
+    func badConfigs() throws {
+        let dir = scratch()
+        writeGoodIDX(dir)
+        let path = idxConfig(dir)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        for (broken, mentions) in [
+            (text.replacingOccurrences(of: "epochs: 2,", with: "epochs: [2,"), ["bad.yaml:", "YAML syntax error"]),
+            (text.replacingOccurrences(of: "epochs: 2", with: "epoch: 2"), ["bad.yaml:13:", "training.epoch", "did you mean 'epochs'"]),
+            (text.replacingOccurrences(of: "units: 8", with: "units: eight"), ["bad.yaml:3:", "model.layers.0.units", "'eight'"]),
+            (text.replacingOccurrences(of: "batch_size: 4", with: "batch_size: -4"), ["bad.yaml:13:", "training.batch_size", "-4"]),
+        ] {
+            FileManager.default.createFile(atPath: dir + "/bad.yaml", contents: Data(broken.utf8))
+            let o = try loom(["train", dir + "/bad.yaml"])
+            expectOneLineError(o, mentions)
+            #expect(o.status == 2)
+        }
+        expectOneLineError(try loom(["train", path, "--batch-size", "-1"]), ["training.batch_size", "-1"])
+        expectOneLineError(try loom(["train", path, "--set", "training.epohcs=1"]), ["--set", "did you mean 'epochs'"])
+    }
+
+    @Test("missing data file, wrong magic, truncated IDX, image and label counts that disagree")
+    func badData() throws {
+        let fm = FileManager.default
+        for (name, damage, mentions) in [
+            ("missing", { (d: String) in try? fm.removeItem(atPath: d + "/train-images") }, ["train-images", "no such file"]),
+            ("magic", { (d: String) in fm.createFile(atPath: d + "/train-images", contents: idx([12, 2, 2], [UInt8](repeating: 0, count: 48), magic: 0x0D)) }, ["train-images", "magic number"]),
+            ("truncated", { (d: String) in fm.createFile(atPath: d + "/test-labels", contents: idx([3], [0, 1, 2]).prefix(10)) }, ["test-labels", "truncated"]),
+            ("counts", { (d: String) in fm.createFile(atPath: d + "/train-labels", contents: idx([11], [UInt8](repeating: 0, count: 11))) }, ["train-labels", "11 labels", "12 images"]),
+            ("labels", { (d: String) in fm.createFile(atPath: d + "/train-labels", contents: idx([12], [UInt8](repeating: 7, count: 12))) }, ["labels go up to 7", "3 outputs"]),
+        ] as [(String, (String) -> Void, [String])] {
+            let dir = scratch()
+            writeGoodIDX(dir)
+            damage(dir)
+            let o = try loom(["train", idxConfig(dir), "--report", dir + "/r.json"])
+            expectOneLineError(o, mentions)
+            #expect(!fm.fileExists(atPath: dir + "/r.json"), "\(name): a report was written")
+        }
+    }
+
+    @Test("impossible worker counts are errors; more workers than CPUs is a warning")
+    func workers() throws {
+        let dir = scratch()
+        writeGoodIDX(dir)
+        let path = idxConfig(dir)
+        expectOneLineError(try loom(["train", path, "--workers", "0"]), ["--workers 0"])
+        expectOneLineError(try loom(["train", path, "--workers", "-2"]), ["-2"])
+        expectOneLineError(try loom(["train", path, "--workers", "5"]), ["--workers 5", "batch size 4"])
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        if cpus < 4 {
+            let o = try loom(["train", path, "--workers", "4"])
+            #expect(o.status == 0)
+            #expect(o.stderr.split(separator: "\n").count == 1 && o.stderr.contains("oversubscribed"))
+        }
+    }
+
+    @Test("summary and topology")
+    func summaryAndTopology() throws {
+        let s = try loom(["summary", "configs/mnist.yaml"])
+        #expect(s.status == 0 && s.stdout.contains("407,050"))
+        let t = try loom(["topology", "--workers", "2"])
+        #expect(t.status == 0 && t.stdout.contains("worker 0 → CPU") && t.stdout.contains("node 0"))
+    }
+}
