@@ -253,7 +253,7 @@ struct InferenceSink: @unchecked Sendable {
 final class SharedState: @unchecked Sendable {
     let labels: UnsafeMutablePointer<Int32>
     var order: UnsafePointer<Int32>?
-    var workspaces: [GemmWorkspace?]
+    let workspaces: PerWorker<GemmWorkspace?>
     private let stepsDone = ManagedAtomic<Int>(0)
     private let lossBits = ManagedAtomic<UInt64>(0)
     private let correctBits = ManagedAtomic<UInt64>(0)
@@ -262,7 +262,7 @@ final class SharedState: @unchecked Sendable {
 
     init(workers: Int, batchSize: Int) {
         labels = .allocate(capacity: batchSize)
-        workspaces = Array(repeating: nil, count: workers)
+        workspaces = PerWorker(count: workers, initial: nil)
     }
     deinit { labels.deallocate() }
 

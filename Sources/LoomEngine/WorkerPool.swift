@@ -54,9 +54,8 @@ public typealias WorkerJob = @Sendable (_ worker: Int) -> Void
 
 /// N pinned threads that run jobs.
 public final class WorkerPool: @unchecked Sendable {
-    // Sendable: `job` is written by the main thread only while every worker waits on its semaphore, and read
-    // by the workers only after it is signalled (the semaphores order the accesses); `cpuSeen` entries are
-    // written by one worker each and read after a job completes.
+    // Sendable: `job` and `stopping` are written by the main thread only while every worker waits on its
+    // semaphore, and read by the workers only after it is signalled (the semaphores order the accesses).
     public let placements: [WorkerPlacement]
     public let barrier: SpinBarrier
     private var job: WorkerJob?
@@ -64,8 +63,8 @@ public final class WorkerPool: @unchecked Sendable {
     private let start: [DispatchSemaphore]
     private let done = DispatchSemaphore(value: 0)
     private let exited = DispatchSemaphore(value: 0)
-    private var cpuSeen: [Int]
-    private var pinErrors: [Int32]
+    private let cpuSeen: PerWorker<Int>
+    private let pinErrors: PerWorker<Int32>
 
     public var count: Int { placements.count }
 
@@ -75,10 +74,10 @@ public final class WorkerPool: @unchecked Sendable {
         self.placements = placements
         barrier = SpinBarrier(parties: placements.count)
         start = placements.map { _ in DispatchSemaphore(value: 0) }
-        cpuSeen = Array(repeating: -1, count: placements.count)
-        pinErrors = Array(repeating: 0, count: placements.count)
+        cpuSeen = PerWorker(count: placements.count, initial: -1)
+        pinErrors = PerWorker(count: placements.count, initial: 0)
         for p in placements {
-            let thread = Thread { [self] in
+            let thread = Thread { [self, pinErrors] in
                 if pin { pinErrors[p.worker] = loom_pin_current_thread(Int32(p.cpu)) }
                 run(p.worker)
             }
@@ -87,7 +86,7 @@ public final class WorkerPool: @unchecked Sendable {
             thread.start()
         }
         // Record where each worker runs (sched_getcpu), after pinning.
-        self.run { [self] w in cpuSeen[w] = Int(loom_current_cpu()) }
+        self.run { [cpuSeen] w in cpuSeen[w] = Int(loom_current_cpu()) }
     }
 
     private func run(_ worker: Int) {
@@ -112,9 +111,9 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     /// The CPU each worker reported (sched_getcpu) right after pinning.
-    public var observedCPUs: [Int] { cpuSeen }
+    public var observedCPUs: [Int] { cpuSeen.values }
     /// pthread_setaffinity_np's result per worker (0 = pinned).
-    public var pinResults: [Int32] { pinErrors }
+    public var pinResults: [Int32] { pinErrors.values }
 
     /// Ends the threads.
     public func shutdown() {
