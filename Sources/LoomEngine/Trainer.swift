@@ -8,7 +8,8 @@
 //   ── barrier ──
 //   5. gradient  worker w computes part w of every layer's weight gradient over *all* n rows (some rows of
 //                Xᵀ·dZ, some bias entries) — "owner computes": the batch sum runs in the same order whatever W
-//   6. update    and applies the optimizer to exactly those parameters, while they are in its cache
+//   6. update    and applies the optimizer to exactly those parameters in the GEMM's store, while each
+//                gradient tile is still in registers (the gradient is never written to memory)
 //   ── barrier ──  (the next step's forward reads the new weights)
 // No per-worker gradient buffers, no reduction pass: the average is computed where it is owned. Because every
 // row's forward/backward and every parameter's batch sum are computed by the same arithmetic in the same
@@ -90,13 +91,14 @@ public final class Trainer: @unchecked Sendable {
     /// Trains for `epochs` epochs. `progress` is called on this thread about 10 times a second and at each
     /// epoch's end. With `shuffle`, each epoch visits the samples in a new order from a generator seeded by
     /// the run's seed.
+    /// `maxSteps` cuts each epoch short (benchmarks).
     public func fit(_ train: Dataset, validation: Dataset? = nil, epochs: Int, shuffle: Bool = true,
-                    progress: (TrainingProgress) -> Void = { _ in }) -> [EpochRecord] {
+                    maxSteps: Int? = nil, progress: (TrainingProgress) -> Void = { _ in }) -> [EpochRecord] {
         var rng = Random(seed: seed ^ 0x5348_5546_464C_4521)  // the shuffling stream
         let order = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, train.count))
         defer { order.deallocate() }
         var records: [EpochRecord] = []
-        let steps = (train.count + batchSize - 1) / batchSize
+        let steps = min((train.count + batchSize - 1) / batchSize, maxSteps ?? Int.max)
         for epoch in 1...max(1, epochs) {
             if shuffle { shuffledIndices(train.count, rng: &rng, into: order) } else {
                 for i in 0..<train.count { order[i] = Int32(i) }
@@ -117,7 +119,7 @@ public final class Trainer: @unchecked Sendable {
             let (_, loss, correct, seen) = shared.progress()
             var record = EpochRecord(epoch: epoch, steps: steps, loss: loss / Double(seen), accuracy: correct / Double(seen),
                                      valLoss: nil, valAccuracy: nil, seconds: seconds,
-                                     samplesPerSecond: Double(train.count) / seconds)
+                                     samplesPerSecond: Double(seen) / seconds)
             if let validation, validation.count > 0 {
                 let v = evaluate(validation)
                 record.valLoss = v.loss; record.valAccuracy = v.accuracy
@@ -136,7 +138,7 @@ public final class Trainer: @unchecked Sendable {
         return { w in
             let workspace = shared.workspaces[w]!
             let order = shared.order!
-            let params = model.parameters.pointer, grads = UnsafePointer(model.gradients.pointer)
+            let params = model.parameters.pointer, grads = model.gradients.pointer
             for s in 0..<steps {
                 let start = s * batchSize
                 let n = min(batchSize, data.count - start)
@@ -155,9 +157,8 @@ public final class Trainer: @unchecked Sendable {
                 barrier.wait()
                 // 5-6: this worker's part of the parameters, over the whole batch.
                 if w == 0 { shared.record(buffers, rows: n) }
-                model.parameterGradients(buffers, batchSize: n, part: w, of: workers, workspace: workspace) { range in
-                    optimizer.update(range, parameters: params, gradients: grads, step: t)
-                }
+                let rule = optimizer.rule(step: t, parameters: params, gradients: grads)
+                model.parameterGradients(buffers, batchSize: n, part: w, of: workers, update: rule, workspace: workspace)
                 barrier.wait()
             }
         }

@@ -33,6 +33,9 @@ public enum GemmEpilogue {
     /// C = acc where mask[i, j] > 0, else 0 — the relu derivative applied to an incoming gradient. The mask is
     /// a relu *output* (so > 0 exactly where the pre-activation was), row stride `ld`.
     case reluMask(UnsafePointer<Float>, ld: Int)
+    /// acc is a weight gradient: apply the optimizer step to the parameters it belongs to (C points into
+    /// `rule.gradients`; the gradient itself is not stored).
+    case update(UpdateRule)
 }
 
 #if LOOM_AVX512
@@ -260,51 +263,47 @@ func wideTile(k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int,
 @inline(__always)
 func storeRow(_ lo: Vec, _ hi: Vec, _ c: UnsafeMutablePointer<Float>, cols: Int,
               row: Int, col: Int, accumulate: Bool, epilogue: GemmEpilogue) {
-    if cols == nr {
-        storeVector(lo, c, row: row, col: col, accumulate: accumulate, epilogue: epilogue)
-        storeVector(hi, c + vecLanes, row: row, col: col + vecLanes, accumulate: accumulate, epilogue: epilogue)
-    } else {
-        storeEpilogueScalar(c, count: cols, row: row, col: col, accumulate: accumulate, epilogue: epilogue) {
-            $0 < vecLanes ? lo[$0] : hi[$0 - vecLanes]
-        }
+    storeVector(lo, c, lanes: min(cols, vecLanes), row: row, col: col, accumulate: accumulate, epilogue: epilogue)
+    if cols > vecLanes {
+        storeVector(hi, c + vecLanes, lanes: cols - vecLanes, row: row, col: col + vecLanes, accumulate: accumulate,
+                    epilogue: epilogue)
     }
 }
 
+/// The store of `lanes` ≤ vecLanes accumulated values at C[row, col…]: the one place the epilogue arithmetic is
+/// written, for full and partial vectors alike (partial lanes are zero-filled), so a value never depends on
+/// where a tile edge falls.
 @inline(__always)
-func storeVector(_ acc: Vec, _ c: UnsafeMutablePointer<Float>, row: Int, col: Int,
+func storeVector(_ acc: Vec, _ c: UnsafeMutablePointer<Float>, lanes: Int, row: Int, col: Int,
                  accumulate: Bool, epilogue: GemmEpilogue) {
     var v = acc
-    if accumulate { v += loadVec(c) }
+    if accumulate { v += loadLanes(c, lanes) }
     switch epilogue {
     case .none: break
-    case .bias(let bias): v += loadVec(bias + col)
+    case .bias(let bias): v += loadLanes(UnsafeMutablePointer(mutating: bias + col), lanes)
     case .biasRelu(let bias):
-        v += loadVec(bias + col)
+        v += loadLanes(UnsafeMutablePointer(mutating: bias + col), lanes)
         v = v.replacing(with: 0, where: v .< 0)
     case .reluMask(let mask, let ld):
-        v = v.replacing(with: 0, where: loadVec(mask + row * ld + col) .<= 0)
+        v = v.replacing(with: 0, where: loadLanes(UnsafeMutablePointer(mutating: mask + row * ld + col), lanes) .<= 0)
+    case .update(let rule):
+        rule.apply(v, at: c - rule.gradients, lanes: lanes)
+        return
     }
-    storeVec(v, c)
+    storeLanes(v, c, lanes)
 }
 
-/// The same arithmetic as `storeVector`, lane by lane, for partial tiles (so a value never depends on where the
-/// tile edge falls).
+/// Stores `count` values produced lane by lane by `acc`, a vector at a time, through `storeVector`.
 @inline(__always)
 func storeEpilogueScalar(_ c: UnsafeMutablePointer<Float>, count: Int, row: Int, col: Int, accumulate: Bool,
                          epilogue: GemmEpilogue, _ acc: (Int) -> Float) {
-    for j in 0..<count {
-        var v = acc(j)
-        if accumulate { v += c[j] }
-        switch epilogue {
-        case .none: break
-        case .bias(let bias): v += bias[col + j]
-        case .biasRelu(let bias):
-            v += bias[col + j]
-            if v < 0 { v = 0 }
-        case .reluMask(let mask, let ld):
-            if !(mask[row * ld + col + j] > 0) { v = 0 }
-        }
-        c[j] = v
+    var j = 0
+    while j < count {
+        let n = min(vecLanes, count - j)
+        var v = Vec()
+        for l in 0..<n { v[l] = acc(j + l) }
+        storeVector(v, c + j, lanes: n, row: row, col: col + j, accumulate: accumulate, epilogue: epilogue)
+        j += n
     }
 }
 

@@ -34,7 +34,7 @@ public final class ActivationLayer: Layer {
         if let dx { copyRows(dy, dx) }
     }
 
-    public func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int,
+    public func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
                                   workspace: GemmWorkspace) -> ParameterSlices { .none }
 }
 

@@ -72,16 +72,18 @@ public final class Dense: Layer {
              epilogue: masksInputGradient ? .reluMask(x.base, ld: x.ld) : .none, workspace: workspace)
     }
 
-    public func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int,
+    public func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
                                   workspace: GemmWorkspace) -> ParameterSlices {
         let i0 = inputWidth * part / parts, i1 = inputWidth * (part + 1) / parts
         if i1 > i0 {
             gemm(m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
-                 b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units, workspace: workspace)
+                 b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units,
+                 epilogue: update.map { .update($0) } ?? .none, workspace: workspace)
         }
         let j0 = units * part / parts, j1 = units * (part + 1) / parts
         columnSums(rows: dy.count, columns: j0..<j1, dy.base, ld: dy.ld, into: db, accumulate: false)
         let biasOffset = inputWidth * units
+        if let update { applyUpdate(update, biasOffset + j0..<biasOffset + j1) }
         return ParameterSlices(first: i0 * units..<i1 * units, second: biasOffset + j0..<biasOffset + j1)
     }
 }

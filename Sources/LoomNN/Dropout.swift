@@ -44,6 +44,6 @@ public final class Dropout: Layer {
         }
     }
 
-    public func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int,
+    public func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
                                   workspace: GemmWorkspace) -> ParameterSlices { .none }
 }

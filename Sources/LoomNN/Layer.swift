@@ -74,9 +74,12 @@ public protocol Layer: AnyObject {
     /// dx = ∂L/∂x for a block of rows, given dy = ∂L/∂y (which the layer may overwrite, e.g. with ∂L/∂z).
     /// `dx` is nil for the first layer, whose input needs no gradient.
     func backward(x: Rows, y: Rows, dy: Rows, dx: Rows?, pass: Pass, workspace: GemmWorkspace)
-    /// ∂L/∂θ over all rows of the batch for part `part` of `parts` of the parameters (written to the gradient
-    /// buffer); returns which parameters that was. `dy` is what `backward` left in place.
-    func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int, workspace: GemmWorkspace) -> ParameterSlices
+    /// ∂L/∂θ over all rows of the batch for part `part` of `parts` of the parameters; returns which parameters
+    /// that was. `dy` is what `backward` left in place. Without `update` the gradient is written to the gradient
+    /// buffer; with it, the optimizer step is applied to those parameters instead (`update`'s pointers are the
+    /// layer's own parameter, gradient and slot views).
+    func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
+                           workspace: GemmWorkspace) -> ParameterSlices
 }
 
 extension Layer {

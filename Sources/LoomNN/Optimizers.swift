@@ -7,7 +7,8 @@
 //            centered:    ḡ = ρ·ḡ + (1−ρ)·g, and the root is √(a − ḡ² + ε)
 //   adam     m += (g − m)(1−β₁);  v += (g² − v)(1−β₂);  α = lr·√(1−β₂ᵗ)/(1−β₁ᵗ);  w −= α·m/(√v + ε)
 // Every slot is one flat buffer over all parameters, so an update is one vectorized loop over any range, and
-// the element-wise arithmetic is the same whatever range boundaries the workers use.
+// the element-wise arithmetic (LoomKernels' UpdateRule.apply) is the same whatever range boundaries the workers
+// use, and whether it runs in that loop or inside the weight-gradient GEMM's store.
 import Foundation
 import LoomKernels
 
@@ -68,85 +69,32 @@ public final class Optimizer: @unchecked Sendable {
         s2 = slots.count > 2 ? slots[2].pointer : UnsafeMutablePointer(bitPattern: 64)!
     }
 
-    /// Applies one update to parameters `range`, `step` the 1-based optimizer step.
-    public func update(_ range: Range<Int>, parameters w: UnsafeMutablePointer<Float>,
-                       gradients g: UnsafePointer<Float>, step: Int) {
+    /// The update rule of optimizer step `step` (1-based) for these parameters and gradients.
+    public func rule(step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) -> UpdateRule {
         switch spec {
         case .sgd(let lr, let m, let nesterov):
-            if m == 0 {
-                forEachVector(range) { i, n in
-                    storeN(load(w, i, n) - load(g, i, n) * lr, w, i, n)
-                }
-            } else {
-                let v = s0
-                forEachVector(range) { i, n in
-                    let gi = load(g, i, n)
-                    let vi = load(v, i, n) * m - gi * lr
-                    storeN(vi, v, i, n)
-                    storeN(load(w, i, n) + (nesterov ? vi * m - gi * lr : vi), w, i, n)
-                }
-            }
+            return UpdateRule(kind: m == 0 ? .sgd : (nesterov ? .nesterov : .momentum), learningRate: lr, a: m,
+                              parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
         case .rmsprop(let lr, let rho, let eps, let m, let centered):
-            let a = s0, v = s1, gbar = m != 0 ? s2 : s1
-            forEachVector(range) { i, n in
-                let gi = load(g, i, n)
-                let ai = load(a, i, n) * rho + gi * gi * (1 - rho)
-                storeN(ai, a, i, n)
-                var denominator = ai + eps
-                if centered {
-                    let bi = load(gbar, i, n) * rho + gi * (1 - rho)
-                    storeN(bi, gbar, i, n)
-                    denominator = ai - bi * bi + eps
-                }
-                let increment = gi * lr / vsqrt(denominator)
-                if m != 0 {
-                    let vi = load(v, i, n) * m + increment
-                    storeN(vi, v, i, n)
-                    storeN(load(w, i, n) - vi, w, i, n)
-                } else {
-                    storeN(load(w, i, n) - increment, w, i, n)
-                }
-            }
+            let kind: UpdateRule.Kind = centered ? (m != 0 ? .rmspropCenteredMomentum : .rmspropCentered)
+                                                 : (m != 0 ? .rmspropMomentum : .rmsprop)
+            return UpdateRule(kind: kind, learningRate: lr, a: m, b: rho, epsilon: eps,
+                              parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
         case .adam(let lr, let b1, let b2, let eps):
             let t = Float(step)
             let alpha = lr * (1 - Foundation.pow(b2, t)).squareRoot() / (1 - Foundation.pow(b1, t))
-            let mm = s0, vv = s1
-            forEachVector(range) { i, n in
-                let gi = load(g, i, n)
-                var mi = load(mm, i, n)
-                mi += (gi - mi) * (1 - b1)
-                var vi = load(vv, i, n)
-                vi += (gi * gi - vi) * (1 - b2)
-                storeN(mi, mm, i, n)
-                storeN(vi, vv, i, n)
-                storeN(load(w, i, n) - mi * alpha / (vsqrt(vi) + eps), w, i, n)
-            }
+            return UpdateRule(kind: .adam, learningRate: lr, a: b1, b: b2, epsilon: eps, alpha: alpha,
+                              parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
         }
+    }
+
+    /// Applies step `step` (1-based) to parameters `range`, reading their gradients.
+    public func update(_ range: Range<Int>, parameters: UnsafeMutablePointer<Float>,
+                       gradients: UnsafeMutablePointer<Float>, step: Int) {
+        applyUpdate(rule(step: step, parameters: parameters, gradients: gradients), range)
     }
 
     /// Resets every slot to zero (a fresh run).
     public func reset() { for s in slots { s.fill(0) } }
 }
 
-/// Calls body(start, lanes) for each vector of `range`; the last may be partial (lanes < vecLanes).
-@inline(__always)
-func forEachVector(_ range: Range<Int>, _ body: (Int, Int) -> Void) {
-    var i = range.lowerBound
-    while i < range.upperBound {
-        let n = min(vecLanes, range.upperBound - i)
-        body(i, n)
-        i += n
-    }
-}
-
-@inline(__always) func load(_ p: UnsafePointer<Float>, _ i: Int, _ n: Int) -> Vec {
-    if n == vecLanes { return UnsafeRawPointer(p + i).loadUnaligned(as: Vec.self) }
-    var v = Vec()
-    for l in 0..<n { v[l] = p[i + l] }
-    return v
-}
-@inline(__always) func load(_ p: UnsafeMutablePointer<Float>, _ i: Int, _ n: Int) -> Vec { load(UnsafePointer(p), i, n) }
-@inline(__always) func storeN(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ i: Int, _ n: Int) {
-    if n == vecLanes { UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: Vec.self); return }
-    for l in 0..<n { p[i + l] = v[l] }
-}

@@ -123,16 +123,21 @@ public final class Sequential: @unchecked Sendable {
     }
 
     /// Computes part `part` of `parts` of every layer's parameter gradient over the batch's first `batchSize`
-    /// rows, and hands each finished range (model-wide offsets) to `apply` — where the optimizer updates it
-    /// while it is still in cache.
+    /// rows. With `update` (a rule over the whole model's flat buffers), the optimizer step is applied to
+    /// exactly those parameters as their gradients come out of the GEMM, still in registers; without it, the
+    /// gradients are written to `gradients`.
     public func parameterGradients(_ a: ActivationBuffers, batchSize: Int, part: Int, of parts: Int,
-                                   workspace: GemmWorkspace, apply: (Range<Int>) -> Void) {
+                                   update: UpdateRule? = nil, workspace: GemmWorkspace) {
         for l in 0..<layers.count where layers[l].parameterCount > 0 {
-            let s = layers[l].parameterGradient(x: a.output(l - 1, 0..<batchSize), dy: a.gradient(l, 0..<batchSize),
-                                                part: part, of: parts, workspace: workspace)
-            let o = offsets[l]
-            if !s.first.isEmpty { apply(o + s.first.lowerBound..<o + s.first.upperBound) }
-            if !s.second.isEmpty { apply(o + s.second.lowerBound..<o + s.second.upperBound) }
+            var local = update
+            if var u = update {
+                // The layer sees its own slice of every flat buffer.
+                let o = offsets[l]
+                u.parameters += o; u.gradients += o; u.slot0 += o; u.slot1 += o; u.slot2 += o
+                local = u
+            }
+            _ = layers[l].parameterGradient(x: a.output(l - 1, 0..<batchSize), dy: a.gradient(l, 0..<batchSize),
+                                            part: part, of: parts, update: local, workspace: workspace)
         }
     }
 

@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import LoomConfig
 import LoomEngine
+import LoomKernels
 import LoomNN
 
 @main
@@ -10,7 +11,7 @@ struct Loom: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loom",
         abstract: "A data-parallel neural-network trainer for many-core CPUs.",
-        subcommands: [Train.self, Summary.self, Topo.self])
+        subcommands: [Train.self, Summary.self, Topo.self, BenchCommand.self])
 }
 
 /// Options shared by commands that read a config.
@@ -146,3 +147,84 @@ func checkWritable(_ path: String) {
         fail(.usage("cannot write \(path): folder \(dir) does not exist"))
     }
 }
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure kernel speed and scaling.",
+                                                    subcommands: [KernelsBench.self, ScalingBench.self])
+}
+
+struct KernelsBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "kernels",
+                                                    abstract: "GFLOP/s of each GEMM shape of the reference model, one worker and all, against the core's FMA peak.")
+    @Option(parsing: .unconditional, help: "Workers for the all-workers column (default: one per usable CPU).") var workers: Int?
+    @Option(help: "Write the results as JSON to this file.") var json: String?
+
+    func run() throws {
+        let topology = Topology.detect()
+        let n = workers ?? topology.usableCPUs.count
+        guard n >= 1 else { fail(.usage("--workers \(n): at least one worker is needed")) }
+        if let json { checkWritable(json) }
+        let (peak, results) = Bench.kernels(workers: n, placements: topology.placement(workers: n))
+        print(String(format: "fp32 FMA peak of one core (measured): %.1f GFLOP/s (%d-wide vectors)", peak, vecLanes))
+        print(padded("shape", 34) + padded("M×N×K", 13) + "1 worker GFLOP/s  % of peak  \(n) workers GFLOP/s")
+        for r in results {
+            print(padded(r.name, 34) + padded("\(r.m)×\(r.n)×\(r.k)", 13)
+                  + String(format: "%16.1f  %8.1f%%  %17.1f", r.gflopsSingle, r.percentOfPeak, r.gflopsAll))
+        }
+        if let json { writeOrFail(Bench.json(results), json) }
+    }
+}
+
+struct ScalingBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scaling",
+                                                    abstract: "Train K steps at each worker count; print and save the speed-up table and chart.")
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Worker counts, comma-separated (default: 1, 2, 4, … up to the usable CPUs).") var workers: String?
+    @Option(parsing: .unconditional, help: "Timed steps per worker count.") var steps: Int = 200
+    @Option(help: "Folder for scaling.csv, scaling.json and scaling.svg.") var out: String = "bench-results"
+    @Option(help: "Also write the results as JSON to this file.") var json: String?
+
+    func run() throws {
+        let topology = Topology.detect()
+        var counts: [Int] = []
+        if let workers {
+            for part in workers.split(separator: ",") {
+                guard let n = Int(part.trimmingCharacters(in: .whitespaces)), n >= 1 else {
+                    fail(.usage("--workers \(workers): expected positive worker counts separated by commas, e.g. 1,2,4"))
+                }
+                counts.append(n)
+            }
+        } else {
+            var n = 1
+            while n < topology.usableCPUs.count { counts.append(n); n *= 2 }
+            counts.append(topology.usableCPUs.count)
+        }
+        guard steps >= 1 else { fail(.usage("--steps \(steps): at least one step is needed")) }
+        let run: TrainingRun
+        do { run = try TrainingRun(config: try options.load(extra: ["training.workers=1"])) } catch { fail(error) }
+        if let bad = counts.first(where: { $0 > run.config.training.batchSize }) {
+            fail(.usage("--workers \(bad) is more than the batch size \(run.config.training.batchSize)"))
+        }
+        do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
+            fail(.usage("cannot create \(out): \(error.localizedDescription)"))
+        }
+        let rows = Bench.scaling(run, workers: counts, steps: steps, topology: topology)
+        print("workers  samples/s  speed-up  efficiency  s/epoch (projected)  peak RSS")
+        for r in rows {
+            print(String(format: "%7d  %9.0f  %7.2f×  %10.2f  %19.3f  %6.0f MB", r.workers, r.samplesPerSecond, r.speedup,
+                         r.efficiency, r.secondsPerEpoch, r.peakRSSMB))
+        }
+        let title = "\(run.train.name), batch \(run.config.training.batchSize): speed-up over 1 worker (\(steps) steps)"
+        writeOrFail(Bench.csv(rows), out + "/scaling.csv")
+        writeOrFail(Bench.json(rows), out + "/scaling.json")
+        writeOrFail(Bench.svg(rows, title: title), out + "/scaling.svg")
+        if let json { writeOrFail(Bench.json(rows), json) }
+        print("wrote \(out)/scaling.csv, \(out)/scaling.json, \(out)/scaling.svg")
+    }
+}
+
+func writeOrFail(_ text: String, _ path: String) {
+    do { try atomicWrite(text, to: path) } catch { fail(.usage("cannot write \(path): \(error.localizedDescription)")) }
+}
+
+func padded(_ s: String, _ width: Int) -> String { s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count) }

@@ -57,7 +57,7 @@ struct EngineTests {
             ref.forward(buffers, rows: 0..<40, pass: pass, workspace: ws)
             ref.lossAndGradient(buffers, rows: 0..<40, labels: lp.baseAddress!, batchSize: 40, gradient: true)
             ref.backward(buffers, rows: 0..<40, pass: pass, workspace: ws)
-            ref.parameterGradients(buffers, batchSize: 40, part: 0, of: 1, workspace: ws) { _ in }
+            ref.parameterGradients(buffers, batchSize: 40, part: 0, of: 1, workspace: ws)
         }
         let g = ref.gradients.array
         let model = smallModel(dropout: false)

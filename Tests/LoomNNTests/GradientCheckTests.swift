@@ -14,7 +14,7 @@ func batchLoss(_ model: Sequential, _ buffers: ActivationBuffers, x: [Float], la
         model.lossAndGradient(buffers, rows: 0..<n, labels: lp.baseAddress!, batchSize: n, gradient: gradients)
         if gradients {
             model.backward(buffers, rows: 0..<n, pass: pass, workspace: ws)
-            model.parameterGradients(buffers, batchSize: n, part: 0, of: 1, workspace: ws) { _ in }
+            model.parameterGradients(buffers, batchSize: n, part: 0, of: 1, workspace: ws)
         }
     }
     var sum = 0.0

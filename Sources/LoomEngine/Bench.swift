@@ -1,0 +1,169 @@
+// Benchmarks users can run without a harness (`loom bench kernels`, `loom bench scaling`): GEMM speed against
+// the core's measured FMA peak, and training throughput across worker counts, with CSV, JSON and SVG output.
+import Foundation
+import LoomConfig
+import LoomData
+import LoomKernels
+import LoomNN
+
+/// Monotonic seconds.
+public func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
+/// The process's peak resident set size so far, in bytes.
+public func peakRSSBytes() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss * 1024
+}
+
+/// One GEMM shape's measurement.
+public struct KernelResult: Codable, Sendable {
+    public var name: String
+    public var m: Int, n: Int, k: Int
+    public var gflopsSingle: Double
+    public var gflopsAll: Double
+    public var workers: Int
+    public var percentOfPeak: Double
+}
+
+/// One worker count's training throughput.
+public struct ScalingResult: Codable, Sendable {
+    public var workers: Int
+    public var samplesPerSecond: Double
+    public var speedup: Double
+    public var efficiency: Double
+    public var secondsPerEpoch: Double
+    public var peakRSSMB: Double
+}
+
+public enum Bench {
+    /// The workload's GEMM shapes: (name, m, n, k, transposeA, transposeB).
+    public static let shapes: [(String, Int, Int, Int, Bool, Bool)] = [
+        ("forward X·W", 128, 512, 784, false, false),
+        ("weight grad Xᵀ·dY", 784, 512, 128, true, false),
+        ("input grad dY·Wᵀ", 128, 784, 512, false, true),
+        ("output layer X·W (N=10)", 128, 10, 512, false, false),
+        ("output weight grad Xᵀ·dY (N=10)", 512, 10, 128, true, false),
+    ]
+
+    /// GFLOP/s of each shape on one pinned worker, then on all `workers` at once (each on its own matrices),
+    /// best of `repeats` timings of `reps` calls; and the core's FMA peak.
+    public static func kernels(workers: Int, placements: [WorkerPlacement], repeats: Int = 7) -> (peak: Double, results: [KernelResult]) {
+        let pool = WorkerPool(placements: placements)
+        defer { pool.shutdown() }
+        let peak = PerWorker<Double>(count: pool.count, initial: 0)
+        pool.run { w in if w == 0 { peak[0] = measureFMAPeak(clock: monotonicSeconds) } }
+        var results: [KernelResult] = []
+        for (name, m, n, k, ta, tb) in shapes {
+            let seconds = PerWorker<Double>(count: pool.count, initial: 0)
+            let reps = max(5, Int(2e8 / Double(2 * m * n * k)))
+            func measure(active: Int) -> Double {
+                pool.run { w in
+                    guard w < active else { return }
+                    let a = AlignedBuffer(count: m * k), b = AlignedBuffer(count: k * n), c = AlignedBuffer(count: m * n)
+                    for i in 0..<a.count { a.pointer[i] = Float(i % 17) * 0.01 }
+                    for i in 0..<b.count { b.pointer[i] = Float(i % 13) * 0.01 }
+                    let ws = GemmWorkspace()
+                    var best = Double.infinity
+                    for r in 0..<repeats + 1 {
+                        let t0 = monotonicSeconds()
+                        for _ in 0..<reps {
+                            gemm(m: m, n: n, k: k, a: a.pointer, lda: ta ? m : k, transposeA: ta, b: b.pointer,
+                                 ldb: tb ? k : n, transposeB: tb, c: c.pointer, ldc: n, workspace: ws)
+                        }
+                        if r > 0 { best = min(best, (monotonicSeconds() - t0) / Double(reps)) }
+                    }
+                    seconds[w] = best
+                }
+                let slowest = (0..<active).map { seconds[$0] }.max()!
+                return Double(active) * 2 * Double(m * n * k) / slowest / 1e9
+            }
+            let single = measure(active: 1)
+            let all = pool.count > 1 ? measure(active: pool.count) : single
+            results.append(KernelResult(name: name, m: m, n: n, k: k, gflopsSingle: single, gflopsAll: all,
+                                        workers: pool.count, percentOfPeak: 100 * single / (peak[0] / 1e9)))
+        }
+        return (peak[0] / 1e9, results)
+    }
+
+    /// Trains `steps` steps (after `warmup` more) of `run`'s model at each worker count, from the same seed.
+    public static func scaling(_ run: TrainingRun, workers: [Int], steps: Int, warmup: Int = 20,
+                               topology: Topology = .detect()) -> [ScalingResult] {
+        var results: [ScalingResult] = []
+        var base = 0.0
+        let t = run.config.training
+        for w in workers {
+            let model = run.config.makeModel(inputWidth: run.train.features)
+            model.initialize(seed: t.seed)
+            let trainer = Trainer(model: model, optimizer: run.config.optimizer, placements: topology.placement(workers: w),
+                                  batchSize: t.batchSize, seed: t.seed)
+            _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, maxSteps: warmup)
+            let record = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, maxSteps: steps)[0]
+            let rate = record.samplesPerSecond
+            if results.isEmpty { base = rate / Double(w) }
+            let speedup = rate / base
+            results.append(ScalingResult(workers: w, samplesPerSecond: rate, speedup: speedup,
+                                         efficiency: speedup / Double(w),
+                                         secondsPerEpoch: Double(run.train.count) / rate,
+                                         peakRSSMB: Double(peakRSSBytes()) / 1_048_576))
+        }
+        return results
+    }
+
+    /// The scaling table as CSV.
+    public static func csv(_ rows: [ScalingResult]) -> String {
+        "workers,samples_per_second,speedup,efficiency,seconds_per_epoch,peak_rss_mb\n" + rows.map {
+            String(format: "%d,%.1f,%.3f,%.3f,%.4f,%.1f", $0.workers, $0.samplesPerSecond, $0.speedup, $0.efficiency,
+                   $0.secondsPerEpoch, $0.peakRSSMB)
+        }.joined(separator: "\n") + "\n"
+    }
+
+    /// Rows as a JSON array of objects, keys in snake_case as in the printed tables.
+    public static func json<T: Encodable>(_ rows: [T]) -> String {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? encoder.encode(rows)) ?? Data("[]".utf8), as: UTF8.self) + "\n"
+    }
+
+    /// An SVG chart of speed-up against workers, with the ideal (linear) line.
+    public static func svg(_ rows: [ScalingResult], title: String) -> String {
+        let w = 640.0, h = 420.0, left = 60.0, right = 20.0, top = 40.0, bottom = 50.0
+        let maxW = Double(rows.map(\.workers).max() ?? 1)
+        let maxY = max(maxW, rows.map(\.speedup).max() ?? 1)
+        func x(_ v: Double) -> Double { left + (v - 1) / max(1, maxW - 1) * (w - left - right) }
+        func y(_ v: Double) -> Double { h - bottom - (v - 0) / maxY * (h - top - bottom) }
+        var s = """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" font-family="sans-serif" font-size="12">
+        <rect width="100%" height="100%" fill="white"/>
+        <text x="\(w / 2)" y="22" text-anchor="middle" font-size="15">\(title)</text>
+        <line x1="\(left)" y1="\(y(0))" x2="\(w - right)" y2="\(y(0))" stroke="black"/>
+        <line x1="\(left)" y1="\(y(0))" x2="\(left)" y2="\(top)" stroke="black"/>
+        <text x="\(w / 2)" y="\(h - 12)" text-anchor="middle">workers</text>
+        <text x="16" y="\(h / 2)" text-anchor="middle" transform="rotate(-90 16 \(h / 2))">speed-up over 1 worker</text>
+
+        """
+        for r in rows {
+            s += "<text x=\"\(x(Double(r.workers)))\" y=\"\(y(0) + 16)\" text-anchor=\"middle\">\(r.workers)</text>\n"
+        }
+        let ticks = Int(maxY.rounded(.up))
+        for t in stride(from: 0, through: ticks, by: max(1, ticks / 8)) {
+            s += "<text x=\"\(left - 8)\" y=\"\(y(Double(t)) + 4)\" text-anchor=\"end\">\(t)</text>\n"
+            s += "<line x1=\"\(left)\" y1=\"\(y(Double(t)))\" x2=\"\(w - right)\" y2=\"\(y(Double(t)))\" stroke=\"#eee\"/>\n"
+        }
+        s += "<line x1=\"\(x(1))\" y1=\"\(y(1))\" x2=\"\(x(maxW))\" y2=\"\(y(maxW))\" stroke=\"#999\" stroke-dasharray=\"6 4\"/>\n"
+        s += "<text x=\"\(x(maxW) - 4)\" y=\"\(y(maxW) - 6)\" text-anchor=\"end\" fill=\"#666\">ideal</text>\n"
+        let points = rows.map { "\(x(Double($0.workers))),\(y($0.speedup))" }.joined(separator: " ")
+        s += "<polyline points=\"\(points)\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2.5\"/>\n"
+        for r in rows {
+            s += "<circle cx=\"\(x(Double(r.workers)))\" cy=\"\(y(r.speedup))\" r=\"4\" fill=\"#1f77b4\"/>\n"
+            s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#1f77b4\">%.2f×</text>\n",
+                        x(Double(r.workers)), y(r.speedup) - 10, r.speedup)
+        }
+        return s + "</svg>\n"
+    }
+}
