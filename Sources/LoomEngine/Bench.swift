@@ -90,21 +90,27 @@ public enum Bench {
         return (peak[0] / 1e9, results)
     }
 
-    /// Trains `steps` steps (after `warmup` more) of `run`'s model at each worker count, from the same seed.
-    public static func scaling(_ run: TrainingRun, workers: [Int], steps: Int, warmup: Int = 20,
+    /// Trains `steps` steps (after `warmup` more) of `run`'s model at each worker count, from the same seed;
+    /// the worker counts are interleaved `repeats` times and each keeps its best rate (a shared or noisy machine
+    /// only ever slows a run down).
+    public static func scaling(_ run: TrainingRun, workers: [Int], steps: Int, warmup: Int = 20, repeats: Int = 3,
                                topology: Topology = .detect()) -> [ScalingResult] {
         var results: [ScalingResult] = []
-        var base = 0.0
         let t = run.config.training
-        for w in workers {
-            let model = run.config.makeModel(inputWidth: run.train.features)
-            model.initialize(seed: t.seed)
-            let trainer = Trainer(model: model, optimizer: run.config.optimizer, placements: topology.placement(workers: w),
-                                  batchSize: t.batchSize, seed: t.seed)
-            _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, maxSteps: warmup)
-            let record = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, maxSteps: steps)[0]
-            let rate = record.samplesPerSecond
-            if results.isEmpty { base = rate / Double(w) }
+        var best = [Double](repeating: 0, count: workers.count)
+        for _ in 0..<max(1, repeats) {
+            for (i, w) in workers.enumerated() {
+                let model = run.config.makeModel(inputWidth: run.train.features)
+                model.initialize(seed: t.seed)
+                let trainer = Trainer(model: model, optimizer: run.config.optimizer, placements: topology.placement(workers: w),
+                                      batchSize: t.batchSize, seed: t.seed)
+                _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, maxSteps: warmup)
+                best[i] = max(best[i], trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, maxSteps: steps)[0].samplesPerSecond)
+            }
+        }
+        let base = best[0] / Double(workers[0])
+        for (i, w) in workers.enumerated() {
+            let rate = best[i]
             let speedup = rate / base
             results.append(ScalingResult(workers: w, samplesPerSecond: rate, speedup: speedup,
                                          efficiency: speedup / Double(w),

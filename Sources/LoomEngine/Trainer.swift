@@ -8,8 +8,7 @@
 //   ── barrier ──
 //   5. gradient  worker w computes part w of every layer's weight gradient over *all* n rows (some rows of
 //                Xᵀ·dZ, some bias entries) — "owner computes": the batch sum runs in the same order whatever W
-//   6. update    and applies the optimizer to exactly those parameters in the GEMM's store, while each
-//                gradient tile is still in registers (the gradient is never written to memory)
+//   6. update    and applies the optimizer to exactly those parameters, while they are in its cache
 //   ── barrier ──  (the next step's forward reads the new weights)
 // No per-worker gradient buffers, no reduction pass: the average is computed where it is owned. Because every
 // row's forward/backward and every parameter's batch sum are computed by the same arithmetic in the same

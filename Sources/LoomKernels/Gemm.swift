@@ -33,9 +33,6 @@ public enum GemmEpilogue {
     /// C = acc where mask[i, j] > 0, else 0 — the relu derivative applied to an incoming gradient. The mask is
     /// a relu *output* (so > 0 exactly where the pre-activation was), row stride `ld`.
     case reluMask(UnsafePointer<Float>, ld: Int)
-    /// acc is a weight gradient: apply the optimizer step to the parameters it belongs to (C points into
-    /// `rule.gradients`; the gradient itself is not stored).
-    case update(UpdateRule)
 }
 
 #if LOOM_AVX512
@@ -263,6 +260,13 @@ func wideTile(k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int,
 @inline(__always)
 func storeRow(_ lo: Vec, _ hi: Vec, _ c: UnsafeMutablePointer<Float>, cols: Int,
               row: Int, col: Int, accumulate: Bool, epilogue: GemmEpilogue) {
+    // The common case (a full row, no epilogue: every K block but the last, and the weight gradients) without
+    // the general path's dispatch — the same arithmetic: C = acc or C = C + acc.
+    if cols == nr, case .none = epilogue {
+        let h = c + vecLanes
+        if accumulate { storeVec(loadVec(c) + lo, c); storeVec(loadVec(h) + hi, h) } else { storeVec(lo, c); storeVec(hi, h) }
+        return
+    }
     storeVector(lo, c, lanes: min(cols, vecLanes), row: row, col: col, accumulate: accumulate, epilogue: epilogue)
     if cols > vecLanes {
         storeVector(hi, c + vecLanes, lanes: cols - vecLanes, row: row, col: col + vecLanes, accumulate: accumulate,
@@ -286,9 +290,6 @@ func storeVector(_ acc: Vec, _ c: UnsafeMutablePointer<Float>, lanes: Int, row: 
         v = v.replacing(with: 0, where: v .< 0)
     case .reluMask(let mask, let ld):
         v = v.replacing(with: 0, where: loadLanes(UnsafeMutablePointer(mutating: mask + row * ld + col), lanes) .<= 0)
-    case .update(let rule):
-        rule.apply(v, at: c - rule.gradients, lanes: lanes)
-        return
     }
     storeLanes(v, c, lanes)
 }

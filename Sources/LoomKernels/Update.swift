@@ -4,10 +4,9 @@
 //   rmsprop      a = ρ·a + (1−ρ)·g²;  w −= lr·g / √(a + ε)        (ε inside the root)
 //                momentum m: v = m·v + lr·g/√(a + ε); w −= v;  centered: ḡ = ρ·ḡ + (1−ρ)·g, root √(a − ḡ² + ε)
 //   adam         m += (g − m)(1−β₁);  v += (g² − v)(1−β₂);  w −= α·m/(√v + ε),  α = lr·√(1−β₂ᵗ)/(1−β₁ᵗ)
-// One vector of arithmetic, used both by a plain loop over a parameter range and inside the weight-gradient
-// GEMM's store (the gradient is applied while still in registers and never written to memory). Both go through
-// `apply`, lanes past the end are zero-filled, so the result never depends on which path or range boundary
-// produced it.
+// One vector of arithmetic (`apply`), run by a streaming loop over a parameter range that is specialized per
+// rule (the switch is hoisted out of the loop, so consecutive vectors' sqrt/divide chains overlap). Lanes past
+// a range's end are zero-filled: the result never depends on where a worker's range begins or ends.
 
 /// One optimizer step's rule and where its state lives. Parameters, gradients and every slot are parallel
 /// flat arrays: element i of each belongs to parameter i.
@@ -37,9 +36,10 @@ public struct UpdateRule: @unchecked Sendable {
         self.slot0 = slot0; self.slot1 = slot1; self.slot2 = slot2
     }
 
-    /// Updates parameters i..<i+lanes given their gradient vector g (lanes ≤ vecLanes).
+    /// Updates parameters i..<i+lanes given their gradient vector g (lanes ≤ vecLanes), with the rule `kind`
+    /// (a constant at every call site, so the switch folds away).
     @inline(__always)
-    public func apply(_ g: Vec, at i: Int, lanes n: Int) {
+    func apply(_ kind: Kind, _ g: Vec, at i: Int, lanes n: Int) {
         let w = parameters + i
         let lr = learningRate
         switch kind {
@@ -86,11 +86,29 @@ public struct UpdateRule: @unchecked Sendable {
 
 /// Applies `rule` to parameters `range`, reading their gradients from `rule.gradients`.
 public func applyUpdate(_ rule: UpdateRule, _ range: Range<Int>) {
+    switch rule.kind {
+    case .sgd: updateLoop(rule, range, .sgd)
+    case .momentum: updateLoop(rule, range, .momentum)
+    case .nesterov: updateLoop(rule, range, .nesterov)
+    case .rmsprop: updateLoop(rule, range, .rmsprop)
+    case .rmspropMomentum: updateLoop(rule, range, .rmspropMomentum)
+    case .rmspropCentered: updateLoop(rule, range, .rmspropCentered)
+    case .rmspropCenteredMomentum: updateLoop(rule, range, .rmspropCenteredMomentum)
+    case .adam: updateLoop(rule, range, .adam)
+    }
+}
+
+@inline(__always)
+func updateLoop(_ rule: UpdateRule, _ range: Range<Int>, _ kind: UpdateRule.Kind) {
     var i = range.lowerBound
-    while i < range.upperBound {
-        let n = min(vecLanes, range.upperBound - i)
-        rule.apply(loadLanes(rule.gradients + i, n), at: i, lanes: n)
-        i += n
+    let full = range.lowerBound + range.count / vecLanes * vecLanes
+    while i < full {
+        rule.apply(kind, loadVec(rule.gradients + i), at: i, lanes: vecLanes)
+        i += vecLanes
+    }
+    if i < range.upperBound {
+        let n = range.upperBound - i
+        rule.apply(kind, loadPartial(rule.gradients + i, n), at: i, lanes: n)
     }
 }
 

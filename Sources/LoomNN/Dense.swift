@@ -77,13 +77,17 @@ public final class Dense: Layer {
         let i0 = inputWidth * part / parts, i1 = inputWidth * (part + 1) / parts
         if i1 > i0 {
             gemm(m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
-                 b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units,
-                 epilogue: update.map { .update($0) } ?? .none, workspace: workspace)
+                 b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units, workspace: workspace)
         }
         let j0 = units * part / parts, j1 = units * (part + 1) / parts
         columnSums(rows: dy.count, columns: j0..<j1, dy.base, ld: dy.ld, into: db, accumulate: false)
         let biasOffset = inputWidth * units
-        if let update { applyUpdate(update, biasOffset + j0..<biasOffset + j1) }
+        if let update {
+            // Measured: a separate streaming pass beats applying the rule in the GEMM's store, where the
+            // per-row call and the long sqrt/divide chains cannot overlap (19% vs 7% of a step).
+            applyUpdate(update, i0 * units..<i1 * units)
+            applyUpdate(update, biasOffset + j0..<biasOffset + j1)
+        }
         return ParameterSlices(first: i0 * units..<i1 * units, second: biasOffset + j0..<biasOffset + j1)
     }
 }

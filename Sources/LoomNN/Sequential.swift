@@ -123,9 +123,8 @@ public final class Sequential: @unchecked Sendable {
     }
 
     /// Computes part `part` of `parts` of every layer's parameter gradient over the batch's first `batchSize`
-    /// rows. With `update` (a rule over the whole model's flat buffers), the optimizer step is applied to
-    /// exactly those parameters as their gradients come out of the GEMM, still in registers; without it, the
-    /// gradients are written to `gradients`.
+    /// rows, into `gradients`. With `update` (a rule over the whole model's flat buffers), the optimizer step
+    /// is then applied to exactly those parameters, while they are still in this worker's cache.
     public func parameterGradients(_ a: ActivationBuffers, batchSize: Int, part: Int, of parts: Int,
                                    update: UpdateRule? = nil, workspace: GemmWorkspace) {
         for l in 0..<layers.count where layers[l].parameterCount > 0 {

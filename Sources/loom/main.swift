@@ -181,6 +181,7 @@ struct ScalingBench: ParsableCommand {
     @OptionGroup var options: ConfigOptions
     @Option(help: "Worker counts, comma-separated (default: 1, 2, 4, … up to the usable CPUs).") var workers: String?
     @Option(parsing: .unconditional, help: "Timed steps per worker count.") var steps: Int = 200
+    @Option(parsing: .unconditional, help: "Interleaved rounds; each worker count keeps its best.") var repeats: Int = 3
     @Option(help: "Folder for scaling.csv, scaling.json and scaling.svg.") var out: String = "bench-results"
     @Option(help: "Also write the results as JSON to this file.") var json: String?
 
@@ -208,13 +209,14 @@ struct ScalingBench: ParsableCommand {
         do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
             fail(.usage("cannot create \(out): \(error.localizedDescription)"))
         }
-        let rows = Bench.scaling(run, workers: counts, steps: steps, topology: topology)
+        guard repeats >= 1 else { fail(.usage("--repeats \(repeats): at least one round is needed")) }
+        let rows = Bench.scaling(run, workers: counts, steps: steps, repeats: repeats, topology: topology)
         print("workers  samples/s  speed-up  efficiency  s/epoch (projected)  peak RSS")
         for r in rows {
             print(String(format: "%7d  %9.0f  %7.2f×  %10.2f  %19.3f  %6.0f MB", r.workers, r.samplesPerSecond, r.speedup,
                          r.efficiency, r.secondsPerEpoch, r.peakRSSMB))
         }
-        let title = "\(run.train.name), batch \(run.config.training.batchSize): speed-up over 1 worker (\(steps) steps)"
+        let title = "\(run.train.name), batch \(run.config.training.batchSize): speed-up over \(counts[0]) worker\(counts[0] == 1 ? "" : "s") (best of \(repeats) × \(steps) steps)"
         writeOrFail(Bench.csv(rows), out + "/scaling.csv")
         writeOrFail(Bench.json(rows), out + "/scaling.json")
         writeOrFail(Bench.svg(rows, title: title), out + "/scaling.svg")
