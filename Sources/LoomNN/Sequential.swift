@@ -14,8 +14,9 @@ public final class Sequential: @unchecked Sendable {
     /// The flat parameters and their gradients (same layout).
     public let parameters: AlignedBuffer
     public let gradients: AlignedBuffer
-    /// Where each layer's parameters start in the flat buffers.
+    /// Where each layer's parameters start in the flat buffers, and how many it has.
     public let offsets: [Int]
+    public let counts: [Int]
     /// Softmax + cross-entropy are fused: the last layer emits logits and the loss returns ∂L/∂z.
     public let fusedSoftmax: Bool
 
@@ -37,6 +38,7 @@ public final class Sequential: @unchecked Sendable {
             total += layer.parameterCount
         }
         self.offsets = offsets
+        counts = layers.map(\.parameterCount)
         parameters = AlignedBuffer(count: total)
         gradients = AlignedBuffer(count: total)
         for (layer, offset) in zip(layers, offsets) {
@@ -127,7 +129,7 @@ public final class Sequential: @unchecked Sendable {
     /// is then applied to exactly those parameters, while they are still in this worker's cache.
     public func parameterGradients(_ a: ActivationBuffers, batchSize: Int, part: Int, of parts: Int,
                                    update: UpdateRule? = nil, workspace: GemmWorkspace) {
-        for l in 0..<layers.count where layers[l].parameterCount > 0 {
+        for l in 0..<layers.count where counts[l] > 0 {  // (not `parameterCount`: it builds arrays)
             var local = update
             if var u = update {
                 // The layer sees its own slice of every flat buffer.
