@@ -4,7 +4,7 @@
 // Module stairs (each depends only on the ones to its right):
 //   loom (CLI) → LoomEngine → LoomConfig → LoomNN → LoomKernels
 //                    └────────→ LoomData ──────────────┘
-// C shims: CSupport (pinning, cpu pause), CNuma (libnuma), CZlib (gzip).
+// C shims: CSupport (pinning, cpu pause), CNuma (libnuma), CZlib (gzip), CPng (libpng).
 import PackageDescription
 import Foundation
 
@@ -45,9 +45,10 @@ let package = Package(
         .target(name: "CSupport", dependencies: ["CNuma"], cSettings: fastC, linkerSettings: [.linkedLibrary("numa")]),
         .systemLibrary(name: "CNuma", providers: [.apt(["libnuma-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CPng", providers: [.apt(["libpng-dev"])]),
         .target(name: "LoomKernels", swiftSettings: fastSwift),
         .target(name: "LoomNN", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
-        .target(name: "LoomData", dependencies: ["LoomKernels", "CZlib"], swiftSettings: fastSwift),
+        .target(name: "LoomData", dependencies: ["LoomKernels", "CZlib", "CPng"], swiftSettings: fastSwift),
         .target(name: "LoomConfig", dependencies: ["LoomNN", "LoomData", "Yams"], swiftSettings: fastSwift),
         .target(
             name: "LoomEngine",
@@ -58,7 +59,7 @@ let package = Package(
             swiftSettings: fastSwift),
         .executableTarget(
             name: "loom",
-            dependencies: ["LoomEngine", "LoomKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["LoomEngine", "LoomKernels", "LoomData", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastSwift),
         .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], swiftSettings: fastSwift),

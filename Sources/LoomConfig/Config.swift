@@ -34,6 +34,17 @@ public struct TrainingConfig: Equatable, Sendable {
     public init() {}
 }
 
+/// Where and how often a run saves checkpoints.
+public struct CheckpointConfig: Equatable, Sendable {
+    /// The folder; nil: no checkpoints.
+    public var dir: String?
+    /// Also every this many optimizer steps (0: only at each epoch's end).
+    public var everySteps = 0
+    /// How many of the newest checkpoint files to keep.
+    public var keep = 3
+    public init() {}
+}
+
 /// A whole run's configuration.
 public struct RunConfig: Equatable, Sendable {
     public var layers: [LayerConfig]
@@ -43,6 +54,7 @@ public struct RunConfig: Equatable, Sendable {
     public var optimizer: OptimizerSpec
     public var data: DataSource
     public var training: TrainingConfig
+    public var checkpoint = CheckpointConfig()
     /// The file it came from, for messages.
     public var source: String
 
@@ -83,6 +95,9 @@ public struct RunConfig: Equatable, Sendable {
         out += "  seed: \(training.seed)\n  shuffle: \(training.shuffle)\n"
         out += "  validation_split: \(training.validationSplit)\n"
         out += "  workers: \(training.workers.map(String.init) ?? "auto")\n"
+        if let dir = checkpoint.dir {
+            out += "checkpoint:\n  dir: \"\(dir)\"\n  every_steps: \(checkpoint.everySteps)\n  keep: \(checkpoint.keep)\n"
+        }
         return out
     }
 }

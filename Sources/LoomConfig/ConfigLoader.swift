@@ -194,7 +194,7 @@ struct Reader {
     // MARK: Sections
 
     func runConfig(_ root: Node) throws(ConfigError) -> RunConfig {
-        let top = try mapping(root, "", allowed: ["model", "loss", "optimizer", "data", "training"])
+        let top = try mapping(root, "", allowed: ["model", "loss", "optimizer", "data", "training", "checkpoint"])
         let modelNode = try required(top, "model", "", parent: root)
         let model = try mapping(modelNode, "model", allowed: ["input", "layers"])
         let layersNode = try required(model, "layers", "model", parent: modelNode)
@@ -209,8 +209,10 @@ struct Reader {
         let optimizer = try optimizer(required(top, "optimizer", "", parent: root))
         let data = try data(required(top, "data", "", parent: root))
         let training = try training(top["training"] ?? .mapping(Node.Mapping([])))
-        return RunConfig(layers: layers, inputWidth: input, loss: loss, optimizer: optimizer, data: data,
-                         training: training, source: file)
+        var config = RunConfig(layers: layers, inputWidth: input, loss: loss, optimizer: optimizer, data: data,
+                               training: training, source: file)
+        if let node = top["checkpoint"] { config.checkpoint = try checkpoint(node) }
+        return config
     }
 
     func layer(_ node: Node, _ path: String) throws(ConfigError) -> LayerConfig {
@@ -316,6 +318,19 @@ struct Reader {
         }
         return DataSource(dataset: dataset, path: try s("path"), trainImages: try s("train_images"), trainLabels: try s("train_labels"),
                           testImages: try s("test_images"), testLabels: try s("test_labels"))
+    }
+
+    func checkpoint(_ node: Node) throws(ConfigError) -> CheckpointConfig {
+        let path = "checkpoint"
+        let m = try mapping(node, path, allowed: ["dir", "every_steps", "keep"])
+        var c = CheckpointConfig()
+        if let n = m["dir"] {
+            guard case .scalar(let v) = n, !v.string.isEmpty else { throw fail(n, join(path, "dir"), "expected a folder path, found \(describe(n))") }
+            c.dir = v.string
+        }
+        if let n = m["every_steps"] { c.everySteps = try int(n, join(path, "every_steps"), min: 0, what: "a step count (0: epoch ends only)") }
+        if let n = m["keep"] { c.keep = try int(n, join(path, "keep"), min: 1, max: 1_000_000, what: "a number of files to keep") }
+        return c
     }
 
     func training(_ node: Node) throws(ConfigError) -> TrainingConfig {

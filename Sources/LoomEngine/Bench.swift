@@ -104,8 +104,8 @@ public enum Bench {
                 model.initialize(seed: t.seed)
                 let trainer = Trainer(model: model, optimizer: run.config.optimizer, placements: topology.placement(workers: w),
                                       batchSize: t.batchSize, seed: t.seed)
-                _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, maxSteps: warmup)
-                best[i] = max(best[i], trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, maxSteps: steps)[0].samplesPerSecond)
+                _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: warmup)
+                best[i] = max(best[i], trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: steps)[0].samplesPerSecond)
             }
         }
         let base = best[0] / Double(workers[0])

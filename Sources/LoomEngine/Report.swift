@@ -8,8 +8,8 @@ public enum ReportWriter {
     /// weights_digest, seconds_per_epoch, the per-epoch history and the resolved config.
     public static func json(config: RunConfig, run: TrainingRun, result: RunResult) -> String {
         var object: [String: Any] = [
-            "test_accuracy": result.test.accuracy,
-            "test_loss": result.test.loss,
+            "test_accuracy": result.test.map { $0.accuracy as Any } ?? NSNull(),
+            "test_loss": result.test.map { $0.loss as Any } ?? NSNull(),
             "epochs": result.history.count,
             "steps": result.steps,
             "train_seconds": result.trainSeconds,
@@ -23,6 +23,8 @@ public enum ReportWriter {
             "parameters": run.model.parameterCount,
             "config": config.yaml,
         ]
+        if let s = result.stoppedAtStep { object["stopped_at_step"] = s }
+        if let c = result.lastCheckpoint { object["checkpoint"] = c }
         object["history"] = result.history.map { r -> [String: Any] in
             var row: [String: Any] = ["epoch": r.epoch, "steps": r.steps, "loss": r.loss, "accuracy": r.accuracy,
                                       "seconds": r.seconds, "samples_per_second": r.samplesPerSecond]

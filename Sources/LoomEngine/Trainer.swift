@@ -19,6 +19,38 @@ import LoomData
 import LoomKernels
 import LoomNN
 
+/// Where a run is, exactly enough to continue it: the epoch to run (1-based) and the steps of it already done,
+/// the shuffling generator as it was when that epoch began (so its order can be drawn again), the epoch's
+/// running loss sums, and the global optimizer step.
+public struct ResumePoint: Sendable, Equatable {
+    public var epoch: Int
+    public var position: Int
+    public var shuffleState: Random
+    public var lossSum: Double
+    public var correctSum: Double
+    public var seen: Int
+    public var step: Int
+    public init(epoch: Int, position: Int, shuffleState: Random, lossSum: Double, correctSum: Double, seen: Int, step: Int) {
+        self.epoch = epoch; self.position = position; self.shuffleState = shuffleState
+        self.lossSum = lossSum; self.correctSum = correctSum; self.seen = seen; self.step = step
+    }
+}
+
+/// How `fit` starts, stops, and reports where it is.
+public struct FitControl {
+    /// Continue from here instead of epoch 1 (set the trainer's parameters, slots and step first).
+    public var resume: ResumePoint?
+    /// Stop once the global optimizer step reaches this.
+    public var maxSteps: Int?
+    /// Call `checkpoint` also every this many global steps (0: only at epoch ends).
+    public var checkpointEverySteps = 0
+    /// Called between steps (workers idle) at epoch ends, every `checkpointEverySteps`, and when stopping early.
+    public var checkpoint: (ResumePoint) -> Void = { _ in }
+    /// Called after each epoch's record is complete (validation included).
+    public var epochEnded: (EpochRecord) -> Void = { _ in }
+    public init() {}
+}
+
 /// One epoch's results.
 public struct EpochRecord: Sendable, Codable, Equatable {
     public var epoch: Int
@@ -89,48 +121,82 @@ public final class Trainer: @unchecked Sendable {
 
     /// Trains for `epochs` epochs. `progress` is called on this thread about 10 times a second and at each
     /// epoch's end. With `shuffle`, each epoch visits the samples in a new order from a generator seeded by
-    /// the run's seed.
-    /// `maxSteps` cuts each epoch short (benchmarks).
+    /// the run's seed. `stepsPerEpoch` cuts each epoch short (benchmarks); `control` resumes, stops after a
+    /// number of steps and asks for checkpoints.
     public func fit(_ train: Dataset, validation: Dataset? = nil, epochs: Int, shuffle: Bool = true,
-                    maxSteps: Int? = nil, progress: (TrainingProgress) -> Void = { _ in }) -> [EpochRecord] {
-        var rng = Random(seed: seed ^ 0x5348_5546_464C_4521)  // the shuffling stream
+                    stepsPerEpoch: Int? = nil, control: FitControl = FitControl(),
+                    progress: (TrainingProgress) -> Void = { _ in }) -> [EpochRecord] {
+        var rng = control.resume?.shuffleState ?? Random(seed: seed ^ 0x5348_5546_464C_4521)  // the shuffling stream
         let order = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, train.count))
         defer { order.deallocate() }
         var records: [EpochRecord] = []
-        let steps = min((train.count + batchSize - 1) / batchSize, maxSteps ?? Int.max)
-        for epoch in 1...max(1, epochs) {
+        let steps = min((train.count + batchSize - 1) / batchSize, stepsPerEpoch ?? Int.max)
+        let firstEpoch = control.resume?.epoch ?? 1
+        guard firstEpoch <= epochs else { return [] }
+        for epoch in firstEpoch...epochs {
+            let epochStart = rng  // what a checkpoint stores to redo this epoch's shuffle
             if shuffle { shuffledIndices(train.count, rng: &rng, into: order) } else {
                 for i in 0..<train.count { order[i] = Int32(i) }
             }
+            var position = 0
             shared.resetProgress()
-            let began = Date()
+            if let r = control.resume, epoch == firstEpoch {
+                position = r.position
+                shared.restoreProgress(steps: r.position, lossSum: r.lossSum, correctSum: r.correctSum, seen: r.seen)
+            }
+            let epochBase = step - position  // the global step count when this epoch began
             shared.order = UnsafePointer(order)
-            let job = epochJob(train, steps: steps, firstStep: step)
+            let began = Date()
             func report(_ record: EpochRecord?) {
                 let (done, loss, correct, seen) = shared.progress()
                 progress(TrainingProgress(epoch: epoch, epochs: epochs, step: done, steps: steps,
-                                  elapsed: Date().timeIntervalSince(began), loss: seen > 0 ? loss / Double(seen) : 0,
-                                  accuracy: seen > 0 ? correct / Double(seen) : 0, record: record))
+                                          elapsed: Date().timeIntervalSince(began), loss: seen > 0 ? loss / Double(seen) : 0,
+                                          accuracy: seen > 0 ? correct / Double(seen) : 0, record: record))
             }
-            pool.run(job, tick: { report(nil) })
-            step += steps
+            // Run the epoch in segments that end where a checkpoint is due or the run must stop.
+            while position < steps {
+                var end = steps
+                if control.checkpointEverySteps > 0 {
+                    let next = (step / control.checkpointEverySteps + 1) * control.checkpointEverySteps
+                    end = min(end, next - epochBase)
+                }
+                if let limit = control.maxSteps { end = min(end, max(position, limit - epochBase)) }
+                if end == position { return records }  // the step limit was reached before this epoch
+                pool.run(epochJob(train, steps: position..<end, firstStep: epochBase), tick: { report(nil) })
+                step = epochBase + end
+                position = end
+                let stopping = control.maxSteps.map { step >= $0 } ?? false
+                if position < steps && (stopping || (control.checkpointEverySteps > 0 && step % control.checkpointEverySteps == 0)) {
+                    let (_, loss, correct, seen) = shared.progress()
+                    control.checkpoint(ResumePoint(epoch: epoch, position: position, shuffleState: epochStart,
+                                                   lossSum: loss, correctSum: correct, seen: seen, step: step))
+                }
+                if stopping && position < steps { return records }
+            }
             let seconds = Date().timeIntervalSince(began)
             let (_, loss, correct, seen) = shared.progress()
-            var record = EpochRecord(epoch: epoch, steps: steps, loss: loss / Double(seen), accuracy: correct / Double(seen),
-                                     valLoss: nil, valAccuracy: nil, seconds: seconds,
-                                     samplesPerSecond: Double(seen) / seconds)
+            var record = EpochRecord(epoch: epoch, steps: steps, loss: loss / Double(max(1, seen)),
+                                     accuracy: correct / Double(max(1, seen)), valLoss: nil, valAccuracy: nil,
+                                     seconds: seconds, samplesPerSecond: Double(seen) / seconds)
             if let validation, validation.count > 0 {
                 let v = evaluate(validation)
                 record.valLoss = v.loss; record.valAccuracy = v.accuracy
             }
             records.append(record)
             report(record)
+            control.epochEnded(record)
+            control.checkpoint(ResumePoint(epoch: epoch + 1, position: 0, shuffleState: rng, lossSum: 0, correctSum: 0,
+                                           seen: 0, step: step))
+            if let limit = control.maxSteps, step >= limit { return records }
         }
         return records
     }
 
-    /// The job of one epoch: `steps` steps over `shared.order`, optimizer steps firstStep+1 … firstStep+steps.
-    func epochJob(_ data: Dataset, steps: Int, firstStep: Int) -> WorkerJob {
+    /// Puts the trainer at `point`'s optimizer step (its parameters and optimizer slots are set by the caller).
+    public func resume(at point: ResumePoint) { step = point.step }
+
+    /// The job of steps `steps` of an epoch over `shared.order`: optimizer steps firstStep+s+1 for s in steps.
+    func epochJob(_ data: Dataset, steps: Range<Int>, firstStep: Int) -> WorkerJob {
         let (model, optimizer, buffers, shared, barrier) = (model, optimizer, buffers, shared, pool.barrier)
         let (batchSize, seed, workers) = (batchSize, seed, pool.count)
         let features = model.inputWidth
@@ -138,7 +204,7 @@ public final class Trainer: @unchecked Sendable {
             let workspace = shared.workspaces[w]!
             let order = shared.order!
             let params = model.parameters.pointer, grads = model.gradients.pointer
-            for s in 0..<steps {
+            for s in steps {
                 let start = s * batchSize
                 let n = min(batchSize, data.count - start)
                 let rows = shard(n, part: w, of: workers)
@@ -213,8 +279,8 @@ public final class Trainer: @unchecked Sendable {
                 data.gather(range: i, count: n, into: buffers.input + rows.lowerBound * features, ld: features,
                             labels: shared.labels + rows.lowerBound)
                 model.forward(buffers, rows: rows, pass: Pass(training: false), workspace: workspace)
+                // Without a gradient the loss leaves probabilities in the last output (the fused softmax too).
                 model.lossAndGradient(buffers, rows: rows, labels: shared.labels, batchSize: n, gradient: false)
-                model.finishPrediction(buffers, rows: rows)
                 let y = buffers.output(last, rows)
                 for r in 0..<n {
                     sink.loss[i + r] = buffers.rowLoss[rows.lowerBound + r]
@@ -265,6 +331,12 @@ final class SharedState: @unchecked Sendable {
         workspaces = PerWorker(count: workers, initial: nil)
     }
     deinit { labels.deallocate() }
+
+    func restoreProgress(steps: Int, lossSum: Double, correctSum: Double, seen: Int) {
+        self.lossSum = lossSum; self.correctSum = correctSum; self.seen = seen
+        stepsDone.store(steps, ordering: .relaxed); lossBits.store(lossSum.bitPattern, ordering: .relaxed)
+        correctBits.store(correctSum.bitPattern, ordering: .relaxed); seenCount.store(seen, ordering: .relaxed)
+    }
 
     func resetProgress() {
         lossSum = 0; correctSum = 0; seen = 0

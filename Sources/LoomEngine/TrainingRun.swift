@@ -10,6 +10,7 @@ public enum LoomError: Error, CustomStringConvertible {
     case config(ConfigError)
     case data(DataError)
     case topology(TopologyError)
+    case weights(WeightsError)
     case usage(String)
 
     public var description: String {
@@ -17,6 +18,7 @@ public enum LoomError: Error, CustomStringConvertible {
         case .config(let e): e.description
         case .data(let e): e.description
         case .topology(let e): e.description
+        case .weights(let e): e.description
         case .usage(let s): s
         }
     }
@@ -25,15 +27,34 @@ public enum LoomError: Error, CustomStringConvertible {
     public var exitCode: Int32 {
         switch self {
         case .config, .usage, .topology: 2
-        case .data: 1
+        case .data, .weights: 1
         }
     }
+}
+
+/// What a run does besides training: where it starts from, when it stops, what it writes.
+public struct RunOptions: Sendable {
+    /// Start from these weights instead of the initializers.
+    public var initWeights: String?
+    /// Continue from this checkpoint.
+    public var resume: String?
+    /// End the run after this many optimizer steps (a checkpoint is written if a checkpoint folder is set).
+    public var maxSteps: Int?
+    /// Write the final weights here.
+    public var saveWeights: String?
+    /// Write metrics.csv, metrics.jsonl, config.yaml and metrics.svg here.
+    public var logDir: String?
+    public init() {}
 }
 
 /// The outcome of a training run.
 public struct RunResult: Sendable {
     public var history: [EpochRecord]
-    public var test: Evaluation
+    /// Nil when the run stopped early (--max-steps) before finishing its epochs.
+    public var test: Evaluation?
+    /// Set when --max-steps ended the run; with the checkpoint written then, if any.
+    public var stoppedAtStep: Int?
+    public var lastCheckpoint: String?
     public var trainSeconds: Double
     public var samplesPerSecond: Double
     public var steps: Int
@@ -106,14 +127,57 @@ public final class TrainingRun {
         model.initialize(seed: t.seed)
     }
 
-    /// Trains, then evaluates on the test set.
-    public func run(progress: (TrainingProgress) -> Void = { _ in }) -> RunResult {
+    /// Trains (from initializers, given weights or a checkpoint), writing checkpoints and metrics as asked,
+    /// then evaluates on the test set. Files named in `options` are checked before training starts.
+    public func run(_ options: RunOptions = RunOptions(), progress: (TrainingProgress) -> Void = { _ in }) throws(LoomError) -> RunResult {
         let t = config.training
-        let history = trainer.fit(train, validation: validation, epochs: t.epochs, shuffle: t.shuffle, progress: progress)
+        var control = FitControl()
+        control.maxSteps = options.maxSteps
+        if let path = options.initWeights {
+            do {
+                // A weights file or a checkpoint (whose optimizer state is then not used).
+                try Checkpoint.load(SafeTensors.read(path).tensors, into: model, path: path)
+            } catch { throw .weights(error) }
+        }
+        if let path = options.resume {
+            do { control.resume = try Checkpoint.restore(trainer, from: path) } catch { throw .weights(error) }
+        }
+        var lastCheckpoint: String?
+        var checkpointError: String?
+        if let dir = config.checkpoint.dir {
+            do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+                throw .usage("cannot create checkpoint folder \(dir): \(error.localizedDescription)")
+            }
+            control.checkpointEverySteps = config.checkpoint.everySteps
+            let (trainer, config) = (trainer, config)
+            control.checkpoint = { point in
+                let path = dir + "/" + Checkpoint.fileName(step: point.step)
+                do {
+                    try Checkpoint.save(trainer, config: config, at: point, to: path)
+                    Checkpoint.prune(dir, keep: config.checkpoint.keep)
+                    lastCheckpoint = path
+                } catch {
+                    checkpointError = "cannot write checkpoint \(path): \(error.localizedDescription)"
+                }
+            }
+        }
+        let metrics = try options.logDir.map { dir throws(LoomError) in try MetricsLog(dir: dir, config: config, resuming: options.resume != nil) }
+        control.epochEnded = { record in metrics?.append(record, learningRate: Double("\(self.config.optimizer.learningRate)") ?? 0) }
+        let history = trainer.fit(train, validation: validation, epochs: t.epochs, shuffle: t.shuffle, control: control,
+                                  progress: progress)
+        metrics?.finish()
+        if let checkpointError { throw .usage(checkpointError) }
         let trainSeconds = history.reduce(0) { $0 + $1.seconds }
-        let test = trainer.evaluate(data.test)
-        return RunResult(history: history, test: test, trainSeconds: trainSeconds,
-                         samplesPerSecond: Double(train.count * history.count) / trainSeconds,
+        let finished = (history.last?.epoch ?? (control.resume.map { $0.epoch - 1 } ?? 0)) >= t.epochs
+        if let path = options.saveWeights {
+            do { try Checkpoint.saveWeights(model, config: config, to: path) } catch {
+                throw .usage("cannot write weights \(path): \(error.localizedDescription)")
+            }
+        }
+        let samples = history.reduce(0.0) { $0 + $1.samplesPerSecond * $1.seconds }
+        return RunResult(history: history, test: finished ? trainer.evaluate(data.test) : nil,
+                         stoppedAtStep: finished ? nil : trainer.step, lastCheckpoint: lastCheckpoint,
+                         trainSeconds: trainSeconds, samplesPerSecond: trainSeconds > 0 ? samples / trainSeconds : 0,
                          steps: history.reduce(0) { $0 + $1.steps }, weightsDigest: model.weightsDigest())
     }
 }

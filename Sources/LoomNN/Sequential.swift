@@ -107,7 +107,8 @@ public final class Sequential: @unchecked Sendable {
     }
 
     /// The loss of rows `rows` against their labels, into `a.rowLoss`/`a.rowCorrect`; with `gradient`, also
-    /// ∂L/∂(last output) scaled by 1/`batchSize`.
+    /// ∂L/∂(last output) scaled by 1/`batchSize`; without, the last output is left as the model's prediction
+    /// (probabilities, when softmax is fused into the loss).
     public func lossAndGradient(_ a: ActivationBuffers, rows: Range<Int>, labels: UnsafePointer<Int32>,
                                 batchSize: Int, gradient: Bool) {
         let last = layers.count - 1
@@ -140,13 +141,6 @@ public final class Sequential: @unchecked Sendable {
             _ = layers[l].parameterGradient(x: a.output(l - 1, 0..<batchSize), dy: a.gradient(l, 0..<batchSize),
                                             part: part, of: parts, update: local, workspace: workspace)
         }
-    }
-
-    /// The output of the last layer as probabilities (applies the softmax the fused path leaves out).
-    public func finishPrediction(_ a: ActivationBuffers, rows: Range<Int>) {
-        guard fusedSoftmax else { return }
-        let y = a.output(layers.count - 1, rows)
-        softmaxRows(rows: y.count, cols: y.width, y.base, ld: y.ld)
     }
 
     /// SHA-256 over the parameters' bytes (little-endian float32, layer order): equal digests, equal weights.

@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import LoomConfig
 import LoomEngine
+import LoomData
 import LoomKernels
 import LoomNN
 
@@ -11,7 +12,7 @@ struct Loom: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loom",
         abstract: "A data-parallel neural-network trainer for many-core CPUs.",
-        subcommands: [Train.self, Summary.self, Topo.self, BenchCommand.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, Summary.self, Topo.self, BenchCommand.self])
 }
 
 /// Options shared by commands that read a config.
@@ -43,6 +44,11 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed for initialization, shuffling and dropout (training.seed).") var seed: Int?
     @Option(parsing: .unconditional, help: "Worker threads (training.workers); default: one per usable CPU.") var workers: String?
     @Option(help: "Write a JSON report of the run to this file.") var report: String?
+    @Option(name: .customLong("save-weights"), help: "Write the final weights (safetensors) to this file.") var saveWeights: String?
+    @Option(name: .customLong("init-weights"), help: "Start from these weights (safetensors) instead of the initializers.") var initWeights: String?
+    @Option(help: "Continue the run saved in this checkpoint (any worker count gives the same result).") var resume: String?
+    @Option(name: .customLong("max-steps"), parsing: .unconditional, help: "End the run after this many optimizer steps (counting from the start of training).") var maxSteps: Int?
+    @Option(name: .customLong("log-dir"), help: "Write metrics.csv, metrics.jsonl, config.yaml and metrics.svg here.") var logDir: String?
 
     func run() throws {
         var extra: [String] = []
@@ -61,11 +67,29 @@ struct Train: ParsableCommand {
             run = try TrainingRun(config: config)
         } catch { fail(error) }
         if let report { checkWritable(report) }
+        if let saveWeights { checkWritable(saveWeights) }
+        if let maxSteps, maxSteps < 1 { fail(.usage("--max-steps \(maxSteps): at least one step is needed")) }
+        var runOptions = RunOptions()
+        runOptions.initWeights = initWeights
+        runOptions.resume = resume
+        runOptions.maxSteps = maxSteps
+        runOptions.saveWeights = saveWeights
+        runOptions.logDir = logDir
         for w in run.warnings { FileHandle.standardError.write(Data((w + "\n").utf8)) }
         print("Training \(run.train.name): \(run.train.count) samples\(run.validation.map { ", validating on \($0.count)" } ?? ""), \(run.placements.count) worker\(run.placements.count == 1 ? "" : "s"), batch \(config.training.batchSize), \(config.optimizer.name)")
         let printer = ProgressPrinter()
-        let result = run.run(progress: printer.show)
-        print(String(format: "test_loss: %.4f - test_accuracy: %.4f (%d samples)", result.test.loss, result.test.accuracy, result.test.count))
+        let result: RunResult
+        do { result = try run.run(runOptions, progress: printer.show) } catch { fail(error) }
+        if let test = result.test {
+            print(String(format: "test_loss: %.4f - test_accuracy: %.4f (%d samples)", test.loss, test.accuracy, test.count))
+        }
+        if let stopped = result.stoppedAtStep {
+            print("stopped after step \(stopped) (--max-steps)" + (result.lastCheckpoint.map {
+                "; resume with: loom train \(options.config) --resume \($0)"
+            } ?? "; set checkpoint.dir to be able to resume"))
+        } else if let checkpoint = result.lastCheckpoint {
+            print("last checkpoint: \(checkpoint)")
+        }
         let perEpoch = result.history.map(\.seconds)
         print(String(format: "trained %d steps in %.2f s (%.0f samples/s, %.3f s/epoch)", result.steps, result.trainSeconds,
                      result.samplesPerSecond, perEpoch.reduce(0, +) / Double(max(1, perEpoch.count))))
@@ -230,3 +254,60 @@ func writeOrFail(_ text: String, _ path: String) {
 }
 
 func padded(_ s: String, _ width: Int) -> String { s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count) }
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Loss, accuracy and confusion matrix of saved weights on a test set.")
+    @Argument(help: "A weights file (loom train --save-weights) or checkpoint.") var weights: String
+    @Option(help: "Dataset to evaluate on (mnist, fashion-mnist, …; default: the one it was trained on).") var data: String?
+    @Option(name: .customLong("data-path"), help: "Folder of the dataset's IDX files.") var dataPath: String?
+    @Option(parsing: .unconditional, help: "Worker threads (default: one per usable CPU).") var workers: Int?
+
+    func run() throws {
+        if let workers, workers < 1 { fail(.usage("--workers \(workers): at least one worker is needed")) }
+        do { try evaluate() } catch { fail(error) }
+    }
+
+    func evaluate() throws(LoomError) {
+        do {
+            let saved = try SavedModel(path: weights)
+            var source: DataSource? = nil
+            if data != nil || dataPath != nil {
+                source = DataSource(dataset: data ?? saved.config.data.dataset, path: dataPath)
+            }
+            let (e, set) = try saved.evaluate(data: source, workers: workers)
+            print(String(format: "%@ on %@ test set (%d samples): loss %.4f - accuracy %.4f", weights, set.name, e.count, e.loss, e.accuracy))
+            print("confusion matrix (rows: true class, columns: predicted):")
+            let width = max(5, String(e.count).count + 1)
+            print(padded("", 6) + e.confusion.indices.map { String(repeating: " ", count: width - String($0).count) + String($0) }.joined())
+            for (t, row) in e.confusion.enumerated() {
+                print(padded("  \(t)", 6) + row.map { String(repeating: " ", count: max(0, width - String($0).count)) + String($0) }.joined())
+            }
+        }
+    }
+}
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Top classes with probabilities for images: IDX image files, PGM or PNG of the model's input size.")
+    @Argument(help: "A weights file (loom train --save-weights) or checkpoint.") var weights: String
+    @Argument(help: "IDX image files, PGM or PNG images (light digits on a dark background, like MNIST).") var inputs: [String]
+    @Option(parsing: .unconditional, help: "Classes to show per image.") var top: Int = 3
+    @Option(parsing: .unconditional, help: "Images to show per IDX file.") var limit: Int = 10
+
+    func run() throws {
+        guard !inputs.isEmpty else { fail(.usage("name at least one image")) }
+        do { try predict() } catch { fail(error) }
+    }
+
+    func predict() throws(LoomError) {
+        do {
+            let saved = try SavedModel(path: weights)
+            var named: [(String, [Float])] = []
+            for path in inputs { named += try readPredictionInputs(path, features: saved.inputWidth).prefix(max(1, limit)) }
+            let probabilities = try saved.predict(named.map(\.1))
+            for ((name, _), p) in zip(named, probabilities) {
+                let ranked = p.enumerated().sorted { $0.element > $1.element }.prefix(max(1, top))
+                print(name + ": " + ranked.map { String(format: "%d (%.4f)", $0.offset, $0.element) }.joined(separator: ", "))
+            }
+        }
+    }
+}

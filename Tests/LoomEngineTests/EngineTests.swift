@@ -112,6 +112,9 @@ struct EngineTests {
             #expect(e.count == 100 && e.confusion.flatMap { $0 }.reduce(0, +) == 100)
             let p = t.predict(data.test)
             for i in 0..<100 { #expect(abs(p[i * 4..<i * 4 + 4].reduce(0, +) - 1) < 1e-5) }
+            // The probabilities are the ones the loss was computed from: mean −log p[label] = the loss.
+            let nll = (0..<100).map { -log(Double(p[$0 * 4 + Int(data.test.label($0))])) }.reduce(0, +) / 100
+            #expect(abs(nll - e.loss) < 1e-4 * max(1, e.loss), "−log p \(nll) vs loss \(e.loss)")
         }
         #expect(results[0] == results[1])
     }

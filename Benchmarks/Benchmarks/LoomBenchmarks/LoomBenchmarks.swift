@@ -72,10 +72,10 @@ nonisolated(unsafe) let benchmarks: @Sendable () -> Void = {
             model.initialize(seed: 1)
             let trainer = Trainer(model: model, optimizer: config.optimizer, placements: topology.placement(workers: workers),
                                   batchSize: 128, seed: 1)
-            _ = trainer.fit(run.train, epochs: 1, maxSteps: 20)
+            _ = trainer.fit(run.train, epochs: 1, stepsPerEpoch: 20)
             let steps = benchmark.scaledIterations.count
             benchmark.startMeasurement()
-            _ = trainer.fit(run.train, epochs: 1, maxSteps: steps)
+            _ = trainer.fit(run.train, epochs: 1, stepsPerEpoch: steps)
         }
     }
     for steps in [1, 101] {
@@ -85,9 +85,9 @@ nonisolated(unsafe) let benchmarks: @Sendable () -> Void = {
             model.initialize(seed: 1)
             let trainer = Trainer(model: model, optimizer: config.optimizer, placements: topology.placement(workers: counts.last!),
                                   batchSize: 128, seed: 1)
-            _ = trainer.fit(run.train, epochs: 1, maxSteps: 2)
+            _ = trainer.fit(run.train, epochs: 1, stepsPerEpoch: 2)
             benchmark.startMeasurement()
-            _ = trainer.fit(run.train, epochs: 1, maxSteps: steps)
+            _ = trainer.fit(run.train, epochs: 1, stepsPerEpoch: steps)
         }
     }
 }
