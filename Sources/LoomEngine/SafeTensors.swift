@@ -81,7 +81,7 @@ public enum SafeTensors {
             }
             guard dtype == "F32" else { throw .mismatch(path, "tensor '\(name)' has dtype \(dtype); Loom reads F32") }
             guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataBytes else {
-                throw .corrupt(path, "tensor '\(name)': data_offsets \(offsets) outside the \(dataBytes) data bytes")
+                throw .corrupt(path, "tensor '\(name)': data_offsets \(offsets) outside the \(dataBytes) data bytes (truncated file?)")
             }
             guard shape.reduce(1, *) * 4 == offsets[1] - offsets[0] else {
                 throw .corrupt(path, "tensor '\(name)': shape \(shape) needs \(shape.reduce(1, *) * 4) bytes, data_offsets give \(offsets[1] - offsets[0])")

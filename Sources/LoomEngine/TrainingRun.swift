@@ -148,6 +148,10 @@ public final class TrainingRun {
             do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
                 throw .usage("cannot create checkpoint folder \(dir): \(error.localizedDescription)")
             }
+            // Temporary files of a writer killed mid-write (the real files are only ever renamed into place).
+            for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where f.hasPrefix(".ckpt-") && f.contains(".tmp-") {
+                try? FileManager.default.removeItem(atPath: dir + "/" + f)
+            }
             control.checkpointEverySteps = config.checkpoint.everySteps
             let (trainer, config) = (trainer, config)
             control.checkpoint = { point in

@@ -166,3 +166,58 @@ struct CLITests {
         #expect(t.status == 0 && t.stdout.contains("worker 0 → CPU") && t.stdout.contains("node 0"))
     }
 }
+
+@Suite("Checkpoint files under SIGKILL", .serialized)
+struct KillTests {
+    @Test("killing the trainer at random moments (mid-write included) always leaves the newest checkpoint loadable")
+    func killDuringCheckpoints() throws {
+        let dir = scratch()
+        writeGoodIDX(dir)
+        // A bigger training set so a run lasts long enough to be killed mid-way.
+        let fm = FileManager.default
+        fm.createFile(atPath: dir + "/train-images", contents: idx([4000, 2, 2], (0..<16000).map { UInt8($0 % 251) }))
+        fm.createFile(atPath: dir + "/train-labels", contents: idx([4000], (0..<4000).map { UInt8($0 % 3) }))
+        let config = idxConfig(dir)
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "units: 8", with: "units: 256").replacingOccurrences(of: "epochs: 2", with: "epochs: 1000")
+        text += "\ncheckpoint: {dir: \(dir)/ckpt, every_steps: 1, keep: 2}\n"
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        var loaded = 0
+        for round in 0..<12 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: loomBinary)
+            p.arguments = ["train", config, "--workers", "1"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            usleep(UInt32(150_000 + (round * 37_000) % 250_000))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            let files = ((try? fm.contentsOfDirectory(atPath: dir + "/ckpt")) ?? []).filter { $0.hasPrefix("ckpt-") }.sorted()
+            guard let newest = files.last else { continue }
+            // The newest visible checkpoint must be complete: it parses and validates.
+            let o = try loom(["evaluate", dir + "/ckpt/" + newest])
+            #expect(o.status == 0, "round \(round): \(newest): \(o.stderr)")
+            loaded += 1
+        }
+        #expect(loaded >= 6)
+    }
+
+    @Test("a truncated or corrupted weights file: one clear line, no crash")
+    func corruptWeights() throws {
+        let dir = scratch()
+        writeGoodIDX(dir)
+        let o = try loom(["train", idxConfig(dir), "--save-weights", dir + "/w.safetensors"])
+        #expect(o.status == 0)
+        let full = try Data(contentsOf: URL(fileURLWithPath: dir + "/w.safetensors"))
+        FileManager.default.createFile(atPath: dir + "/cut.safetensors", contents: full.prefix(full.count - 10))
+        expectOneLineError(try loom(["evaluate", dir + "/cut.safetensors"]), ["cut.safetensors", "truncated"])
+        var bad = full; bad[12] = 0
+        FileManager.default.createFile(atPath: dir + "/bad.safetensors", contents: bad)
+        expectOneLineError(try loom(["predict", dir + "/bad.safetensors", dir + "/test-images"]), ["bad.safetensors"])
+        expectOneLineError(try loom(["evaluate", dir + "/none.safetensors"]), ["none.safetensors", "no such file"])
+        expectOneLineError(try loom(["train", idxConfig(dir), "--init-weights", dir + "/cut.safetensors"]), ["cut.safetensors"])
+        let ok = try loom(["predict", dir + "/w.safetensors", dir + "/test-images"])
+        #expect(ok.status == 0 && ok.stdout.split(separator: "\n").count == 3)
+    }
+}
