@@ -59,7 +59,7 @@ let package = Package(
             swiftSettings: fastSwift),
         .executableTarget(
             name: "loom",
-            dependencies: ["LoomEngine", "LoomKernels", "LoomData", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["LoomEngine", "LoomKernels", "LoomData", "CSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastSwift),
         .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], swiftSettings: fastSwift),

@@ -4,7 +4,9 @@
 #include <numa.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 int loom_pin_current_thread(int cpu) {
     cpu_set_t set;
@@ -64,3 +66,27 @@ void *loom_numa_alloc_onnode(uint64_t bytes, int node) {
 }
 
 void loom_numa_free(void *p, uint64_t bytes) { numa_free(p, bytes); }
+
+static volatile sig_atomic_t pending_signal = 0;
+
+static void on_signal(int sig) {
+    if (pending_signal != 0) _exit(128 + sig);  /* a second signal: leave now (files are only ever renamed into place) */
+    pending_signal = sig;
+}
+
+void loom_install_signal_handlers(void) {
+    struct sigaction action;
+    action.sa_handler = on_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    /* A parent may have started us with these blocked (the mask is inherited across exec): unblock them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int loom_pending_signal(void) { return pending_signal; }

@@ -21,6 +21,9 @@ public enum LayerConfig: Equatable, Sendable {
     }
 }
 
+/// What to do when a batch's loss is not finite.
+public enum NaNPolicy: String, Sendable, CaseIterable { case stop, skipBatch = "skip_batch" }
+
 /// The training section (Keras' `fit` arguments).
 public struct TrainingConfig: Equatable, Sendable {
     public var epochs = 5
@@ -31,6 +34,10 @@ public struct TrainingConfig: Equatable, Sendable {
     public var validationSplit = 0.0
     /// Worker threads; nil means one per usable CPU.
     public var workers: Int?
+    /// What a non-finite loss does: stop the run (exit 3), or skip that batch's update.
+    public var onNaN = NaNPolicy.stop
+    /// With skip_batch: stop after this many skipped batches in a row.
+    public var maxSkippedBatches = 10
     public init() {}
 }
 
@@ -95,6 +102,7 @@ public struct RunConfig: Equatable, Sendable {
         out += "  seed: \(training.seed)\n  shuffle: \(training.shuffle)\n"
         out += "  validation_split: \(training.validationSplit)\n"
         out += "  workers: \(training.workers.map(String.init) ?? "auto")\n"
+        out += "  on_nan: \(training.onNaN.rawValue)\n  max_skipped_batches: \(training.maxSkippedBatches)\n"
         if let dir = checkpoint.dir {
             out += "checkpoint:\n  dir: \"\(dir)\"\n  every_steps: \(checkpoint.everySteps)\n  keep: \(checkpoint.keep)\n"
         }

@@ -335,7 +335,8 @@ struct Reader {
 
     func training(_ node: Node) throws(ConfigError) -> TrainingConfig {
         let path = "training"
-        let m = try mapping(node, path, allowed: ["epochs", "batch_size", "seed", "shuffle", "validation_split", "workers"])
+        let m = try mapping(node, path, allowed: ["epochs", "batch_size", "seed", "shuffle", "validation_split", "workers",
+                                                 "on_nan", "max_skipped_batches"])
         var t = TrainingConfig()
         if let n = m["epochs"] { t.epochs = try int(n, join(path, "epochs"), min: 1, max: 1_000_000, what: "a positive number of epochs") }
         if let n = m["batch_size"] { t.batchSize = try int(n, join(path, "batch_size"), min: 1, max: 1 << 20, what: "a positive batch size") }
@@ -343,6 +344,12 @@ struct Reader {
         if let n = m["shuffle"] { t.shuffle = try bool(n, join(path, "shuffle")) }
         if let n = m["validation_split"] {
             t.validationSplit = try number(n, join(path, "validation_split"), { $0 >= 0 && $0 < 1 }, "a fraction in [0, 1)")
+        }
+        if let n = m["on_nan"] {
+            t.onNaN = NaNPolicy(rawValue: try name(n, join(path, "on_nan"), from: NaNPolicy.allCases.map(\.rawValue), what: "policy"))!
+        }
+        if let n = m["max_skipped_batches"] {
+            t.maxSkippedBatches = try int(n, join(path, "max_skipped_batches"), min: 1, what: "a number of batches")
         }
         if let n = m["workers"] {
             if n.string == "auto" { t.workers = nil } else {

@@ -7,6 +7,7 @@
 // Every file is written atomically (temporary file in the same folder, fsync, rename, fsync of the folder).
 import Foundation
 import LoomConfig
+import LoomKernels
 import LoomNN
 
 public enum Checkpoint {
@@ -84,6 +85,19 @@ public enum Checkpoint {
                                 seen: try int("epoch_seen"), step: try int("step"))
         trainer.resume(at: point)
         return point
+    }
+
+    /// The first parameter tensor (layer order) holding a NaN or infinity in `buffer` (the parameters or the
+    /// gradients), as "layers.L.kernel (Dense)", or nil when all are finite.
+    public static func firstNonFinite(_ model: Sequential, in buffer: AlignedBuffer) -> String? {
+        for p in model.namedParameters {
+            let values = UnsafeBufferPointer(start: buffer.pointer + p.offset, count: p.count)
+            if !values.allSatisfy(\.isFinite) {
+                let layer = Int(p.name.split(separator: ".")[1]) ?? 0
+                return "\(p.name) (\(model.layers[layer].typeName), \(model.layers[layer].detail))"
+            }
+        }
+        return nil
     }
 
     /// The checkpoint file name of a global step (sorts by step).

@@ -14,7 +14,9 @@
 // row's forward/backward and every parameter's batch sum are computed by the same arithmetic in the same
 // order whatever W is (see Gemm.swift), the trained weights are bitwise identical for any worker count.
 import Atomics
+import CSupport
 import Foundation
+import LoomConfig
 import LoomData
 import LoomKernels
 import LoomNN
@@ -48,7 +50,22 @@ public struct FitControl {
     public var checkpoint: (ResumePoint) -> Void = { _ in }
     /// Called after each epoch's record is complete (validation included).
     public var epochEnded: (EpochRecord) -> Void = { _ in }
+    /// What a non-finite batch loss does, and how many skipped batches in a row end the run.
+    public var onNaN = NaNPolicy.stop
+    public var maxSkippedBatches = 10
+    /// Watch for SIGINT/SIGTERM (installed by the caller) and stop after the step in progress.
+    public var stopOnSignal = false
     public init() {}
+}
+
+/// Why `fit` ended before its last epoch.
+public enum FitStop: Sendable, Equatable {
+    /// A batch's loss was not finite (NaN or infinite) at this epoch and global step; nothing was updated.
+    case diverged(epoch: Int, step: Int)
+    /// SIGINT or SIGTERM arrived; the run stopped after `point`'s step (and checkpointed there, if asked).
+    case signal(Int32, ResumePoint)
+    /// The step limit was reached.
+    case stepLimit
 }
 
 /// One epoch's results.
@@ -96,6 +113,8 @@ public final class Trainer: @unchecked Sendable {
     public let seed: UInt64
     /// Optimizer steps taken so far (the next update is step `step + 1`).
     public private(set) var step = 0
+    /// Set when the last `fit` ended early, and why.
+    public private(set) var stopped: FitStop?
     let buffers: ActivationBuffers
     let shared: SharedState
 
@@ -132,6 +151,9 @@ public final class Trainer: @unchecked Sendable {
         var records: [EpochRecord] = []
         let steps = min((train.count + batchSize - 1) / batchSize, stepsPerEpoch ?? Int.max)
         let firstEpoch = control.resume?.epoch ?? 1
+        stopped = nil
+        shared.policy = StepPolicy(skipOnNaN: control.onNaN == .skipBatch, maxSkipped: control.maxSkippedBatches,
+                                   watchSignals: control.stopOnSignal)
         guard firstEpoch <= epochs else { return [] }
         for epoch in firstEpoch...epochs {
             let epochStart = rng  // what a checkpoint stores to redo this epoch's shuffle
@@ -163,6 +185,29 @@ public final class Trainer: @unchecked Sendable {
                 if let limit = control.maxSteps { end = min(end, max(position, limit - epochBase)) }
                 if end == position { return records }  // the step limit was reached before this epoch
                 pool.run(epochJob(train, steps: position..<end, firstStep: epochBase), tick: { report(nil) })
+                let outcome = shared.outcome
+                if outcome.kind != 0 {
+                    // The job ended early: a diverged batch (no update made) or a signal (after a whole step).
+                    let done = outcome.kind == 1 ? outcome.step - 1 - epochBase : outcome.step - epochBase
+                    step = epochBase + done
+                    if outcome.kind == 1 {
+                        stopped = .diverged(epoch: epoch, step: outcome.step)
+                        return records
+                    }
+                    let (_, loss, correct, seen) = shared.progress()
+                    let point = ResumePoint(epoch: epoch, position: done, shuffleState: epochStart, lossSum: loss,
+                                            correctSum: correct, seen: seen, step: step)
+                    if done < steps {
+                        stopped = .signal(Int32(outcome.signal), point)
+                        control.checkpoint(point)
+                        return records
+                    }
+                    // The signal came with the epoch's last step: finish the epoch's bookkeeping below, then stop.
+                    stopped = .signal(Int32(outcome.signal), ResumePoint(epoch: epoch + 1, position: 0, shuffleState: rng,
+                                                                         lossSum: 0, correctSum: 0, seen: 0, step: step))
+                    position = steps
+                    break
+                }
                 step = epochBase + end
                 position = end
                 let stopping = control.maxSteps.map { step >= $0 } ?? false
@@ -171,7 +216,7 @@ public final class Trainer: @unchecked Sendable {
                     control.checkpoint(ResumePoint(epoch: epoch, position: position, shuffleState: epochStart,
                                                    lossSum: loss, correctSum: correct, seen: seen, step: step))
                 }
-                if stopping && position < steps { return records }
+                if stopping && position < steps { stopped = .stepLimit; return records }
             }
             let seconds = Date().timeIntervalSince(began)
             let (_, loss, correct, seen) = shared.progress()
@@ -187,7 +232,8 @@ public final class Trainer: @unchecked Sendable {
             control.epochEnded(record)
             control.checkpoint(ResumePoint(epoch: epoch + 1, position: 0, shuffleState: rng, lossSum: 0, correctSum: 0,
                                            seen: 0, step: step))
-            if let limit = control.maxSteps, step >= limit { return records }
+            if case .signal = stopped { return records }
+            if let limit = control.maxSteps, step >= limit { if epoch < epochs { stopped = .stepLimit }; return records }
         }
         return records
     }
@@ -204,6 +250,8 @@ public final class Trainer: @unchecked Sendable {
             let workspace = shared.workspaces[w]!
             let order = shared.order!
             let params = model.parameters.pointer, grads = model.gradients.pointer
+            let policy = shared.policy
+            var skippedInARow = 0
             for s in steps {
                 let start = s * batchSize
                 let n = min(batchSize, data.count - start)
@@ -217,14 +265,37 @@ public final class Trainer: @unchecked Sendable {
                                 labels: shared.labels + rows.lowerBound)
                     model.forward(buffers, rows: rows, pass: pass, workspace: workspace)
                     model.lossAndGradient(buffers, rows: rows, labels: shared.labels, batchSize: n, gradient: true)
+                    var sum: Float = 0
+                    for r in rows { sum += buffers.rowLoss[r] }
+                    if !sum.isFinite { shared.nonFiniteStep.store(t, ordering: .relaxed) }
                     model.backward(buffers, rows: rows, pass: pass, workspace: workspace)
                 }
                 barrier.wait()
+                // Every worker reads the same flags after the barrier, so all take the same branch.
+                if shared.nonFiniteStep.load(ordering: .relaxed) == t {
+                    skippedInARow += 1
+                    if !policy.skipOnNaN || skippedInARow > policy.maxSkipped {
+                        // Stop before any update: leave this batch's gradients (not applied) for diagnosis.
+                        model.parameterGradients(buffers, batchSize: n, part: w, of: workers, workspace: workspace)
+                        if w == 0 { shared.outcome = StepOutcome(kind: 1, step: t, signal: 0) }
+                        barrier.wait()
+                        return
+                    }
+                    if w == 0 { shared.skipped += 1 }
+                    barrier.wait()
+                    continue
+                }
+                skippedInARow = 0
                 // 5-6: this worker's part of the parameters, over the whole batch.
                 if w == 0 { shared.record(buffers, rows: n) }
                 let rule = optimizer.rule(step: t, parameters: params, gradients: grads)
                 model.parameterGradients(buffers, batchSize: n, part: w, of: workers, update: rule, workspace: workspace)
+                if w == 0 && policy.watchSignals {
+                    let signal = loom_pending_signal()
+                    if signal != 0 { shared.outcome = StepOutcome(kind: 2, step: t, signal: Int(signal)) }
+                }
                 barrier.wait()
+                if shared.outcome.kind != 0 { return }  // written by worker 0 before the barrier
             }
         }
     }
@@ -296,6 +367,12 @@ public final class Trainer: @unchecked Sendable {
     }
 }
 
+/// How a job ended (see SharedState.outcome).
+struct StepOutcome: Sendable { var kind: Int; var step: Int; var signal: Int }
+
+/// The per-fit rules every worker applies identically.
+struct StepPolicy: Sendable { var skipOnNaN: Bool; var maxSkipped: Int; var watchSignals: Bool }
+
 /// Part `part` of `parts` of 0..<n: contiguous, sizes differing by at most one, together covering 0..<n once.
 /// Rows of a batch are split among workers this way (the last, short batch of an epoch too).
 @inline(__always)
@@ -312,13 +389,20 @@ struct InferenceSink: @unchecked Sendable {
 
 /// The state shared between the coordinator and the workers during a job, in one place.
 ///
-/// Why sharing it is safe: `order` (the epoch's sample order) is written by the main thread before a job and
-/// only read during it; `labels` is written by each worker on its own rows only, and read across rows only
+/// Why sharing it is safe: `order` and `policy` are written by the main thread before a job and only read during
+/// it; `outcome` and `skipped` are written by worker 0 only, before a barrier that every reader passes first; `labels` is written by each worker on its own rows only, and read across rows only
 /// by worker 0 after a barrier; `workspaces[w]` is written once by worker w and only ever used by worker w;
 /// the progress counters are atomics, written by worker 0 between barriers and read by the main thread.
 final class SharedState: @unchecked Sendable {
     let labels: UnsafeMutablePointer<Int32>
     var order: UnsafePointer<Int32>?
+    /// The step whose loss some worker found not finite (each worker stores the same value, before a barrier).
+    let nonFiniteStep = ManagedAtomic<Int>(0)
+    /// How a job ended, written by worker 0 before a barrier (kind 0: ran to the end, 1: diverged, 2: signal).
+    var outcome = StepOutcome(kind: 0, step: 0, signal: 0)
+    /// Batches skipped for a non-finite loss (on_nan: skip_batch).
+    var skipped = 0
+    var policy = StepPolicy(skipOnNaN: false, maxSkipped: 10, watchSignals: false)
     let workspaces: PerWorker<GemmWorkspace?>
     private let stepsDone = ManagedAtomic<Int>(0)
     private let lossBits = ManagedAtomic<UInt64>(0)
@@ -333,12 +417,14 @@ final class SharedState: @unchecked Sendable {
     deinit { labels.deallocate() }
 
     func restoreProgress(steps: Int, lossSum: Double, correctSum: Double, seen: Int) {
+        outcome = StepOutcome(kind: 0, step: 0, signal: 0)
         self.lossSum = lossSum; self.correctSum = correctSum; self.seen = seen
         stepsDone.store(steps, ordering: .relaxed); lossBits.store(lossSum.bitPattern, ordering: .relaxed)
         correctBits.store(correctSum.bitPattern, ordering: .relaxed); seenCount.store(seen, ordering: .relaxed)
     }
 
     func resetProgress() {
+        outcome = StepOutcome(kind: 0, step: 0, signal: 0)
         lossSum = 0; correctSum = 0; seen = 0
         stepsDone.store(0, ordering: .relaxed); lossBits.store(0, ordering: .relaxed)
         correctBits.store(0, ordering: .relaxed); seenCount.store(0, ordering: .relaxed)

@@ -12,6 +12,10 @@ public enum LoomError: Error, CustomStringConvertible {
     case topology(TopologyError)
     case weights(WeightsError)
     case usage(String)
+    /// The loss stopped being a number: where, and the first layer whose gradient is not finite.
+    case diverged(epoch: Int, step: Int, layer: String)
+    /// SIGINT/SIGTERM stopped the run after a whole step.
+    case interrupted(signal: Int32, step: Int, checkpoint: String?, resume: String?)
 
     public var description: String {
         switch self {
@@ -20,6 +24,12 @@ public enum LoomError: Error, CustomStringConvertible {
         case .topology(let e): e.description
         case .weights(let e): e.description
         case .usage(let s): s
+        case .diverged(let epoch, let step, let layer):
+            "training diverged at epoch \(epoch), step \(step): the loss is not finite (first non-finite gradient: \(layer)); no checkpoint was written from it — lower optimizer.learning_rate, or set training.on_nan=skip_batch"
+        case .interrupted(let signal, let step, let checkpoint, let resume):
+            "interrupted by \(signal == SIGTERM ? "SIGTERM" : "SIGINT") after step \(step)" + (checkpoint.map {
+                "; checkpoint written to \($0); resume with: \(resume ?? "loom train CONFIG --resume \($0)")"
+            } ?? "; no checkpoint (set checkpoint.dir to be able to resume)")
         }
     }
 
@@ -28,6 +38,8 @@ public enum LoomError: Error, CustomStringConvertible {
         switch self {
         case .config, .usage, .topology: 2
         case .data, .weights: 1
+        case .diverged: 3
+        case .interrupted(let signal, _, _, _): 128 + signal
         }
     }
 }
@@ -44,6 +56,9 @@ public struct RunOptions: Sendable {
     public var saveWeights: String?
     /// Write metrics.csv, metrics.jsonl, config.yaml and metrics.svg here.
     public var logDir: String?
+    /// Stop cleanly on SIGINT/SIGTERM (the caller installs the handlers); `resumeCommand` is what to print.
+    public var stopOnSignal = false
+    public var resumeCommand: (@Sendable (String) -> String)?
     public init() {}
 }
 
@@ -97,6 +112,13 @@ public final class TrainingRun {
         }
         train = holdOut > 0 ? data.train.subset(0..<data.train.count - holdOut) : data.train
         validation = holdOut > 0 ? data.train.subset(data.train.count - holdOut..<data.train.count, name: "validation") : nil
+        // Resource limits: fail before allocating what cannot fit.
+        let needed = TrainingRun.memoryNeeded(config, inputWidth: features)
+        let available = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
+        if available > 0 && needed > available {
+            throw .usage(String(format: "the model needs %.1f GiB for its parameters, gradients, optimizer state and batch buffers; this machine has %.1f GiB — use fewer or smaller layers, or a smaller batch",
+                                Double(needed) / 1_073_741_824, Double(available) / 1_073_741_824))
+        }
         model = config.makeModel(inputWidth: features)
         // Labels must fit the model's outputs.
         let outputs = model.outputWidth
@@ -127,12 +149,30 @@ public final class TrainingRun {
         model.initialize(seed: t.seed)
     }
 
+    /// Bytes a run allocates for a model: parameters, gradients and optimizer slots, and the batch buffers (each
+    /// layer's output and its gradient, for every row of a batch).
+    public static func memoryNeeded(_ config: RunConfig, inputWidth: Int) -> Int {
+        var width = inputWidth, widths = [inputWidth], parameters = 0
+        for layer in config.layers {
+            if case .dense(let units, _, _, _) = layer {
+                parameters += (width + 1) * units
+                width = units
+            }
+            widths.append(width)
+        }
+        let batch = config.training.batchSize
+        return parameters * 4 * (2 + config.optimizer.slotNames.count) + widths.reduce(0, +) * batch * 4 * 2
+    }
+
     /// Trains (from initializers, given weights or a checkpoint), writing checkpoints and metrics as asked,
     /// then evaluates on the test set. Files named in `options` are checked before training starts.
     public func run(_ options: RunOptions = RunOptions(), progress: (TrainingProgress) -> Void = { _ in }) throws(LoomError) -> RunResult {
         let t = config.training
         var control = FitControl()
         control.maxSteps = options.maxSteps
+        control.onNaN = t.onNaN
+        control.maxSkippedBatches = t.maxSkippedBatches
+        control.stopOnSignal = options.stopOnSignal
         if let path = options.initWeights {
             do {
                 // A weights file or a checkpoint (whose optimizer state is then not used).
@@ -154,8 +194,14 @@ public final class TrainingRun {
             }
             control.checkpointEverySteps = config.checkpoint.everySteps
             let (trainer, config) = (trainer, config)
+            let model = model
             control.checkpoint = { point in
                 let path = dir + "/" + Checkpoint.fileName(step: point.step)
+                // Never write a checkpoint from a non-finite state.
+                if Checkpoint.firstNonFinite(model, in: model.parameters) != nil {
+                    checkpointError = "not writing checkpoint \(path): the weights are not finite"
+                    return
+                }
                 do {
                     try Checkpoint.save(trainer, config: config, at: point, to: path)
                     Checkpoint.prune(dir, keep: config.checkpoint.keep)
@@ -170,6 +216,15 @@ public final class TrainingRun {
         let history = trainer.fit(train, validation: validation, epochs: t.epochs, shuffle: t.shuffle, control: control,
                                   progress: progress)
         metrics?.finish()
+        switch trainer.stopped {
+        case .diverged(let epoch, let step):
+            throw .diverged(epoch: epoch, step: step,
+                            layer: Checkpoint.firstNonFinite(model, in: model.gradients) ?? "none (only the loss)")
+        case .signal(let signal, let point):
+            throw .interrupted(signal: signal, step: point.step, checkpoint: lastCheckpoint,
+                               resume: lastCheckpoint.flatMap { options.resumeCommand?($0) })
+        default: break
+        }
         if let checkpointError { throw .usage(checkpointError) }
         let trainSeconds = history.reduce(0) { $0 + $1.seconds }
         let finished = (history.last?.epoch ?? (control.resume.map { $0.epoch - 1 } ?? 0)) >= t.epochs

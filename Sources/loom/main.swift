@@ -1,5 +1,6 @@
 // loom — the command line: parses arguments, calls LoomEngine, prints. No training logic lives here.
 import ArgumentParser
+import CSupport
 import Foundation
 import LoomConfig
 import LoomEngine
@@ -75,6 +76,14 @@ struct Train: ParsableCommand {
         runOptions.maxSteps = maxSteps
         runOptions.saveWeights = saveWeights
         runOptions.logDir = logDir
+        runOptions.stopOnSignal = true
+        // The same command line, resuming: drop any earlier --resume, add the checkpoint.
+        var words = ["loom"] + CommandLine.arguments.dropFirst()
+        if let i = words.firstIndex(of: "--resume"), i + 1 < words.count { words.removeSubrange(i...i + 1) }
+        words.removeAll { $0.hasPrefix("--resume=") }
+        let command = words.joined(separator: " ")
+        runOptions.resumeCommand = { "\(command) --resume \($0)" }
+        loom_install_signal_handlers()
         for w in run.warnings { FileHandle.standardError.write(Data((w + "\n").utf8)) }
         print("Training \(run.train.name): \(run.train.count) samples\(run.validation.map { ", validating on \($0.count)" } ?? ""), \(run.placements.count) worker\(run.placements.count == 1 ? "" : "s"), batch \(config.training.batchSize), \(config.optimizer.name)")
         let printer = ProgressPrinter()

@@ -221,3 +221,73 @@ struct KillTests {
         #expect(ok.status == 0 && ok.stdout.split(separator: "\n").count == 3)
     }
 }
+
+@Suite("Divergence, signals and resource limits", .serialized)
+struct FaultTests {
+    /// A config on a 4000-sample IDX set (1000 steps an epoch at batch 4) with a checkpoint folder.
+    func longConfig(_ dir: String, epochs: Int = 3, extra: String = "") throws -> String {
+        writeGoodIDX(dir)
+        let fm = FileManager.default
+        fm.createFile(atPath: dir + "/train-images", contents: idx([4000, 2, 2], (0..<16000).map { UInt8($0 % 251) }))
+        fm.createFile(atPath: dir + "/train-labels", contents: idx([4000], (0..<4000).map { UInt8($0 % 3) }))
+        let path = idxConfig(dir)
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        text = text.replacingOccurrences(of: "units: 8", with: "units: 64").replacingOccurrences(of: "epochs: 2", with: "epochs: \(epochs)")
+        text += "\ncheckpoint: {dir: \(dir)/ckpt}\n" + extra
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test("a learning rate that makes training diverge: exit 3, one line with epoch and step, no checkpoint")
+    func divergence() throws {
+        let dir = scratch()
+        let path = try longConfig(dir)
+        let o = try loom(["train", path, "--set", "optimizer.learning_rate=1e30", "--report", dir + "/r.json"])
+        #expect(o.status == 3)
+        expectOneLineError(o, ["diverged at epoch 1, step", "not finite"])
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir + "/ckpt")) ?? []).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/r.json"))
+        // skip_batch skips bad batches, and stops after max_skipped_batches of them in a row.
+        let s = try loom(["train", path, "--set", "optimizer.learning_rate=1e30", "--set", "training.on_nan=skip_batch",
+                          "--set", "training.max_skipped_batches=5"])
+        #expect(s.status == 3 && s.stderr.contains("diverged"))
+        expectOneLineError(try loom(["train", path, "--set", "training.on_nan=ignore"]), ["training.on_nan", "stop, skip_batch"])
+    }
+
+    @Test("SIGINT and SIGTERM: finish the step, checkpoint, say how to resume, exit 130 / 143; the resumed run ends as if never stopped",
+          arguments: [SIGINT, SIGTERM])
+    func signals(signal: Int32) throws {
+        let dir = scratch()
+        let path = try longConfig(dir, epochs: 8)  // ~2 s: the signal at 0.4 s lands mid-run
+        let reference = try loom(["train", path, "--set", "checkpoint.dir=\(dir)/ref"])
+        #expect(reference.status == 0)
+        let digest = reference.stdout.split(separator: "\n").first { $0.hasPrefix("weights_digest") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: loomBinary)
+        p.arguments = ["train", path, "--workers", "2"]
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        usleep(400_000)
+        kill(p.processIdentifier, signal)
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 128 + signal, "\(message)")
+        #expect(message.contains("interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM") after step"))
+        #expect(message.split(separator: "\n").count == 1)
+        let checkpoint = try #require(message.split(separator: " ").first { $0.hasSuffix(".safetensors;") }.map { String($0.dropLast()) })
+        let resumed = try loom(["train", path, "--resume", checkpoint, "--workers", "1"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.split(separator: "\n").first { $0.hasPrefix("weights_digest") } == digest)
+    }
+
+    @Test("a model too big for the machine fails up front with the size it needs")
+    func tooBig() throws {
+        let dir = scratch()
+        writeGoodIDX(dir)
+        let o = try loom(["train", idxConfig(dir), "--set", "model.layers.0.units=1000000",
+                          "--set", "model.layers.1={type: dense, units: 1000000, activation: softmax}"])
+        expectOneLineError(o, ["the model needs", "GiB", "this machine has"])
+    }
+}

@@ -57,7 +57,7 @@ struct ConfigTests {
     @Test("an unknown key names file, line, key path and the key meant")
     func unknownKey() {
         let text = good.replacingOccurrences(of: "  epochs: 5", with: "  epoch: 5")
-        #expect(message(text) == "c.yaml:15:3: training.epoch: unknown key; did you mean 'epochs'? (valid keys: epochs, batch_size, seed, shuffle, validation_split, workers)")
+        #expect(message(text) == "c.yaml:15:3: training.epoch: unknown key; did you mean 'epochs'? (valid keys: epochs, batch_size, seed, shuffle, validation_split, workers, on_nan, max_skipped_batches)")
     }
 
     @Test("a wrong type")

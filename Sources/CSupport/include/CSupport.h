@@ -17,6 +17,12 @@ void loom_cpu_relax(void);
 /// Gives the CPU away (sched_yield).
 void loom_yield(void);
 
+/// Installs SIGINT and SIGTERM handlers that record the signal (the first one) and exit at once with 128 + the
+/// signal number on the second.
+void loom_install_signal_handlers(void);
+/// The first SIGINT/SIGTERM received since installing, or 0.
+int loom_pending_signal(void);
+
 /// 1 when libnuma works on this machine (numa_available() >= 0), else 0.
 int loom_numa_available(void);
 /// Highest NUMA node number (numa_max_node), or -1.
