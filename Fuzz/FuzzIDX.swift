@@ -1,0 +1,14 @@
+// libFuzzer target: the IDX reader (gzip detection, zlib inflation, header and length validation) on arbitrary
+// bytes. Built by Fuzz/run with the reader's own source file; any crash or sanitizer report is a bug.
+import Foundation
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzIDX(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    var bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    if bytes.count >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
+        guard let inflated = try? gunzip(bytes, path: "fuzz") else { return 0 }
+        bytes = inflated
+    }
+    _ = try? parseIDX(bytes, path: "fuzz")
+    return 0
+}
