@@ -167,21 +167,28 @@ struct CLITests {
     }
 }
 
+/// A config on a 4000-sample IDX set (1000 steps an epoch at batch 4), so a run lasts long enough to be
+/// interrupted, with a checkpoint section.
+func longConfig(_ dir: String, epochs: Int = 3, units: Int = 64, checkpoint: String? = nil) throws -> String {
+    writeGoodIDX(dir)
+    let fm = FileManager.default
+    fm.createFile(atPath: dir + "/train-images", contents: idx([4000, 2, 2], (0..<16000).map { UInt8($0 % 251) }))
+    fm.createFile(atPath: dir + "/train-labels", contents: idx([4000], (0..<4000).map { UInt8($0 % 3) }))
+    let path = idxConfig(dir)
+    var text = try String(contentsOfFile: path, encoding: .utf8)
+    text = text.replacingOccurrences(of: "units: 8", with: "units: \(units)").replacingOccurrences(of: "epochs: 2", with: "epochs: \(epochs)")
+    text += "\ncheckpoint: \(checkpoint ?? "{dir: \(dir)/ckpt}")\n"
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
 @Suite("Checkpoint files under SIGKILL", .serialized)
 struct KillTests {
     @Test("killing the trainer at random moments (mid-write included) always leaves the newest checkpoint loadable")
     func killDuringCheckpoints() throws {
         let dir = scratch()
-        writeGoodIDX(dir)
-        // A bigger training set so a run lasts long enough to be killed mid-way.
         let fm = FileManager.default
-        fm.createFile(atPath: dir + "/train-images", contents: idx([4000, 2, 2], (0..<16000).map { UInt8($0 % 251) }))
-        fm.createFile(atPath: dir + "/train-labels", contents: idx([4000], (0..<4000).map { UInt8($0 % 3) }))
-        let config = idxConfig(dir)
-        var text = try String(contentsOfFile: config, encoding: .utf8)
-        text = text.replacingOccurrences(of: "units: 8", with: "units: 256").replacingOccurrences(of: "epochs: 2", with: "epochs: 1000")
-        text += "\ncheckpoint: {dir: \(dir)/ckpt, every_steps: 1, keep: 2}\n"
-        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try longConfig(dir, epochs: 1000, units: 256, checkpoint: "{dir: \(dir)/ckpt, every_steps: 1, keep: 2}")
         var loaded = 0
         for round in 0..<12 {
             let p = Process()
@@ -224,20 +231,6 @@ struct KillTests {
 
 @Suite("Divergence, signals and resource limits", .serialized)
 struct FaultTests {
-    /// A config on a 4000-sample IDX set (1000 steps an epoch at batch 4) with a checkpoint folder.
-    func longConfig(_ dir: String, epochs: Int = 3, extra: String = "") throws -> String {
-        writeGoodIDX(dir)
-        let fm = FileManager.default
-        fm.createFile(atPath: dir + "/train-images", contents: idx([4000, 2, 2], (0..<16000).map { UInt8($0 % 251) }))
-        fm.createFile(atPath: dir + "/train-labels", contents: idx([4000], (0..<4000).map { UInt8($0 % 3) }))
-        let path = idxConfig(dir)
-        var text = try String(contentsOfFile: path, encoding: .utf8)
-        text = text.replacingOccurrences(of: "units: 8", with: "units: 64").replacingOccurrences(of: "epochs: 2", with: "epochs: \(epochs)")
-        text += "\ncheckpoint: {dir: \(dir)/ckpt}\n" + extra
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-
     @Test("a learning rate that makes training diverge: exit 3, one line with epoch and step, no checkpoint")
     func divergence() throws {
         let dir = scratch()
