@@ -1,4 +1,5 @@
 import Foundation
+import LoomData
 import Testing
 
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
@@ -282,5 +283,34 @@ struct FaultTests {
         let o = try loom(["train", idxConfig(dir), "--set", "model.layers.0.units=1000000",
                           "--set", "model.layers.1={type: dense, units: 1000000, activation: softmax}"])
         expectOneLineError(o, ["the model needs", "GiB", "this machine has"])
+    }
+}
+
+@Suite("Prediction inputs")
+struct PredictInputTests {
+    @Test("PGM and PNG of the model's size are classified; other sizes and non-images are one clear line")
+    func images() throws {
+        let dir = scratch()
+        writeGoodIDX(dir)
+        #expect(try loom(["train", idxConfig(dir), "--save-weights", dir + "/w.safetensors"]).status == 0)
+        let fm = FileManager.default
+        fm.createFile(atPath: dir + "/ok.pgm", contents: Data("P5\n2 2\n255\n".utf8) + Data([0, 128, 255, 7]))
+        fm.createFile(atPath: dir + "/ascii.pgm", contents: Data("P2\n# a comment\n2 2\n15\n0 5 10 15\n".utf8))
+        fm.createFile(atPath: dir + "/big.pgm", contents: Data("P5\n3 3\n255\n".utf8) + Data(repeating: 9, count: 9))
+        #expect(writePNG(dir + "/ok.png", width: 2, height: 2, pixels: [0, 64, 128, 255]))
+        let o = try loom(["predict", dir + "/w.safetensors", dir + "/ok.pgm", dir + "/ascii.pgm", dir + "/ok.png", "--top", "2"])
+        #expect(o.status == 0, "\(o.stderr)")
+        #expect(o.stdout.split(separator: "\n").count == 3 && o.stdout.contains("ok.png: "))
+        expectOneLineError(try loom(["predict", dir + "/w.safetensors", dir + "/big.pgm"]), ["big.pgm", "is 3×3", "2×2"])
+        expectOneLineError(try loom(["predict", dir + "/w.safetensors", dir + "/c.yaml"]), ["c.yaml", "not a PGM"])
+    }
+
+    @Test("an empty data set is an error")
+    func emptyDataset() throws {
+        let dir = scratch()
+        writeGoodIDX(dir)
+        FileManager.default.createFile(atPath: dir + "/train-images", contents: idx([0, 2, 2], []))
+        FileManager.default.createFile(atPath: dir + "/train-labels", contents: idx([0], []))
+        expectOneLineError(try loom(["train", idxConfig(dir)]), ["train-images", "holds no samples"])
     }
 }
