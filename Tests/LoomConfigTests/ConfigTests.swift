@@ -114,3 +114,44 @@ struct ConfigTests {
         #expect(message(good, overrides: ["training.batch_size=0"]) == "--set: training.batch_size: expected a positive batch size in 1...1048576, found 0")
     }
 }
+
+@Suite("Config loader under mutated input")
+struct ConfigMutationTests {
+    @Test("thousands of byte- and token-level mutations of the shipped configs: an error or a config, never a crash")
+    func mutations() throws {
+        var state: UInt64 = 0x1234_5678
+        func next(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(max(1, n)))
+        }
+        let tokens = ["{", "}", "[", "]", ":", "- ", "\n", "  ", "&a ", "*a", "!!int ", "'", "\"", "#", "~", "null",
+                      "-1", "1e309", "0x10", ".nan", "type: dense", "units:", "layers:", "\t", "\u{0}", "é", "---\n"]
+        var parsed = 0, rejected = 0
+        for name in ["mnist", "fashion-mnist", "xor", "fizzbuzz"] {
+            let original = Array(try String(contentsOfFile: "\(repoRoot)/configs/\(name).yaml", encoding: .utf8).utf8)
+            for _ in 0..<500 {
+                var bytes = original
+                for _ in 0...next(4) {
+                    let i = next(bytes.count + 1)
+                    switch next(4) {
+                    case 0 where !bytes.isEmpty: bytes.remove(at: min(i, bytes.count - 1))
+                    case 1: bytes.insert(UInt8(next(256)), at: i)
+                    case 2: bytes.insert(contentsOf: Array(tokens[next(tokens.count)].utf8), at: i)
+                    default:
+                        let j = next(bytes.count + 1)
+                        if i < j { bytes.removeSubrange(i..<j) }
+                    }
+                }
+                let text = String(decoding: bytes, as: UTF8.self)
+                do {
+                    _ = try ConfigLoader.parse(text, file: "m.yaml", overrides: next(3) == 0 ? ["training.epochs=\(next(9))"] : [])
+                    parsed += 1
+                } catch {
+                    #expect(!error.description.contains("\n"), "multi-line error: \(error.description)")
+                    rejected += 1
+                }
+            }
+        }
+        #expect(parsed + rejected == 2000 && rejected > 0)
+    }
+}
