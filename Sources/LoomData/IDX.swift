@@ -64,8 +64,10 @@ public func parseIDX(_ data: [UInt8], path: String) throws(DataError) -> IDXArra
         let o = 4 + 4 * d
         let v = Int(data[o]) << 24 | Int(data[o + 1]) << 16 | Int(data[o + 2]) << 8 | Int(data[o + 3])
         dims.append(v)
-        total = total.multipliedReportingOverflow(by: v).partialValue
-        if total > 1 << 34 { throw .corrupt(path, reason: "dimensions \(dims) are implausibly large") }
+        let (product, overflow) = total.multipliedReportingOverflow(by: v)
+        // (Found by the fuzzer: a wrapped-around product let a later subtraction overflow and trap.)
+        if overflow || product > 1 << 34 { throw .corrupt(path, reason: "dimensions \(dims) are implausibly large") }
+        total = product
     }
     guard data.count >= header + total else { throw .truncated(path, expected: header + total, found: data.count) }
     guard data.count == header + total else {

@@ -122,3 +122,12 @@ struct IDXTests {
         #expect(v.count == 23 && v.label(0) == d.label(900))
     }
 }
+
+@Suite("Fuzzer regressions")
+struct FuzzRegressions {
+    @Test("dimensions whose product overflows (Fuzz/artifacts crash-041988b1…) are an error, not a trap")
+    func overflowingDimensions() {
+        let bytes: [UInt8] = [0, 0, 8, 3, 0xbf, 0, 0, 0, 0xfc, 0xff, 0, 0, 0x08, 0x80, 0, 0, 0, 0x7e]
+        #expect { try parseIDX(bytes, path: "crash") } throws: { "\($0)".contains("implausibly large") }
+    }
+}
