@@ -1,3 +1,7 @@
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+#endif
+
 // GEMM: C[m×n] = op(A)[m×k] · op(B)[k×n] (+ C), with an epilogue fused into the store.
 //
 // The three products of a dense layer are all this one routine:
@@ -93,13 +97,54 @@ public func gemm(
     accumulate: Bool = false, epilogue: GemmEpilogue = .none,
     workspace: GemmWorkspace
 ) {
+    gemmCore(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+             c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue, update: nil, workspace: workspace)
+}
+
+/// Whether `gemmUpdate` serves a product of this shape: a wide one (n > 16), in one K block (k ≤ 512).
+public func gemmUpdateSupports(n: Int, k: Int) -> Bool { n > 16 && k > 0 && k <= maxKBlock }
+
+/// Computes the gradient G[m×n] = op(A) · op(B) and applies the optimizer `update` to it, without ever storing G:
+/// parameter i·n + j (counted from the rule's pointers) takes G[i, j]. The product runs block by block of rows;
+/// each block's G lands in a workspace scratch that stays in L2 while the rule streams over the block's
+/// parameters and optimizer slots (contiguous rows, as a [m × n] weight matrix lies). Compared with storing
+/// G (a 1.6 MB matrix for the reference model's first layer) and reading it back in a separate pass, this
+/// saves three of the step's memory streams: the store, its read-for-ownership and the re-read.
+///
+/// The arithmetic is that of `gemm` followed by `applyUpdate` over the same range, value for value (`G` is
+/// one K block, summed in the same order), so the result does not depend on which path ran.
+/// Requires `gemmUpdateSupports(n:k:)`.
+public func gemmUpdate(
+    m: Int, n: Int, k: Int,
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+    update: UpdateRule, workspace: GemmWorkspace
+) {
+    precondition(gemmUpdateSupports(n: n, k: k), "gemmUpdate: unsupported shape")
+    gemmCore(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+             c: workspace.pointer, ldc: n, accumulate: false, epilogue: .none, update: update, workspace: workspace)
+}
+
+/// Rows of G per block of `gemmUpdate`: a multiple of the tile height, the block's G at most 96 KB (L2 keeps
+/// it beside the packed B panels while the update streams).
+@inline(__always) func fusedBlockRows(n: Int) -> Int { max(mr, min(mcBlock, 24_576 / n / mr * mr)) }
+
+@inline(__always)
+func gemmCore(
+    m: Int, n: Int, k: Int,
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+    c: UnsafeMutablePointer<Float>, ldc: Int,
+    accumulate: Bool, epilogue: GemmEpilogue, update: UpdateRule?,
+    workspace: GemmWorkspace
+) {
     if m == 0 || n == 0 { return }
     if k == 0 {
         for i in 0..<m { storeEpilogueScalar(c + i * ldc, count: n, row: i, col: 0, accumulate: accumulate,
                                              epilogue: epilogue) { _ in 0 } }
         return
     }
-    workspace.reserve(GemmWorkspace.requiredCapacity(n: n, k: k))
+    workspace.reserve(GemmWorkspace.requiredCapacity(n: n, k: k) + (update != nil ? fusedBlockRows(n: n) * n : 0))
     if n <= 16 && !transposeA && k >= 2 * vecLanes {
         dotGemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
                 accumulate: accumulate, epilogue: epilogue, workspace: workspace)
@@ -119,6 +164,10 @@ public func gemm(
     // 78 vs 75 GFLOP/s packed; the forward, m = 128, 76.5 vs 71.6 direct).
     let direct = !transposeB && n % nr == 0 && m < 256
     let packedA = workspace.pointer + GemmWorkspace.bCapacity(n: n, k: k)
+    // With a fused update, each block of rows of C is computed into a scratch after the packing buffers (row
+    // stride n), then consumed by the rule.
+    let blockRows = update != nil ? fusedBlockRows(n: n) : mcBlock
+    let scratch = packedA + kBlockSize(k) * ((mcBlock + mr - 1) / mr * mr)
     // Packing A costs m·k per K block; it pays once several panels reuse it (measured: n = 10 loses 3x with it).
     let packingA = panels >= 4
     var p0 = 0
@@ -130,7 +179,9 @@ public func gemm(
         if !direct { packB(k: kk, n: n, from: b, ldb: ldb, transposed: transposeB, p0: p0, into: workspace.pointer) }
         var ic = 0
         while ic < m {
-            let mc = min(mcBlock, m - ic)
+            let mc = min(blockRows, m - ic)
+            // Where row ic of this block is stored: in C, or (fused update) at the scratch's first row.
+            let cBlock = update != nil ? scratch : c + ic * ldc
             if packingA { packA(m: mc, k: kk, from: a, lda: lda, transposed: transposeA, i0: ic, p0: p0, into: packedA) }
             for panel in 0..<panels {
                 let j0 = panel * nr
@@ -140,7 +191,7 @@ public func gemm(
                 var i0 = 0
                 while i0 < mc {
                     let rows = min(mr, mc - i0)
-                    let cTile = c + (ic + i0) * ldc + j0
+                    let cTile = cBlock + i0 * ldc + j0
                     if packingA {
                         wideTile(k: kk, a: packedA + i0 * kk, aRow: 1, aK: mr, rows: rows, b: bPanel, bK: bStride,
                                  c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
@@ -156,6 +207,13 @@ public func gemm(
                     }
                     i0 += mr
                 }
+            }
+            if var rule = update {
+                // The block's gradient is complete (one K block): apply the rule to parameters ic..<ic+mc rows.
+                let first = ic * n
+                rule.parameters += first; rule.slot0 += first; rule.slot1 += first; rule.slot2 += first
+                rule.gradients = scratch
+                applyUpdate(rule, 0..<mc * n)
             }
             ic += mc
         }
@@ -178,18 +236,85 @@ func packA(m: Int, k: Int, from a: UnsafePointer<Float>, lda: Int, transposed: B
         let out = dst + s * k
         if transposed {
             // op(A)[i, p] = a[p*lda + i]: the strip's 6 values at depth p are contiguous in the source.
-            for p in 0..<k {
-                let src = a + (p0 + p) * lda + i0 + s
-                for r in 0..<mr { out[p * mr + r] = src[min(r, rows - 1)] }
+            var p = 0
+            if s + 8 <= m {
+                // A whole strip with two more rows after it: 8-float copies, each overlapping the next depth's
+                // first two values, which the next copy overwrites (the last depth copies its 6 one by one).
+                while p < k - 1 {
+                    storeVec8(loadVec8(a + (p0 + p) * lda + i0 + s), out + p * mr)
+                    p += 1
+                }
+            }
+            for q in p..<k {
+                let src = a + (p0 + q) * lda + i0 + s
+                for r in 0..<mr { out[q * mr + r] = src[min(r, rows - 1)] }
             }
         } else {
+            // op(A)[i, p] = a[i*lda + p]: 8 depths of the strip's 6 rows at a time, transposed in registers (the
+            // scalar loop's strided stores cost 3–4% of the forward product); the depth tail one by one.
+            var p = 0
+            let last = rows - 1
+            let src0 = a + (i0 + s) * lda + p0
+            while p + 8 <= k {
+                let t = transpose8x8(src0 + p, rowOffsets: (0, min(1, last) * lda, min(2, last) * lda, min(3, last) * lda,
+                                                            min(4, last) * lda, min(5, last) * lda, min(5, last) * lda,
+                                                            min(5, last) * lda))
+                // Depth p+c's 6 values are lanes 0..<6 of t.c; each store's lanes 6–7 land on the next depth's
+                // first two values and are overwritten by the next store (the last one stores 6 lanes only).
+                let o = out + p * mr
+                storeVec8(t.0, o); storeVec8(t.1, o + 6); storeVec8(t.2, o + 12); storeVec8(t.3, o + 18)
+                storeVec8(t.4, o + 24); storeVec8(t.5, o + 30); storeVec8(t.6, o + 36)
+                for r in 0..<6 { o[42 + r] = t.7[r] }
+                p += 8
+            }
             for r in 0..<mr {
                 let src = a + (i0 + s + min(r, rows - 1)) * lda + p0
-                for p in 0..<k { out[p * mr + r] = src[p] }
+                for q in p..<k { out[q * mr + r] = src[q] }
             }
         }
         s += mr
     }
+}
+
+
+@inline(__always) func loadVec8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+@inline(__always) func storeVec8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+
+/// Loads 8 floats from each of 8 rows (`base + rowOffsets.i`) and returns the 8 × 8 block transposed: result c
+/// holds element c of every row. Three rounds of interleaves (32-bit, 64-bit, 128-bit halves): 24 shuffles
+/// for 64 values, where a scalar copy takes 64 loads and 64 stores.
+@inline(__always)
+func transpose8x8(_ base: UnsafePointer<Float>, rowOffsets o: (Int, Int, Int, Int, Int, Int, Int, Int))
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let r0 = loadVec8(base + o.0), r1 = loadVec8(base + o.1), r2 = loadVec8(base + o.2), r3 = loadVec8(base + o.3)
+    let r4 = loadVec8(base + o.4), r5 = loadVec8(base + o.5), r6 = loadVec8(base + o.6), r7 = loadVec8(base + o.7)
+    #if arch(x86_64)
+    func ps(_ v: SIMD8<Float>) -> __m256 { unsafeBitCast(v, to: __m256.self) }
+    func pd(_ v: __m256) -> __m256d { unsafeBitCast(v, to: __m256d.self) }
+    func v8(_ v: __m256d) -> SIMD8<Float> { unsafeBitCast(v, to: SIMD8<Float>.self) }
+    // t: pairs of rows interleaved element by element, within each 128-bit half.
+    let t0 = pd(_mm256_unpacklo_ps(ps(r0), ps(r1))), t1 = pd(_mm256_unpackhi_ps(ps(r0), ps(r1)))
+    let t2 = pd(_mm256_unpacklo_ps(ps(r2), ps(r3))), t3 = pd(_mm256_unpackhi_ps(ps(r2), ps(r3)))
+    let t4 = pd(_mm256_unpacklo_ps(ps(r4), ps(r5))), t5 = pd(_mm256_unpackhi_ps(ps(r4), ps(r5)))
+    let t6 = pd(_mm256_unpacklo_ps(ps(r6), ps(r7))), t7 = pd(_mm256_unpackhi_ps(ps(r6), ps(r7)))
+    // u: columns (c | c+4) of rows 0–3 (u0…u3) and of rows 4–7 (u4…u7).
+    let u0 = v8(_mm256_unpacklo_pd(t0, t2)), u1 = v8(_mm256_unpackhi_pd(t0, t2))
+    let u2 = v8(_mm256_unpacklo_pd(t1, t3)), u3 = v8(_mm256_unpackhi_pd(t1, t3))
+    let u4 = v8(_mm256_unpacklo_pd(t4, t6)), u5 = v8(_mm256_unpackhi_pd(t4, t6))
+    let u6 = v8(_mm256_unpacklo_pd(t5, t7)), u7 = v8(_mm256_unpackhi_pd(t5, t7))
+    return (SIMD8(lowHalf: u0.lowHalf, highHalf: u4.lowHalf), SIMD8(lowHalf: u1.lowHalf, highHalf: u5.lowHalf),
+            SIMD8(lowHalf: u2.lowHalf, highHalf: u6.lowHalf), SIMD8(lowHalf: u3.lowHalf, highHalf: u7.lowHalf),
+            SIMD8(lowHalf: u0.highHalf, highHalf: u4.highHalf), SIMD8(lowHalf: u1.highHalf, highHalf: u5.highHalf),
+            SIMD8(lowHalf: u2.highHalf, highHalf: u6.highHalf), SIMD8(lowHalf: u3.highHalf, highHalf: u7.highHalf))
+    #else
+    let rows = [r0, r1, r2, r3, r4, r5, r6, r7]
+    func column(_ c: Int) -> SIMD8<Float> { SIMD8((0..<8).map { rows[$0][c] }) }
+    return (column(0), column(1), column(2), column(3), column(4), column(5), column(6), column(7))
+    #endif
 }
 
 /// Packs rows p0..<p0+k of op(B) into NR-wide panels, each `k × NR` contiguous, zero-padded past n.
@@ -206,9 +331,26 @@ func packB(k: Int, n: Int, from b: UnsafePointer<Float>, ldb: Int, transposed: B
             // `cols` source rows side by side — each source line then serves 16 consecutive p from L1
             // (best of 4 in one sitting, 128×784×512: 81.5 vs 61.0 GFLOP/s with the scattering loop it replaced).
             let src = b + j0 * ldb + p0
-            for p in 0..<k {
-                let row = out + p * nr
-                for jj in 0..<cols { row[jj] = src[jj * ldb + p] }
+            var p = 0
+            if cols == nr {
+                // Whole panels: 8 × 8 blocks transposed in registers (8 source rows, 8 depths).
+                while p + 8 <= k {
+                    var jb = 0
+                    while jb < nr {
+                        let t = transpose8x8(src + jb * ldb + p, rowOffsets: (0, ldb, 2 * ldb, 3 * ldb, 4 * ldb, 5 * ldb,
+                                                                              6 * ldb, 7 * ldb))
+                        let o = out + p * nr + jb
+                        storeVec8(t.0, o); storeVec8(t.1, o + nr); storeVec8(t.2, o + 2 * nr); storeVec8(t.3, o + 3 * nr)
+                        storeVec8(t.4, o + 4 * nr); storeVec8(t.5, o + 5 * nr); storeVec8(t.6, o + 6 * nr)
+                        storeVec8(t.7, o + 7 * nr)
+                        jb += 8
+                    }
+                    p += 8
+                }
+            }
+            for q in p..<k {
+                let row = out + q * nr
+                for jj in 0..<cols { row[jj] = src[jj * ldb + q] }
                 for jj in cols..<nr { row[jj] = 0 }
             }
         } else {

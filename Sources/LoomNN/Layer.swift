@@ -77,7 +77,8 @@ public protocol Layer: AnyObject {
     /// ∂L/∂θ over all rows of the batch for part `part` of `parts` of the parameters; returns which parameters
     /// that was. `dy` is what `backward` left in place. Without `update` the gradient is written to the gradient
     /// buffer; with it, the optimizer step is applied to those parameters instead (`update`'s pointers are the
-    /// layer's own parameter, gradient and slot views).
+    /// layer's own parameter, gradient and slot views), and a gradient consumed in cache may never reach the
+    /// gradient buffer (a wide dense layer's kernel gradient: `gemmUpdate`).
     func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
                            workspace: GemmWorkspace) -> ParameterSlices
 }

@@ -120,3 +120,53 @@ struct GemmTests {
         }
     }
 }
+
+@Suite("GEMM with a fused optimizer update")
+struct GemmUpdateTests {
+    /// gemmUpdate must leave parameters and slots bit for bit where `gemm` into a gradient buffer followed by
+    /// `applyUpdate` leaves them: the engine's determinism does not depend on which path ran.
+    @Test("equals gemm then applyUpdate, bit for bit",
+          arguments: [(100, 512, 128, true), (50, 40, 7, true), (97, 17, 300, false), (6, 33, 512, true), (200, 100, 65, false)])
+    func matchesUnfused(shape: (Int, Int, Int, Bool)) {
+        let (m, n, k, ta) = shape
+        var rng = Lcg(s: UInt64(m * 31 + n))
+        let a = AlignedBuffer(count: m * k), b = AlignedBuffer(count: k * n)
+        for i in 0..<a.count { a.pointer[i] = rng.next() }
+        for i in 0..<b.count { b.pointer[i] = rng.next() }
+        let kinds: [UpdateRule.Kind] = [.sgd, .momentum, .rmsprop, .rmspropCenteredMomentum, .adam]
+        for kind in kinds {
+            // Two copies of parameters and three slots, same starting values.
+            let count = m * n
+            let buffers = (0..<10).map { _ in AlignedBuffer(count: count) }
+            for i in 0..<count {
+                let w = rng.next(), s0 = abs(rng.next()) + 0.01, s1 = rng.next() * 0.1, s2 = rng.next() * 0.01
+                for (j, v) in [w, s0, s1, s2].enumerated() { buffers[j].pointer[i] = v; buffers[5 + j].pointer[i] = v }
+            }
+            let initialW = buffers[0].array
+            func rule(_ base: Int) -> UpdateRule {
+                UpdateRule(kind: kind, learningRate: 0.01, a: 0.9, b: 0.9, epsilon: 1e-7, alpha: 0.001,
+                           parameters: buffers[base].pointer, gradients: buffers[base + 4].pointer,
+                           slot0: buffers[base + 1].pointer, slot1: buffers[base + 2].pointer, slot2: buffers[base + 3].pointer)
+            }
+            let lda = ta ? m : k
+            gemm(m: m, n: n, k: k, a: a.pointer, lda: lda, transposeA: ta, b: b.pointer, ldb: n, transposeB: false,
+                 c: buffers[4].pointer, ldc: n, workspace: GemmWorkspace())
+            applyUpdate(rule(0), 0..<count)
+            #expect(gemmUpdateSupports(n: n, k: k))
+            gemmUpdate(m: m, n: n, k: k, a: a.pointer, lda: lda, transposeA: ta, b: b.pointer, ldb: n,
+                       transposeB: false, update: rule(5), workspace: GemmWorkspace())
+            for j in 0..<4 {
+                #expect(buffers[j].array.map(\.bitPattern) == buffers[5 + j].array.map(\.bitPattern),
+                        "\(kind), buffer \(j), shape \(shape)")
+            }
+            #expect(buffers[0].array != initialW, "\(kind): the update moved the parameters")
+        }
+    }
+
+    @Test("narrow or deep products are not fused")
+    func supports() {
+        #expect(!gemmUpdateSupports(n: 10, k: 128))
+        #expect(!gemmUpdateSupports(n: 512, k: 513))
+        #expect(gemmUpdateSupports(n: 17, k: 512))
+    }
+}
