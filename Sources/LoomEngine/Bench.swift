@@ -30,6 +30,22 @@ public struct KernelResult: Codable, Sendable {
     public var percentOfPeak: Double
 }
 
+/// A training step's speed beside the speed of its largest GEMM, measured in the same sitting.
+public struct StepResult: Codable, Sendable {
+    /// Floating-point operations of one step: every dense layer's forward, weight-gradient and (above the first
+    /// layer) input-gradient products, 2·batch·in·out each.
+    public var flopsPerStep: Double
+    public var millisecondsPerStep: Double
+    /// flopsPerStep / step time.
+    public var stepGflops: Double
+    /// The first dense layer's forward product (batch × units × input) alone, on the same worker.
+    public var gemmName: String
+    public var gemmGflops: Double
+    /// stepGflops / gemmGflops: the share of the GEMM rate a whole step keeps (elementwise work, softmax, the
+    /// update and the gather cost the rest).
+    public var ratio: Double
+}
+
 /// One worker count's training throughput.
 public struct ScalingResult: Codable, Sendable {
     public var workers: Int
@@ -88,6 +104,57 @@ public enum Bench {
                                         workers: pool.count, percentOfPeak: 100 * single / (peak[0] / 1e9)))
         }
         return (peak[0] / 1e9, results)
+    }
+
+    /// One worker's training step against its model's first GEMM: `rounds` interleaved rounds, each timing 3 × `steps`
+    /// steps and 3 × the product alone; each keeps its best (a shared machine only ever slows a run down).
+    public static func step(_ run: TrainingRun, steps: Int, rounds: Int, placement: WorkerPlacement) -> StepResult {
+        let t = run.config.training
+        let model = run.config.makeModel(inputWidth: run.train.features)
+        model.initialize(seed: t.seed)
+        let b = Double(t.batchSize)
+        var flops = 0.0
+        var first: Dense?
+        for (l, layer) in model.layers.enumerated() {
+            guard let dense = layer as? Dense else { continue }
+            if first == nil { first = dense }
+            flops += (l == 0 ? 2 : 3) * 2 * b * Double(dense.inputWidth * dense.units)
+        }
+        let trainer = Trainer(model: model, optimizer: run.config.optimizer, placements: [placement],
+                              batchSize: t.batchSize, seed: t.seed)
+        _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: 20)  // warm up
+        // The product alone, on the same pinned worker, on buffers of the layer's shapes.
+        let (m, n, k) = (t.batchSize, first?.units ?? 1, first?.inputWidth ?? 1)
+        let pool = WorkerPool(placements: [placement])
+        defer { pool.shutdown() }
+        let gemmSeconds = PerWorker<Double>(count: 1, initial: .infinity)
+        let x = AlignedBuffer(count: m * k), w = AlignedBuffer(count: k * n), y = AlignedBuffer(count: m * n)
+        for i in 0..<x.count { x.pointer[i] = Float(i % 17) * 0.01 }
+        for i in 0..<w.count { w.pointer[i] = Float(i % 13) * 0.01 }
+        let reps = max(5, min(10_000, Int(2e8 / Double(2 * m * n * k))))
+        var bestStep = Double.infinity
+        for _ in 0..<max(1, rounds) {
+            // Short timings of both (about 60 ms each here), so each has the same chances at a quiet moment.
+            for _ in 0..<3 {
+                let rate = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: steps)[0].samplesPerSecond
+                bestStep = min(bestStep, b / rate)
+            }
+            pool.run { _ in
+                let workspace = GemmWorkspace(capacity: GemmWorkspace.requiredCapacity(n: n, k: k))
+                for _ in 0..<3 {
+                    let t0 = monotonicSeconds()
+                    for _ in 0..<reps {
+                        gemm(m: m, n: n, k: k, a: x.pointer, lda: k, transposeA: false, b: w.pointer, ldb: n,
+                             transposeB: false, c: y.pointer, ldc: n, workspace: workspace)
+                    }
+                    gemmSeconds[0] = min(gemmSeconds[0], (monotonicSeconds() - t0) / Double(reps))
+                }
+            }
+        }
+        let stepGflops = flops / bestStep / 1e9
+        let gemmGflops = 2 * Double(m * n * k) / gemmSeconds[0] / 1e9
+        return StepResult(flopsPerStep: flops, millisecondsPerStep: bestStep * 1e3, stepGflops: stepGflops,
+                          gemmName: "\(m)×\(n)×\(k)", gemmGflops: gemmGflops, ratio: stepGflops / gemmGflops)
     }
 
     /// Trains `steps` steps (after `warmup` more) of `run`'s model at each worker count, from the same seed;

@@ -183,7 +183,7 @@ func checkWritable(_ path: String) {
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure kernel speed and scaling.",
-                                                    subcommands: [KernelsBench.self, ScalingBench.self])
+                                                    subcommands: [KernelsBench.self, StepBench.self, ScalingBench.self])
 }
 
 struct KernelsBench: ParsableCommand {
@@ -205,6 +205,29 @@ struct KernelsBench: ParsableCommand {
                   + String(format: "%16.1f  %8.1f%%  %17.1f", r.gflopsSingle, r.percentOfPeak, r.gflopsAll))
         }
         if let json { writeOrFail(Bench.json(results), json) }
+    }
+}
+
+struct StepBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "step",
+                                                    abstract: "One worker's training step beside its first layer's GEMM alone, interleaved in one sitting.")
+    @OptionGroup var options: ConfigOptions
+    @Option(parsing: .unconditional, help: "Steps per timing (three timings a round).") var steps: Int = 20
+    @Option(parsing: .unconditional, help: "Interleaved rounds; the step and the GEMM each keep their best.") var rounds: Int = 15
+    @Option(help: "Also write the result as JSON to this file.") var json: String?
+
+    func run() throws {
+        guard steps >= 1 else { fail(.usage("--steps \(steps): at least one step is needed")) }
+        guard rounds >= 1 else { fail(.usage("--rounds \(rounds): at least one round is needed")) }
+        if let json { checkWritable(json) }
+        let run: TrainingRun
+        do { run = try TrainingRun(config: try options.load(extra: ["training.workers=1"])) } catch { fail(error) }
+        let r = Bench.step(run, steps: steps, rounds: rounds, placement: Topology.detect().placement(workers: 1)[0])
+        print(String(format: "training step, 1 worker:  %.3f ms  %.1f GFLOP/s  (%.1f MFLOP a step)", r.millisecondsPerStep,
+                     r.stepGflops, r.flopsPerStep / 1e6))
+        print(String(format: "GEMM %@ alone:  %.1f GFLOP/s", r.gemmName, r.gemmGflops))
+        print(String(format: "the step runs at %.1f%% of the GEMM rate (best of %d interleaved rounds)", 100 * r.ratio, rounds))
+        if let json { writeOrFail(Bench.json([r]), json) }
     }
 }
 

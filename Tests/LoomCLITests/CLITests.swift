@@ -159,6 +159,26 @@ struct CLITests {
         }
     }
 
+    @Test("bench step and bench scaling print their tables and write their files")
+    func benchCommands() throws {
+        let dir = scratch()
+        writeGoodIDX(dir)
+        let step = try loom(["bench", "step", idxConfig(dir), "--steps", "2", "--rounds", "2", "--json", dir + "/step.json"])
+        #expect(step.status == 0, "\(step.stderr)")
+        #expect(step.stdout.contains("training step, 1 worker:") && step.stdout.contains("% of the GEMM rate"))
+        let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/step.json"))) as! [[String: Any]]
+        #expect(rows.count == 1 && (rows[0]["ratio"] as? Double ?? 0) > 0 && rows[0]["gemm_name"] as? String == "4×8×4")
+        // 2·4·(4·8)·2 + 3·2·4·(8·3): the first layer has no input gradient.
+        #expect(rows[0]["flops_per_step"] as? Double == 1088)
+        let scaling = try loom(["bench", "scaling", idxConfig(dir), "--workers", "1,2", "--steps", "2", "--repeats", "1",
+                                "--out", dir + "/out"])
+        #expect(scaling.status == 0, "\(scaling.stderr)")
+        for file in ["scaling.csv", "scaling.json", "scaling.svg"] {
+            #expect(FileManager.default.fileExists(atPath: dir + "/out/" + file), "\(file) missing")
+        }
+        expectOneLineError(try loom(["bench", "step", idxConfig(dir), "--rounds", "0"]), ["--rounds 0"])
+    }
+
     @Test("summary and topology")
     func summaryAndTopology() throws {
         let s = try loom(["summary", "configs/mnist.yaml"])
