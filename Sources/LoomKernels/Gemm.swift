@@ -65,7 +65,7 @@ public final class GemmWorkspace {
 
     /// The largest packing buffer a product of this shape needs (floats).
     public static func requiredCapacity(n: Int, k: Int) -> Int {
-        bCapacity(n: n, k: k) + kBlockSize(k) * ((mcBlock + mr - 1) / mr * mr)
+        bCapacity(n: n, k: k) + kBlockSize(k) * (mcBlock + 4)
     }
     static func bCapacity(n: Int, k: Int) -> Int {
         (max(kBlockSize(k) * ((n + nr - 1) / nr) * nr, (k + 2 * vecLanes) * 16) + 15) / 16 * 16
@@ -167,7 +167,7 @@ func gemmCore(
     // With a fused update, each block of rows of C is computed into a scratch after the packing buffers (row
     // stride n), then consumed by the rule.
     let blockRows = update != nil ? fusedBlockRows(n: n) : mcBlock
-    let scratch = packedA + kBlockSize(k) * ((mcBlock + mr - 1) / mr * mr)
+    let scratch = packedA + kBlockSize(k) * (mcBlock + 4)
     // Packing A costs m·k per K block; it pays once several panels reuse it (measured: n = 10 loses 3x with it).
     let packingA = panels >= 4
     var p0 = 0
@@ -190,9 +190,14 @@ func gemmCore(
                 let bStride = direct ? ldb : nr
                 var i0 = 0
                 while i0 < mc {
-                    let rows = min(mr, mc - i0)
+                    let height = packingA ? stripHeight(mc - i0) : mr
+                    let rows = min(height, mc - i0)
                     let cTile = cBlock + i0 * ldc + j0
-                    if packingA {
+                    if packingA && height == 4 {
+                        quadTile(k: kk, a: packedA + i0 * kk, rows: rows, b: bPanel, bK: bStride,
+                                 c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
+                                 accumulate: accumulateBlock, epilogue: blockEpilogue)
+                    } else if packingA {
                         wideTile(k: kk, a: packedA + i0 * kk, aRow: 1, aK: mr, rows: rows, b: bPanel, bK: bStride,
                                  c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
                                  accumulate: accumulateBlock, epilogue: blockEpilogue)
@@ -205,7 +210,7 @@ func gemmCore(
                                  bK: bStride, c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
                                  accumulate: accumulateBlock, epilogue: blockEpilogue)
                     }
-                    i0 += mr
+                    i0 += height
                 }
             }
             if var rule = update {
@@ -225,16 +230,32 @@ func gemmCore(
 /// passes over it.
 var mcBlock: Int { @inline(__always) get { 96 } }
 
-/// Packs rows i0..<i0+m, depth p0..<p0+k of op(A) into 6-row strips, each `k × 6` contiguous (the order the
-/// micro-kernel broadcasts them), repeating the last row past m.
+/// The height of the next strip of packed A when `remaining` rows are left: 6 (the main tile), or 4 where that
+/// avoids computing rows past the end — 128 rows are 20 × 6 + 2 × 4 rather than 22 × 6 (132 rows' work), 64 are
+/// 10 × 6 + 4. Every element of C is the same FMA chain whatever tile computes it, so the split changes no value.
+@inline(__always) func stripHeight(_ remaining: Int) -> Int {
+    remaining <= 4 || remaining == 7 || remaining == 8 ? 4 : mr
+}
+
+/// Packs rows i0..<i0+m, depth p0..<p0+k of op(A) into strips of `stripHeight` rows, each `k × height`
+/// contiguous (the order the micro-kernel broadcasts them), repeating the last row past m.
 @inline(__always)
 func packA(m: Int, k: Int, from a: UnsafePointer<Float>, lda: Int, transposed: Bool, i0: Int, p0: Int,
            into dst: UnsafeMutablePointer<Float>) {
     var s = 0
     while s < m {
-        let rows = min(mr, m - s)
+        let height = stripHeight(m - s)
+        let rows = min(height, m - s)
         let out = dst + s * k
-        if transposed {
+        if height == 4 {
+            // The short strip, one value at a time (a few percent of A at most).
+            for r in 0..<4 {
+                let row = min(r, rows - 1)
+                for p in 0..<k {
+                    out[p * 4 + r] = transposed ? a[(p0 + p) * lda + i0 + s + row] : a[(i0 + s + row) * lda + p0 + p]
+                }
+            }
+        } else if transposed {
             // op(A)[i, p] = a[p*lda + i]: the strip's 6 values at depth p are contiguous in the source.
             var p = 0
             if s + 8 <= m {
@@ -272,7 +293,7 @@ func packA(m: Int, k: Int, from a: UnsafePointer<Float>, lda: Int, transposed: B
                 for q in p..<k { out[q * mr + r] = src[q] }
             }
         }
-        s += mr
+        s += height
     }
 }
 
@@ -403,6 +424,30 @@ func wideTile(k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int,
     if rows > 3 { storeRow(c30, c31, c + 3 * ldc, cols: cols, row: row + 3, col: col, accumulate: accumulate, epilogue: epilogue) }
     if rows > 4 { storeRow(c40, c41, c + 4 * ldc, cols: cols, row: row + 4, col: col, accumulate: accumulate, epilogue: epilogue) }
     if rows > 5 { storeRow(c50, c51, c + 5 * ldc, cols: cols, row: row + 5, col: col, accumulate: accumulate, epilogue: epilogue) }
+}
+
+/// The 4 × NR tile for short strips of packed A (4 values per depth): 8 accumulators, enough to keep both FMA
+/// pipes busy (4 cycles latency × 2), with the same per-element FMA chain as `wideTile`.
+@inline(__always)
+func quadTile(k: Int, a: UnsafePointer<Float>, rows: Int, b: UnsafePointer<Float>, bK: Int,
+              c: UnsafeMutablePointer<Float>, ldc: Int, cols: Int, row: Int, col: Int,
+              accumulate: Bool, epilogue: GemmEpilogue) {
+    var c00 = Vec(), c01 = Vec(), c10 = Vec(), c11 = Vec(), c20 = Vec(), c21 = Vec(), c30 = Vec(), c31 = Vec()
+    var bp = b
+    var ap = a
+    for _ in 0..<k {
+        let b0 = loadVec(bp), b1 = loadVec(bp + vecLanes)
+        var x = Vec(repeating: ap[0]); c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
+        x = Vec(repeating: ap[1]); c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1)
+        x = Vec(repeating: ap[2]); c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1)
+        x = Vec(repeating: ap[3]); c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1)
+        bp += bK
+        ap += 4
+    }
+    storeRow(c00, c01, c, cols: cols, row: row, col: col, accumulate: accumulate, epilogue: epilogue)
+    if rows > 1 { storeRow(c10, c11, c + ldc, cols: cols, row: row + 1, col: col, accumulate: accumulate, epilogue: epilogue) }
+    if rows > 2 { storeRow(c20, c21, c + 2 * ldc, cols: cols, row: row + 2, col: col, accumulate: accumulate, epilogue: epilogue) }
+    if rows > 3 { storeRow(c30, c31, c + 3 * ldc, cols: cols, row: row + 3, col: col, accumulate: accumulate, epilogue: epilogue) }
 }
 
 /// Stores one row of a wide tile (two vectors): C = (accumulate ? C : 0) + acc, then the epilogue.

@@ -101,10 +101,11 @@ struct GemmTests {
         }
     }
 
-    @Test("a row's result does not depend on which other rows are computed with it")
-    func rowIndependence() {
+    /// n = 40 reads A in place; n = 80 packs it into strips of 6 and 4 rows whose split moves with each range.
+    @Test("a row's result does not depend on which other rows are computed with it", arguments: [40, 80])
+    func rowIndependence(n: Int) {
         var rng = Lcg(s: 9)
-        let m = 50, n = 40, k = 300
+        let m = 50, k = 300
         let a = (0..<m * k).map { _ in rng.next() }, b = (0..<k * n).map { _ in rng.next() }
         func run(_ rows: Range<Int>) -> [Float] {
             var c = [Float](repeating: 0, count: rows.count * n)
@@ -115,7 +116,7 @@ struct GemmTests {
             return c
         }
         let all = run(0..<m)
-        for split in [1, 7, 17, 25, 49] {
+        for split in [1, 2, 7, 8, 17, 25, 44, 49] {
             #expect(run(0..<split) + run(split..<m) == all, "split at \(split)")
         }
     }
