@@ -17,8 +17,9 @@ SHAPES = [  # name, m, n, k, A transposed, B transposed
     ("output weight grad Xᵀ·dY (N=10)", 512, 10, 128, True, False),
 ]
 
-print(f"{'shape':34}{'M×N×K':13}GFLOP/s")
-for name, m, n, k, ta, tb in SHAPES:
+
+def gflops(m, n, k, ta, tb):
+    """Best of 8 timings of `reps` products op(A)·op(B) into a preallocated C, as GFLOP/s."""
     a = np.random.rand(k, m).astype(np.float32).T if ta else np.random.rand(m, k).astype(np.float32)
     b = np.random.rand(n, k).astype(np.float32).T if tb else np.random.rand(k, n).astype(np.float32)
     c = np.empty((m, n), np.float32)
@@ -29,4 +30,10 @@ for name, m, n, k, ta, tb in SHAPES:
         for _ in range(reps):
             np.matmul(a, b, out=c)
         best = min(best, (time.perf_counter() - t) / reps)
-    print(f"{name:34}{f'{m}×{n}×{k}':13}{2 * m * n * k / best / 1e9:7.1f}")
+    return 2 * m * n * k / best / 1e9
+
+
+if __name__ == "__main__":
+    print(f"{'shape':34}{'M×N×K':13}GFLOP/s")
+    for name, m, n, k, ta, tb in SHAPES:
+        print(f"{name:34}{f'{m}×{n}×{k}':13}{gflops(m, n, k, ta, tb):7.1f}")
