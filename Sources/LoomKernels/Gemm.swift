@@ -418,6 +418,15 @@ func wideTile(k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int,
         bp += bK
         ap += aK
     }
+    if rows == mr, let (bias, relu, mask, maskLd) = rowEpilogue(epilogue, cols: cols, row: row, col: col) {
+        storeFullRow(c00, c01, c, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 0)
+        storeFullRow(c10, c11, c + ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: maskLd)
+        storeFullRow(c20, c21, c + 2 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 2 * maskLd)
+        storeFullRow(c30, c31, c + 3 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 3 * maskLd)
+        storeFullRow(c40, c41, c + 4 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 4 * maskLd)
+        storeFullRow(c50, c51, c + 5 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 5 * maskLd)
+        return
+    }
     storeRow(c00, c01, c, cols: cols, row: row, col: col, accumulate: accumulate, epilogue: epilogue)
     if rows > 1 { storeRow(c10, c11, c + ldc, cols: cols, row: row + 1, col: col, accumulate: accumulate, epilogue: epilogue) }
     if rows > 2 { storeRow(c20, c21, c + 2 * ldc, cols: cols, row: row + 2, col: col, accumulate: accumulate, epilogue: epilogue) }
@@ -444,10 +453,47 @@ func quadTile(k: Int, a: UnsafePointer<Float>, rows: Int, b: UnsafePointer<Float
         bp += bK
         ap += 4
     }
+    if rows == 4, let (bias, relu, mask, maskLd) = rowEpilogue(epilogue, cols: cols, row: row, col: col) {
+        storeFullRow(c00, c01, c, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 0)
+        storeFullRow(c10, c11, c + ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: maskLd)
+        storeFullRow(c20, c21, c + 2 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 2 * maskLd)
+        storeFullRow(c30, c31, c + 3 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 3 * maskLd)
+        return
+    }
     storeRow(c00, c01, c, cols: cols, row: row, col: col, accumulate: accumulate, epilogue: epilogue)
     if rows > 1 { storeRow(c10, c11, c + ldc, cols: cols, row: row + 1, col: col, accumulate: accumulate, epilogue: epilogue) }
     if rows > 2 { storeRow(c20, c21, c + 2 * ldc, cols: cols, row: row + 2, col: col, accumulate: accumulate, epilogue: epilogue) }
     if rows > 3 { storeRow(c30, c31, c + 3 * ldc, cols: cols, row: row + 3, col: col, accumulate: accumulate, epilogue: epilogue) }
+}
+
+/// For a tile whose rows are all full (`cols` = NR): the epilogue as the tile's rows apply it inline — the bias
+/// vectors (or nil), whether relu follows, and the relu mask's first row (or nil) and row stride.
+@inline(__always)
+func rowEpilogue(_ epilogue: GemmEpilogue, cols: Int, row: Int, col: Int)
+    -> (bias: (Vec, Vec)?, relu: Bool, mask: UnsafePointer<Float>?, maskLd: Int)? {
+    guard cols == nr else { return nil }
+    switch epilogue {
+    case .none: return (nil, false, nil, 0)
+    case .bias(let b): return ((loadVec(b + col), loadVec(b + col + vecLanes)), false, nil, 0)
+    case .biasRelu(let b): return ((loadVec(b + col), loadVec(b + col + vecLanes)), true, nil, 0)
+    case .reluMask(let m, let ld): return (nil, false, m + row * ld + col, ld)
+    }
+}
+
+/// One full row of a tile, as `storeVector` computes it: (acc + C when accumulating) + bias, then relu, or
+/// zero where the mask row is ≤ 0.
+@inline(__always)
+func storeFullRow(_ lo: Vec, _ hi: Vec, _ c: UnsafeMutablePointer<Float>, accumulate: Bool, bias: (Vec, Vec)?,
+                  relu: Bool, mask: UnsafePointer<Float>?, maskOffset: Int) {
+    var l = lo, h = hi
+    if accumulate { l += loadVec(c); h += loadVec(c + vecLanes) }
+    if let bias { l += bias.0; h += bias.1 }
+    if relu { l = l.replacing(with: 0, where: l .< 0); h = h.replacing(with: 0, where: h .< 0) }
+    if let mask {
+        let m = mask + maskOffset
+        l = l.replacing(with: 0, where: loadVec(m) .<= 0); h = h.replacing(with: 0, where: loadVec(m + vecLanes) .<= 0)
+    }
+    storeVec(l, c); storeVec(h, c + vecLanes)
 }
 
 /// Stores one row of a wide tile (two vectors): C = (accumulate ? C : 0) + acc, then the epilogue.
