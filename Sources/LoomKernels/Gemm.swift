@@ -649,17 +649,20 @@ func dotGemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
             let w4 = UnsafePointer(bt + min(j0 + 4, lastCol) * kp)
             var s00 = Vec(), s01 = Vec(), s02 = Vec(), s03 = Vec(), s04 = Vec()
             var s10 = Vec(), s11 = Vec(), s12 = Vec(), s13 = Vec(), s14 = Vec()
-            var p = 0
-            for q in 0...chunks {
-                let u0 = q < chunks ? loadVec(x0 + p) : t0
-                let u1 = q < chunks ? loadVec(x1 + p) : t1
+            // Whole vectors along k, then the zero-padded tail as one more (none when k is a multiple).
+            @inline(__always) func chunk(_ u0: Vec, _ u1: Vec, _ p: Int) {
                 var w = loadVec(w0 + p); s00 = s00.addingProduct(u0, w); s10 = s10.addingProduct(u1, w)
                 w = loadVec(w1 + p); s01 = s01.addingProduct(u0, w); s11 = s11.addingProduct(u1, w)
                 w = loadVec(w2 + p); s02 = s02.addingProduct(u0, w); s12 = s12.addingProduct(u1, w)
                 w = loadVec(w3 + p); s03 = s03.addingProduct(u0, w); s13 = s13.addingProduct(u1, w)
                 w = loadVec(w4 + p); s04 = s04.addingProduct(u0, w); s14 = s14.addingProduct(u1, w)
+            }
+            var p = 0
+            for _ in 0..<chunks {
+                chunk(loadVec(x0 + p), loadVec(x1 + p), p)
                 p += vecLanes
             }
+            if tail > 0 { chunk(t0, t1, p) }
             let cols = min(5, n - j0)
             let row0 = (s00.sum(), s01.sum(), s02.sum(), s03.sum(), s04.sum())
             let row1 = (s10.sum(), s11.sum(), s12.sum(), s13.sum(), s14.sum())
