@@ -419,12 +419,8 @@ func wideTile(k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int,
         ap += aK
     }
     if rows == mr, let (bias, relu, mask, maskLd) = rowEpilogue(epilogue, cols: cols, row: row, col: col) {
-        storeFullRow(c00, c01, c, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 0)
-        storeFullRow(c10, c11, c + ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: maskLd)
-        storeFullRow(c20, c21, c + 2 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 2 * maskLd)
-        storeFullRow(c30, c31, c + 3 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 3 * maskLd)
-        storeFullRow(c40, c41, c + 4 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 4 * maskLd)
-        storeFullRow(c50, c51, c + 5 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 5 * maskLd)
+        storeFullTile((c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51), rows: mr, c, ldc: ldc,
+                      accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskLd: maskLd)
         return
     }
     storeRow(c00, c01, c, cols: cols, row: row, col: col, accumulate: accumulate, epilogue: epilogue)
@@ -454,10 +450,8 @@ func quadTile(k: Int, a: UnsafePointer<Float>, rows: Int, b: UnsafePointer<Float
         ap += 4
     }
     if rows == 4, let (bias, relu, mask, maskLd) = rowEpilogue(epilogue, cols: cols, row: row, col: col) {
-        storeFullRow(c00, c01, c, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 0)
-        storeFullRow(c10, c11, c + ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: maskLd)
-        storeFullRow(c20, c21, c + 2 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 2 * maskLd)
-        storeFullRow(c30, c31, c + 3 * ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: 3 * maskLd)
+        storeFullTile((c00, c01, c10, c11, c20, c21, c30, c31), rows: 4, c, ldc: ldc,
+                      accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskLd: maskLd)
         return
     }
     storeRow(c00, c01, c, cols: cols, row: row, col: col, accumulate: accumulate, epilogue: epilogue)
@@ -477,6 +471,21 @@ func rowEpilogue(_ epilogue: GemmEpilogue, cols: Int, row: Int, col: Int)
     case .bias(let b): return ((loadVec(b + col), loadVec(b + col + vecLanes)), false, nil, 0)
     case .biasRelu(let b): return ((loadVec(b + col), loadVec(b + col + vecLanes)), true, nil, 0)
     case .reluMask(let m, let ld): return (nil, false, m + row * ld + col, ld)
+    }
+}
+
+/// Stores the `rows` full rows of a tile whose accumulators are `accs` (two vectors a row, in row order): one
+/// loop over `storeFullRow`, so the tile inlines one copy of the epilogue rather than one per row.
+@inline(__always)
+func storeFullTile<Accumulators>(_ accs: Accumulators, rows: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
+                                 accumulate: Bool, bias: (Vec, Vec)?, relu: Bool, mask: UnsafePointer<Float>?,
+                                 maskLd: Int) {
+    withUnsafeBytes(of: accs) { raw in
+        let v = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+        for r in 0..<rows {
+            storeFullRow(loadVec(v + 2 * r * vecLanes), loadVec(v + (2 * r + 1) * vecLanes), c + r * ldc,
+                         accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: r * maskLd)
+        }
     }
 }
 
