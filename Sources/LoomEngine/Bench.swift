@@ -67,7 +67,7 @@ public enum Bench {
     ]
 
     /// GFLOP/s of each shape on one pinned worker, then on all `workers` at once (each on its own matrices),
-    /// best of `repeats` timings of `reps` calls; and the core's FMA peak.
+    /// best of `repeats` timings (`bestGemmSeconds`); and the core's FMA peak.
     public static func kernels(workers: Int, placements: [WorkerPlacement], repeats: Int = 7) -> (peak: Double, results: [KernelResult]) {
         let pool = WorkerPool(placements: placements)
         defer { pool.shutdown() }
@@ -76,24 +76,10 @@ public enum Bench {
         var results: [KernelResult] = []
         for (name, m, n, k, ta, tb) in shapes {
             let seconds = PerWorker<Double>(count: pool.count, initial: 0)
-            let reps = max(5, Int(2e8 / Double(2 * m * n * k)))
             func measure(active: Int) -> Double {
                 pool.run { w in
                     guard w < active else { return }
-                    let a = AlignedBuffer(count: m * k), b = AlignedBuffer(count: k * n), c = AlignedBuffer(count: m * n)
-                    for i in 0..<a.count { a.pointer[i] = Float(i % 17) * 0.01 }
-                    for i in 0..<b.count { b.pointer[i] = Float(i % 13) * 0.01 }
-                    let ws = GemmWorkspace()
-                    var best = Double.infinity
-                    for r in 0..<repeats + 1 {
-                        let t0 = monotonicSeconds()
-                        for _ in 0..<reps {
-                            gemm(m: m, n: n, k: k, a: a.pointer, lda: ta ? m : k, transposeA: ta, b: b.pointer,
-                                 ldb: tb ? k : n, transposeB: tb, c: c.pointer, ldc: n, workspace: ws)
-                        }
-                        if r > 0 { best = min(best, (monotonicSeconds() - t0) / Double(reps)) }
-                    }
-                    seconds[w] = best
+                    seconds[w] = bestGemmSeconds(m: m, n: n, k: k, transposeA: ta, transposeB: tb, timings: repeats)
                 }
                 let slowest = (0..<active).map { seconds[$0] }.max()!
                 return Double(active) * 2 * Double(m * n * k) / slowest / 1e9
@@ -128,33 +114,43 @@ public enum Bench {
         let pool = WorkerPool(placements: [placement])
         defer { pool.shutdown() }
         let gemmSeconds = PerWorker<Double>(count: 1, initial: .infinity)
-        let x = AlignedBuffer(count: m * k), w = AlignedBuffer(count: k * n), y = AlignedBuffer(count: m * n)
-        for i in 0..<x.count { x.pointer[i] = Float(i % 17) * 0.01 }
-        for i in 0..<w.count { w.pointer[i] = Float(i % 13) * 0.01 }
-        let reps = max(5, min(10_000, Int(2e8 / Double(2 * m * n * k))))
         var bestStep = Double.infinity
         for _ in 0..<max(1, rounds) {
-            // Short timings of both (about 60 ms each here), so each has the same chances at a quiet moment.
+            // Short timings of both (here about 60 ms of steps, 6 ms of products), alternated, so that each side
+            // has its chances at a quiet moment.
             for _ in 0..<3 {
                 let rate = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: steps)[0].samplesPerSecond
                 bestStep = min(bestStep, b / rate)
             }
             pool.run { _ in
-                let workspace = GemmWorkspace(capacity: GemmWorkspace.requiredCapacity(n: n, k: k))
-                for _ in 0..<3 {
-                    let t0 = monotonicSeconds()
-                    for _ in 0..<reps {
-                        gemm(m: m, n: n, k: k, a: x.pointer, lda: k, transposeA: false, b: w.pointer, ldb: n,
-                             transposeB: false, c: y.pointer, ldc: n, workspace: workspace)
-                    }
-                    gemmSeconds[0] = min(gemmSeconds[0], (monotonicSeconds() - t0) / Double(reps))
-                }
+                gemmSeconds[0] = min(gemmSeconds[0], bestGemmSeconds(m: m, n: n, k: k, transposeA: false,
+                                                                     transposeB: false, timings: 3))
             }
         }
         let stepGflops = flops / bestStep / 1e9
         let gemmGflops = 2 * Double(m * n * k) / gemmSeconds[0] / 1e9
         return StepResult(flopsPerStep: flops, millisecondsPerStep: bestStep * 1e3, stepGflops: stepGflops,
                           gemmName: "\(m)×\(n)×\(k)", gemmGflops: gemmGflops, ratio: stepGflops / gemmGflops)
+    }
+
+    /// Seconds per call of one GEMM shape on the calling thread: the best of `timings` timings of enough calls
+    /// for about 0.2 GFLOP (at least 5, at most 10,000), after one untimed round, on buffers allocated here.
+    static func bestGemmSeconds(m: Int, n: Int, k: Int, transposeA ta: Bool, transposeB tb: Bool, timings: Int) -> Double {
+        let a = AlignedBuffer(count: m * k), b = AlignedBuffer(count: k * n), c = AlignedBuffer(count: m * n)
+        for i in 0..<a.count { a.pointer[i] = Float(i % 17) * 0.01 }
+        for i in 0..<b.count { b.pointer[i] = Float(i % 13) * 0.01 }
+        let workspace = GemmWorkspace()
+        let reps = max(5, min(10_000, Int(2e8 / Double(2 * m * n * k))))
+        var best = Double.infinity
+        for r in 0..<timings + 1 {
+            let t0 = monotonicSeconds()
+            for _ in 0..<reps {
+                gemm(m: m, n: n, k: k, a: a.pointer, lda: ta ? m : k, transposeA: ta, b: b.pointer,
+                     ldb: tb ? k : n, transposeB: tb, c: c.pointer, ldc: n, workspace: workspace)
+            }
+            if r > 0 { best = min(best, (monotonicSeconds() - t0) / Double(reps)) }
+        }
+        return best
     }
 
     /// Trains `steps` steps (after `warmup` more) of `run`'s model at each worker count, from the same seed;

@@ -213,10 +213,9 @@ func gemmCore(
                     i0 += height
                 }
             }
-            if var rule = update {
+            if let update {
                 // The block's gradient is complete (one K block): apply the rule to parameters ic..<ic+mc rows.
-                let first = ic * n
-                rule.parameters += first; rule.slot0 += first; rule.slot1 += first; rule.slot2 += first
+                var rule = update.advanced(by: ic * n)
                 rule.gradients = scratch
                 applyUpdate(rule, 0..<mc * n)
             }

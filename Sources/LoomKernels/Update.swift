@@ -36,6 +36,13 @@ public struct UpdateRule: @unchecked Sendable {
         self.slot0 = slot0; self.slot1 = slot1; self.slot2 = slot2
     }
 
+    /// The same rule for the parameters from `offset` on: every pointer (parameters, gradients, slots) advanced.
+    public func advanced(by offset: Int) -> UpdateRule {
+        var r = self
+        r.parameters += offset; r.gradients += offset; r.slot0 += offset; r.slot1 += offset; r.slot2 += offset
+        return r
+    }
+
     /// Updates parameters i..<i+lanes given their gradient vector g (lanes ≤ vecLanes), with the rule `kind`
     /// (a constant at every call site, so the switch folds away).
     @inline(__always)

@@ -79,11 +79,10 @@ public final class Dense: Layer {
         // (`gemmUpdate`: the same values, three fewer memory streams); otherwise it is stored, then applied.
         let fused = update != nil && gemmUpdateSupports(n: units, k: x.count)
         if i1 > i0 {
-            if fused, var rule = update {
-                let first = i0 * units
-                rule.parameters += first; rule.slot0 += first; rule.slot1 += first; rule.slot2 += first
+            if fused, let update {
                 gemmUpdate(m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
-                           b: dy.base, ldb: dy.ld, transposeB: false, update: rule, workspace: workspace)
+                           b: dy.base, ldb: dy.ld, transposeB: false, update: update.advanced(by: i0 * units),
+                           workspace: workspace)
             } else {
                 gemm(m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
                      b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units, workspace: workspace)

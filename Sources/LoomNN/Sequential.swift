@@ -131,13 +131,8 @@ public final class Sequential: @unchecked Sendable {
     public func parameterGradients(_ a: ActivationBuffers, batchSize: Int, part: Int, of parts: Int,
                                    update: UpdateRule? = nil, workspace: GemmWorkspace) {
         for l in 0..<layers.count where counts[l] > 0 {  // (not `parameterCount`: it builds arrays)
-            var local = update
-            if var u = update {
-                // The layer sees its own slice of every flat buffer.
-                let o = offsets[l]
-                u.parameters += o; u.gradients += o; u.slot0 += o; u.slot1 += o; u.slot2 += o
-                local = u
-            }
+            // The layer sees its own slice of every flat buffer.
+            let local = update?.advanced(by: offsets[l])
             _ = layers[l].parameterGradient(x: a.output(l - 1, 0..<batchSize), dy: a.gradient(l, 0..<batchSize),
                                             part: part, of: parts, update: local, workspace: workspace)
         }
