@@ -5,7 +5,8 @@ import Foundation
 import PackageDescription
 
 // A path dependency's identity is its folder's name, which depends on where Loom was cloned.
-let loomPackage = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent
+let loomPackage = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .lastPathComponent
 
 let package = Package(
     name: "LoomBenchmarks",
@@ -23,6 +24,6 @@ let package = Package(
             ],
             path: "Benchmarks/LoomBenchmarks",
             swiftSettings: [.unsafeFlags(["-target-cpu", "native"])],
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")])
     ]
 )

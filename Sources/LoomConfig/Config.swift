@@ -22,7 +22,10 @@ public enum LayerConfig: Equatable, Sendable {
 }
 
 /// What to do when a batch's loss is not finite.
-public enum NaNPolicy: String, Sendable, CaseIterable { case stop, skipBatch = "skip_batch" }
+public enum NaNPolicy: String, Sendable, CaseIterable {
+    case stop
+    case skipBatch = "skip_batch"
+}
 
 /// The training section (Keras' `fit` arguments).
 public struct TrainingConfig: Equatable, Sendable {
@@ -79,7 +82,8 @@ public struct RunConfig: Equatable, Sendable {
             switch layer {
             case .dense(let units, let act, let k, let b):
                 out += "    - type: dense\n      units: \(units)\n      activation: \(act.rawValue)\n"
-                out += "      kernel_initializer: \(yamlInitializer(k))\n      bias_initializer: \(yamlInitializer(b))\n"
+                out +=
+                    "      kernel_initializer: \(yamlInitializer(k))\n      bias_initializer: \(yamlInitializer(b))\n"
             case .activation(let kind): out += "    - type: activation\n      activation: \(kind.rawValue)\n"
             case .dropout(let rate): out += "    - type: dropout\n      rate: \(rate)\n"
             }
@@ -94,8 +98,10 @@ public struct RunConfig: Equatable, Sendable {
             out += "  learning_rate: \(lr)\n  beta_1: \(b1)\n  beta_2: \(b2)\n  epsilon: \(eps)\n"
         }
         out += "data:\n  dataset: \(data.dataset)\n"
-        for (key, value) in [("path", data.path), ("train_images", data.trainImages), ("train_labels", data.trainLabels),
-                             ("test_images", data.testImages), ("test_labels", data.testLabels)] {
+        for (key, value) in [
+            ("path", data.path), ("train_images", data.trainImages), ("train_labels", data.trainLabels),
+            ("test_images", data.testImages), ("test_labels", data.testLabels),
+        ] {
             if let value { out += "  \(key): \"\(value)\"\n" }
         }
         out += "training:\n  epochs: \(training.epochs)\n  batch_size: \(training.batchSize)\n"
@@ -104,7 +110,8 @@ public struct RunConfig: Equatable, Sendable {
         out += "  workers: \(training.workers.map(String.init) ?? "auto")\n"
         out += "  on_nan: \(training.onNaN.rawValue)\n  max_skipped_batches: \(training.maxSkippedBatches)\n"
         if let dir = checkpoint.dir {
-            out += "checkpoint:\n  dir: \"\(dir)\"\n  every_steps: \(checkpoint.everySteps)\n  keep: \(checkpoint.keep)\n"
+            out +=
+                "checkpoint:\n  dir: \"\(dir)\"\n  every_steps: \(checkpoint.everySteps)\n  keep: \(checkpoint.keep)\n"
         }
         return out
     }

@@ -16,7 +16,11 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public var message: String
 
     public init(file: String, line: Int? = nil, column: Int? = nil, keyPath: String, message: String) {
-        self.file = file; self.line = line; self.column = column; self.keyPath = keyPath; self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
+        self.keyPath = keyPath
+        self.message = message
     }
 
     public var description: String {
@@ -33,9 +37,11 @@ public enum ConfigLoader {
     /// Reads `path`, applies `overrides` ("key.path=value"), and validates everything.
     public static func load(path: String, overrides: [String] = []) throws(ConfigError) -> RunConfig {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw ConfigError(file: path, keyPath: "", message: "no such config file (the shipped ones are in configs/)")
+            throw ConfigError(
+                file: path, keyPath: "", message: "no such config file (the shipped ones are in configs/)")
         }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+        else {
             throw ConfigError(file: path, keyPath: "", message: "cannot read the file as UTF-8 text")
         }
         return try parse(text, file: path, overrides: overrides)
@@ -46,7 +52,9 @@ public enum ConfigLoader {
         var root: Node
         do {
             guard let node = try Yams.compose(yaml: text) else {
-                throw ConfigError(file: file, keyPath: "", message: "the file is empty; a config needs model, loss, optimizer, data and training")
+                throw ConfigError(
+                    file: file, keyPath: "",
+                    message: "the file is empty; a config needs model, loss, optimizer, data and training")
             }
             root = node
         } catch let e as ConfigError {
@@ -63,14 +71,18 @@ public enum ConfigLoader {
     static func yamlSyntaxError(_ e: YamlError, file: String) -> ConfigError {
         switch e {
         case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-             .composer(let context, let problem, let mark, _):
+            .composer(let context, let problem, let mark, _):
             let ctx = context.map { "\($0.text) " } ?? ""
-            return ConfigError(file: file, line: mark.line, column: mark.column, keyPath: "",
-                               message: "YAML syntax error: \(ctx)\(problem)")
+            return ConfigError(
+                file: file, line: mark.line, column: mark.column, keyPath: "",
+                message: "YAML syntax error: \(ctx)\(problem)")
         case .duplicatedKeysInMapping(let duplicates, _):
-            return ConfigError(file: file, keyPath: "", message: "duplicated key(s) \(duplicates.sorted().joined(separator: ", "))")
+            return ConfigError(
+                file: file, keyPath: "", message: "duplicated key(s) \(duplicates.sorted().joined(separator: ", "))")
         default:
-            return ConfigError(file: file, keyPath: "", message: "YAML syntax error: \(String(describing: e).split(separator: "\n").first ?? "")")
+            return ConfigError(
+                file: file, keyPath: "",
+                message: "YAML syntax error: \(String(describing: e).split(separator: "\n").first ?? "")")
         }
     }
 
@@ -78,7 +90,9 @@ public enum ConfigLoader {
     /// value is read as a YAML scalar or flow collection.
     static func applyOverride(_ assignment: String, to root: Node, file: String) throws(ConfigError) -> Node {
         guard let eq = assignment.firstIndex(of: "="), eq != assignment.startIndex else {
-            throw ConfigError(file: "--set", keyPath: "", message: "'\(assignment)' is not of the form key.path=value (e.g. training.epochs=3)")
+            throw ConfigError(
+                file: "--set", keyPath: "",
+                message: "'\(assignment)' is not of the form key.path=value (e.g. training.epochs=3)")
         }
         let keyPath = String(assignment[..<eq])
         let valueText = String(assignment[assignment.index(after: eq)...])
@@ -97,15 +111,19 @@ public enum ConfigLoader {
     /// The node without source positions, so errors in it point at --set rather than at line 1 of the file.
     static func unmarked(_ node: Node) -> Node {
         switch node {
-        case .scalar(var s): s.mark = nil; return .scalar(s)
+        case .scalar(var s):
+            s.mark = nil
+            return .scalar(s)
         case .sequence(let s): return .sequence(Node.Sequence(s.map(unmarked)))
         case .mapping(let m): return .mapping(Node.Mapping(m.map { (unmarked($0.key), unmarked($0.value)) }))
         case .alias: return node
         }
     }
 
-    static func set(_ parts: ArraySlice<String>, _ value: Node, in node: Node, done: [String],
-                    keyPath: String) throws(ConfigError) -> Node {
+    static func set(
+        _ parts: ArraySlice<String>, _ value: Node, in node: Node, done: [String],
+        keyPath: String
+    ) throws(ConfigError) -> Node {
         guard let key = parts.first else { return value }
         let here = (done + [key]).joined(separator: ".")
         switch node {
@@ -115,13 +133,18 @@ public enum ConfigLoader {
             return .mapping(m)
         case .sequence(var s):
             guard let i = Int(key), i >= 0, i < s.count else {
-                throw ConfigError(file: "--set", keyPath: here,
-                                  message: "\(done.joined(separator: ".")) is a list of \(s.count); use an index 0...\(max(0, s.count - 1))")
+                throw ConfigError(
+                    file: "--set", keyPath: here,
+                    message:
+                        "\(done.joined(separator: ".")) is a list of \(s.count); use an index 0...\(max(0, s.count - 1))"
+                )
             }
             s[i] = try set(parts.dropFirst(), value, in: s[i], done: done + [key], keyPath: keyPath)
             return .sequence(s)
         default:
-            throw ConfigError(file: "--set", keyPath: here, message: "\(done.joined(separator: ".")) is a single value, it has no key '\(key)'")
+            throw ConfigError(
+                file: "--set", keyPath: here,
+                message: "\(done.joined(separator: ".")) is a single value, it has no key '\(key)'")
         }
     }
 }
@@ -131,21 +154,25 @@ struct Reader {
     let file: String
 
     func fail(_ node: Node?, _ path: String, _ message: String) -> ConfigError {
-        ConfigError(file: node?.mark == nil ? "--set" : file, line: node?.mark?.line,
-                    column: node?.mark?.column, keyPath: path, message: message)
+        ConfigError(
+            file: node?.mark == nil ? "--set" : file, line: node?.mark?.line,
+            column: node?.mark?.column, keyPath: path, message: message)
     }
 
     /// The mapping at `path`, checked for unknown keys.
     func mapping(_ node: Node, _ path: String, allowed: [String]) throws(ConfigError) -> [String: Node] {
         guard case .mapping(let m) = node else {
-            throw fail(node, path, "expected a mapping with keys \(allowed.joined(separator: ", ")), found \(describe(node))")
+            throw fail(
+                node, path, "expected a mapping with keys \(allowed.joined(separator: ", ")), found \(describe(node))")
         }
         var result: [String: Node] = [:]
         for (k, v) in m {
             guard let key = k.string else { throw fail(k, path, "keys must be strings") }
             guard allowed.contains(key) else {
                 let full = path.isEmpty ? key : path + "." + key
-                throw fail(k, full, "unknown key" + didYouMean(key, allowed) + " (valid keys: \(allowed.joined(separator: ", ")))")
+                throw fail(
+                    k, full,
+                    "unknown key" + didYouMean(key, allowed) + " (valid keys: \(allowed.joined(separator: ", ")))")
             }
             result[key] = v
         }
@@ -157,7 +184,9 @@ struct Reader {
         return v
     }
 
-    func int(_ node: Node, _ path: String, min lo: Int, max hi: Int = Int.max, what: String = "an integer") throws(ConfigError) -> Int {
+    func int(_ node: Node, _ path: String, min lo: Int, max hi: Int = Int.max, what: String = "an integer")
+        throws(ConfigError) -> Int
+    {
         guard case .scalar(let s) = node, let v = Int(s.string.trimmingCharacters(in: .whitespaces)) else {
             throw fail(node, path, "expected \(what), found \(describe(node))")
         }
@@ -168,7 +197,9 @@ struct Reader {
         return v
     }
 
-    func number(_ node: Node, _ path: String, _ valid: (Double) -> Bool, _ expected: String) throws(ConfigError) -> Double {
+    func number(_ node: Node, _ path: String, _ valid: (Double) -> Bool, _ expected: String) throws(ConfigError)
+        -> Double
+    {
         guard case .scalar(let s) = node, let v = Double(s.string.trimmingCharacters(in: .whitespaces)) else {
             throw fail(node, path, "expected a number (\(expected)), found \(describe(node))")
         }
@@ -177,16 +208,22 @@ struct Reader {
     }
 
     func bool(_ node: Node, _ path: String) throws(ConfigError) -> Bool {
-        guard case .scalar = node, let b = node.bool else { throw fail(node, path, "expected true or false, found \(describe(node))") }
+        guard case .scalar = node, let b = node.bool else {
+            throw fail(node, path, "expected true or false, found \(describe(node))")
+        }
         return b
     }
 
     func name(_ node: Node, _ path: String, from names: [String], what: String) throws(ConfigError) -> String {
         guard case .scalar(let s) = node, !s.string.isEmpty else {
-            throw fail(node, path, "expected \(what) (one of \(names.joined(separator: ", "))), found \(describe(node))")
+            throw fail(
+                node, path, "expected \(what) (one of \(names.joined(separator: ", "))), found \(describe(node))")
         }
         guard names.contains(s.string) else {
-            throw fail(node, path, "unknown \(what) '\(s.string)'" + didYouMean(s.string, names) + " (valid: \(names.joined(separator: ", ")))")
+            throw fail(
+                node, path,
+                "unknown \(what) '\(s.string)'" + didYouMean(s.string, names)
+                    + " (valid: \(names.joined(separator: ", ")))")
         }
         return s.string
     }
@@ -203,14 +240,19 @@ struct Reader {
         }
         var layers: [LayerConfig] = []
         for (i, n) in seq.enumerated() { layers.append(try layer(n, "model.layers.\(i)")) }
-        let input = try model["input"].map { n throws(ConfigError) in try int(n, "model.input", min: 1, what: "a positive integer") }
-        let loss = try Loss(rawValue: name(required(top, "loss", "", parent: root), "loss",
-                                           from: Loss.allCases.map(\.rawValue), what: "loss"))!
+        let input = try model["input"].map { n throws(ConfigError) in
+            try int(n, "model.input", min: 1, what: "a positive integer")
+        }
+        let loss = try Loss(
+            rawValue: name(
+                required(top, "loss", "", parent: root), "loss",
+                from: Loss.allCases.map(\.rawValue), what: "loss"))!
         let optimizer = try optimizer(required(top, "optimizer", "", parent: root))
         let data = try data(required(top, "data", "", parent: root))
         let training = try training(top["training"] ?? .mapping(Node.Mapping([])))
-        var config = RunConfig(layers: layers, inputWidth: input, loss: loss, optimizer: optimizer, data: data,
-                               training: training, source: file)
+        var config = RunConfig(
+            layers: layers, inputWidth: input, loss: loss, optimizer: optimizer, data: data,
+            training: training, source: file)
         if let node = top["checkpoint"] { config.checkpoint = try checkpoint(node) }
         return config
     }
@@ -224,23 +266,38 @@ struct Reader {
         let activations = ActivationKind.allCases.map(\.rawValue)
         switch type {
         case "dense":
-            let m = try mapping(node, path, allowed: ["type", "units", "activation", "kernel_initializer", "bias_initializer"])
-            let units = try int(required(m, "units", path, parent: node), join(path, "units"), min: 1, max: 1 << 20,
-                                what: "a positive number of units")
-            let act = try m["activation"].map { n throws(ConfigError) in
-                try ActivationKind(rawValue: name(n, join(path, "activation"), from: activations, what: "activation"))!
-            } ?? .linear
-            let k = try m["kernel_initializer"].map { n throws(ConfigError) in try initializer(n, join(path, "kernel_initializer")) } ?? .glorotUniform
-            let b = try m["bias_initializer"].map { n throws(ConfigError) in try initializer(n, join(path, "bias_initializer")) } ?? .zeros
+            let m = try mapping(
+                node, path, allowed: ["type", "units", "activation", "kernel_initializer", "bias_initializer"])
+            let units = try int(
+                required(m, "units", path, parent: node), join(path, "units"), min: 1, max: 1 << 20,
+                what: "a positive number of units")
+            let act =
+                try m["activation"].map { n throws(ConfigError) in
+                    try ActivationKind(
+                        rawValue: name(n, join(path, "activation"), from: activations, what: "activation"))!
+                } ?? .linear
+            let k =
+                try m["kernel_initializer"].map { n throws(ConfigError) in
+                    try initializer(n, join(path, "kernel_initializer"))
+                } ?? .glorotUniform
+            let b =
+                try m["bias_initializer"].map { n throws(ConfigError) in
+                    try initializer(n, join(path, "bias_initializer"))
+                } ?? .zeros
             return .dense(units: units, activation: act, kernelInitializer: k, biasInitializer: b)
         case "activation":
             let m = try mapping(node, path, allowed: ["type", "activation"])
-            return .activation(try ActivationKind(rawValue: name(required(m, "activation", path, parent: node),
-                                                                 join(path, "activation"), from: activations, what: "activation"))!)
+            return .activation(
+                try ActivationKind(
+                    rawValue: name(
+                        required(m, "activation", path, parent: node),
+                        join(path, "activation"), from: activations, what: "activation"))!)
         default:
             let m = try mapping(node, path, allowed: ["type", "rate"])
-            return .dropout(rate: try number(required(m, "rate", path, parent: node), join(path, "rate"),
-                                             { $0 >= 0 && $0 < 1 }, "a rate in [0, 1)"))
+            return .dropout(
+                rate: try number(
+                    required(m, "rate", path, parent: node), join(path, "rate"),
+                    { $0 >= 0 && $0 < 1 }, "a rate in [0, 1)"))
         }
     }
 
@@ -249,11 +306,15 @@ struct Reader {
         let kind: String
         if case .mapping = node {
             params = try mapping(node, path, allowed: ["name", "mean", "stddev", "min", "max"])
-            kind = try name(required(params, "name", path, parent: node), join(path, "name"), from: Initializer.names, what: "initializer")
+            kind = try name(
+                required(params, "name", path, parent: node), join(path, "name"), from: Initializer.names,
+                what: "initializer")
         } else {
             kind = try name(node, path, from: Initializer.names, what: "initializer")
         }
-        func param(_ key: String, _ def: Double, _ valid: (Double) -> Bool = { _ in true }, _ expected: String = "a number") throws(ConfigError) -> Double {
+        func param(
+            _ key: String, _ def: Double, _ valid: (Double) -> Bool = { _ in true }, _ expected: String = "a number"
+        ) throws(ConfigError) -> Double {
             try params[key].map { n throws(ConfigError) in try number(n, join(path, key), valid, expected) } ?? def
         }
         switch kind {
@@ -262,9 +323,12 @@ struct Reader {
         case "he_uniform": return .heUniform
         case "he_normal": return .heNormal
         case "lecun_normal": return .lecunNormal
-        case "random_normal": return .randomNormal(mean: try param("mean", 0), stddev: try param("stddev", 0.05, { $0 > 0 }, "a positive stddev"))
+        case "random_normal":
+            return .randomNormal(
+                mean: try param("mean", 0), stddev: try param("stddev", 0.05, { $0 > 0 }, "a positive stddev"))
         case "random_uniform":
-            let lo = try param("min", -0.05), hi = try param("max", 0.05)
+            let lo = try param("min", -0.05)
+            let hi = try param("max", 0.05)
             guard lo < hi else { throw fail(node, path, "random_uniform needs min < max, found min \(lo), max \(hi)") }
             return .randomUniform(min: lo, max: hi)
         case "zeros": return .zeros
@@ -276,48 +340,71 @@ struct Reader {
         let path = "optimizer"
         let kindNode: Node
         var kindPath = join(path, "name")
-        if case .mapping(let raw) = node, let n = raw["name"] { kindNode = n } else if case .scalar = node { kindNode = node; kindPath = path } else {
-            throw fail(node, path, "expected an optimizer: a name (\(OptimizerSpec.names.joined(separator: ", "))) or a mapping with 'name'")
+        if case .mapping(let raw) = node, let n = raw["name"] {
+            kindNode = n
+        } else if case .scalar = node {
+            kindNode = node
+            kindPath = path
+        } else {
+            throw fail(
+                node, path,
+                "expected an optimizer: a name (\(OptimizerSpec.names.joined(separator: ", "))) or a mapping with 'name'"
+            )
         }
         let kind = try name(kindNode, kindPath, from: OptimizerSpec.names, what: "optimizer")
-        let keys: [String] = switch kind {
-        case "sgd": ["name", "learning_rate", "momentum", "nesterov"]
-        case "rmsprop": ["name", "learning_rate", "rho", "epsilon", "momentum", "centered"]
-        default: ["name", "learning_rate", "beta_1", "beta_2", "epsilon"]
-        }
+        let keys: [String] =
+            switch kind {
+            case "sgd": ["name", "learning_rate", "momentum", "nesterov"]
+            case "rmsprop": ["name", "learning_rate", "rho", "epsilon", "momentum", "centered"]
+            default: ["name", "learning_rate", "beta_1", "beta_2", "epsilon"]
+            }
         let m: [String: Node] = if case .mapping = node { try mapping(node, path, allowed: keys) } else { [:] }
-        func f(_ key: String, _ def: Float, _ valid: (Double) -> Bool, _ expected: String) throws(ConfigError) -> Float {
+        func f(_ key: String, _ def: Float, _ valid: (Double) -> Bool, _ expected: String) throws(ConfigError) -> Float
+        {
             try m[key].map { n throws(ConfigError) in Float(try number(n, join(path, key), valid, expected)) } ?? def
         }
-        func b(_ key: String) throws(ConfigError) -> Bool { try m[key].map { n throws(ConfigError) in try bool(n, join(path, key)) } ?? false }
+        func b(_ key: String) throws(ConfigError) -> Bool {
+            try m[key].map { n throws(ConfigError) in try bool(n, join(path, key)) } ?? false
+        }
         let positive: (Double) -> Bool = { $0 > 0 }
         let unit: (Double) -> Bool = { $0 >= 0 && $0 < 1 }
         switch kind {
         case "sgd":
-            return .sgd(learningRate: try f("learning_rate", 0.01, positive, "a positive learning rate"),
-                        momentum: try f("momentum", 0, unit, "a momentum in [0, 1)"), nesterov: try b("nesterov"))
+            return .sgd(
+                learningRate: try f("learning_rate", 0.01, positive, "a positive learning rate"),
+                momentum: try f("momentum", 0, unit, "a momentum in [0, 1)"), nesterov: try b("nesterov"))
         case "rmsprop":
-            return .rmsprop(learningRate: try f("learning_rate", 0.001, positive, "a positive learning rate"),
-                            rho: try f("rho", 0.9, unit, "rho in [0, 1)"), epsilon: try f("epsilon", 1e-7, positive, "a positive epsilon"),
-                            momentum: try f("momentum", 0, unit, "a momentum in [0, 1)"), centered: try b("centered"))
+            return .rmsprop(
+                learningRate: try f("learning_rate", 0.001, positive, "a positive learning rate"),
+                rho: try f("rho", 0.9, unit, "rho in [0, 1)"),
+                epsilon: try f("epsilon", 1e-7, positive, "a positive epsilon"),
+                momentum: try f("momentum", 0, unit, "a momentum in [0, 1)"), centered: try b("centered"))
         default:
-            return .adam(learningRate: try f("learning_rate", 0.001, positive, "a positive learning rate"),
-                         beta1: try f("beta_1", 0.9, unit, "beta_1 in [0, 1)"), beta2: try f("beta_2", 0.999, unit, "beta_2 in [0, 1)"),
-                         epsilon: try f("epsilon", 1e-7, positive, "a positive epsilon"))
+            return .adam(
+                learningRate: try f("learning_rate", 0.001, positive, "a positive learning rate"),
+                beta1: try f("beta_1", 0.9, unit, "beta_1 in [0, 1)"),
+                beta2: try f("beta_2", 0.999, unit, "beta_2 in [0, 1)"),
+                epsilon: try f("epsilon", 1e-7, positive, "a positive epsilon"))
         }
     }
 
     func data(_ node: Node) throws(ConfigError) -> DataSource {
         let path = "data"
-        let m = try mapping(node, path, allowed: ["dataset", "path", "train_images", "train_labels", "test_images", "test_labels"])
-        let dataset = try name(required(m, "dataset", path, parent: node), join(path, "dataset"), from: DataSource.known, what: "dataset")
+        let m = try mapping(
+            node, path, allowed: ["dataset", "path", "train_images", "train_labels", "test_images", "test_labels"])
+        let dataset = try name(
+            required(m, "dataset", path, parent: node), join(path, "dataset"), from: DataSource.known, what: "dataset")
         func s(_ key: String) throws(ConfigError) -> String? {
             guard let n = m[key] else { return nil }
-            guard case .scalar(let v) = n, !v.string.isEmpty else { throw fail(n, join(path, key), "expected a file path, found \(describe(n))") }
+            guard case .scalar(let v) = n, !v.string.isEmpty else {
+                throw fail(n, join(path, key), "expected a file path, found \(describe(n))")
+            }
             return v.string
         }
-        return DataSource(dataset: dataset, path: try s("path"), trainImages: try s("train_images"), trainLabels: try s("train_labels"),
-                          testImages: try s("test_images"), testLabels: try s("test_labels"))
+        return DataSource(
+            dataset: dataset, path: try s("path"), trainImages: try s("train_images"),
+            trainLabels: try s("train_labels"),
+            testImages: try s("test_images"), testLabels: try s("test_labels"))
     }
 
     func checkpoint(_ node: Node) throws(ConfigError) -> CheckpointConfig {
@@ -325,34 +412,52 @@ struct Reader {
         let m = try mapping(node, path, allowed: ["dir", "every_steps", "keep"])
         var c = CheckpointConfig()
         if let n = m["dir"] {
-            guard case .scalar(let v) = n, !v.string.isEmpty else { throw fail(n, join(path, "dir"), "expected a folder path, found \(describe(n))") }
+            guard case .scalar(let v) = n, !v.string.isEmpty else {
+                throw fail(n, join(path, "dir"), "expected a folder path, found \(describe(n))")
+            }
             c.dir = v.string
         }
-        if let n = m["every_steps"] { c.everySteps = try int(n, join(path, "every_steps"), min: 0, what: "a step count (0: epoch ends only)") }
-        if let n = m["keep"] { c.keep = try int(n, join(path, "keep"), min: 1, max: 1_000_000, what: "a number of files to keep") }
+        if let n = m["every_steps"] {
+            c.everySteps = try int(n, join(path, "every_steps"), min: 0, what: "a step count (0: epoch ends only)")
+        }
+        if let n = m["keep"] {
+            c.keep = try int(n, join(path, "keep"), min: 1, max: 1_000_000, what: "a number of files to keep")
+        }
         return c
     }
 
     func training(_ node: Node) throws(ConfigError) -> TrainingConfig {
         let path = "training"
-        let m = try mapping(node, path, allowed: ["epochs", "batch_size", "seed", "shuffle", "validation_split", "workers",
-                                                 "on_nan", "max_skipped_batches"])
+        let m = try mapping(
+            node, path,
+            allowed: [
+                "epochs", "batch_size", "seed", "shuffle", "validation_split", "workers",
+                "on_nan", "max_skipped_batches",
+            ])
         var t = TrainingConfig()
-        if let n = m["epochs"] { t.epochs = try int(n, join(path, "epochs"), min: 1, max: 1_000_000, what: "a positive number of epochs") }
-        if let n = m["batch_size"] { t.batchSize = try int(n, join(path, "batch_size"), min: 1, max: 1 << 20, what: "a positive batch size") }
+        if let n = m["epochs"] {
+            t.epochs = try int(n, join(path, "epochs"), min: 1, max: 1_000_000, what: "a positive number of epochs")
+        }
+        if let n = m["batch_size"] {
+            t.batchSize = try int(n, join(path, "batch_size"), min: 1, max: 1 << 20, what: "a positive batch size")
+        }
         if let n = m["seed"] { t.seed = UInt64(try int(n, join(path, "seed"), min: 0, what: "a non-negative seed")) }
         if let n = m["shuffle"] { t.shuffle = try bool(n, join(path, "shuffle")) }
         if let n = m["validation_split"] {
-            t.validationSplit = try number(n, join(path, "validation_split"), { $0 >= 0 && $0 < 1 }, "a fraction in [0, 1)")
+            t.validationSplit = try number(
+                n, join(path, "validation_split"), { $0 >= 0 && $0 < 1 }, "a fraction in [0, 1)")
         }
         if let n = m["on_nan"] {
-            t.onNaN = NaNPolicy(rawValue: try name(n, join(path, "on_nan"), from: NaNPolicy.allCases.map(\.rawValue), what: "policy"))!
+            t.onNaN = NaNPolicy(
+                rawValue: try name(n, join(path, "on_nan"), from: NaNPolicy.allCases.map(\.rawValue), what: "policy"))!
         }
         if let n = m["max_skipped_batches"] {
             t.maxSkippedBatches = try int(n, join(path, "max_skipped_batches"), min: 1, what: "a number of batches")
         }
         if let n = m["workers"] {
-            if n.string == "auto" { t.workers = nil } else {
+            if n.string == "auto" {
+                t.workers = nil
+            } else {
                 t.workers = try int(n, join(path, "workers"), min: 1, max: 4096, what: "a worker count (or auto)")
             }
         }
@@ -379,7 +484,8 @@ func didYouMean(_ word: String, _ candidates: [String]) -> String {
 }
 
 func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
+    let a = Array(a)
+    let b = Array(b)
     var prev = Array(0...b.count)
     for i in 1...max(1, a.count) where !a.isEmpty {
         var cur = [i] + Array(repeating: 0, count: b.count)

@@ -39,7 +39,10 @@ public final class Dataset: @unchecked Sendable {
     /// A data set of byte samples (pixels), each `features` bytes, scaled by 1/255 on gathering.
     public init(name: String, features: Int, classes: Int, bytes: [UInt8], labels: [Int32]) {
         precondition(bytes.count == features * labels.count)
-        self.name = name; self.features = features; self.classes = classes; count = labels.count
+        self.name = name
+        self.features = features
+        self.classes = classes
+        count = labels.count
         storage = .bytes(ByteStore(bytes), scale: 1 / 255)
         labelStore = LabelStore(labels)
         first = 0
@@ -48,7 +51,10 @@ public final class Dataset: @unchecked Sendable {
     /// A data set of float samples.
     public init(name: String, features: Int, classes: Int, values: [Float], labels: [Int32]) {
         precondition(values.count == features * labels.count)
-        self.name = name; self.features = features; self.classes = classes; count = labels.count
+        self.name = name
+        self.features = features
+        self.classes = classes
+        count = labels.count
         let buffer = AlignedBuffer(count: values.count)
         values.withUnsafeBufferPointer { buffer.pointer.update(from: $0.baseAddress!, count: values.count) }
         storage = .floats(buffer)
@@ -57,8 +63,13 @@ public final class Dataset: @unchecked Sendable {
     }
 
     private init(_ parent: Dataset, range: Range<Int>, name: String) {
-        self.name = name; features = parent.features; classes = parent.classes; count = range.count
-        storage = parent.storage; labelStore = parent.labelStore; first = parent.first + range.lowerBound
+        self.name = name
+        features = parent.features
+        classes = parent.classes
+        count = range.count
+        storage = parent.storage
+        labelStore = parent.labelStore
+        first = parent.first + range.lowerBound
     }
 
     /// Samples `range`, sharing storage (Keras' validation_split takes the last fraction this way).
@@ -71,8 +82,10 @@ public final class Dataset: @unchecked Sendable {
     @inline(__always) public func label(_ i: Int) -> Int32 { labelStore.pointer[first + i] }
 
     /// Writes samples `indices[0..<n]` as float rows (stride `ld`) and their labels.
-    public func gather(_ indices: UnsafePointer<Int32>, count n: Int, into rows: UnsafeMutablePointer<Float>, ld: Int,
-                       labels: UnsafeMutablePointer<Int32>) {
+    public func gather(
+        _ indices: UnsafePointer<Int32>, count n: Int, into rows: UnsafeMutablePointer<Float>, ld: Int,
+        labels: UnsafeMutablePointer<Int32>
+    ) {
         for r in 0..<n {
             let i = first + Int(indices[r])
             let out = rows + r * ld
@@ -88,8 +101,10 @@ public final class Dataset: @unchecked Sendable {
     }
 
     /// Writes samples start..<start+n in order (evaluation).
-    public func gather(range start: Int, count n: Int, into rows: UnsafeMutablePointer<Float>, ld: Int,
-                       labels: UnsafeMutablePointer<Int32>) {
+    public func gather(
+        range start: Int, count n: Int, into rows: UnsafeMutablePointer<Float>, ld: Int,
+        labels: UnsafeMutablePointer<Int32>
+    ) {
         withUnsafeTemporaryAllocation(of: Int32.self, capacity: max(1, n)) { idx in
             for r in 0..<n { idx[r] = Int32(start + r) }
             gather(idx.baseAddress!, count: n, into: rows, ld: ld, labels: labels)
@@ -109,5 +124,8 @@ public final class Dataset: @unchecked Sendable {
 public struct DataSplits: Sendable {
     public var train: Dataset
     public var test: Dataset
-    public init(train: Dataset, test: Dataset) { self.train = train; self.test = test }
+    public init(train: Dataset, test: Dataset) {
+        self.train = train
+        self.test = test
+    }
 }

@@ -16,11 +16,16 @@ public struct DataSource: Sendable, Equatable {
     public var testImages: String?
     public var testLabels: String?
 
-    public init(dataset: String, path: String? = nil, trainImages: String? = nil, trainLabels: String? = nil,
-                testImages: String? = nil, testLabels: String? = nil) {
-        self.dataset = dataset; self.path = path
-        self.trainImages = trainImages; self.trainLabels = trainLabels
-        self.testImages = testImages; self.testLabels = testLabels
+    public init(
+        dataset: String, path: String? = nil, trainImages: String? = nil, trainLabels: String? = nil,
+        testImages: String? = nil, testLabels: String? = nil
+    ) {
+        self.dataset = dataset
+        self.path = path
+        self.trainImages = trainImages
+        self.trainLabels = trainLabels
+        self.testImages = testImages
+        self.testLabels = testLabels
     }
 
     public static let known = ["mnist", "fashion-mnist", "fizzbuzz", "xor", "idx"]
@@ -30,11 +35,13 @@ public struct DataSource: Sendable, Equatable {
 public func loadDataset(_ source: DataSource) throws(DataError) -> DataSplits {
     switch source.dataset {
     case "mnist":
-        return try loadIDXPair(directory: source.path ?? "data/mnist", name: "mnist",
-                               hint: "MNIST ships in the repository's data/mnist/; run loom from the repository root.")
+        return try loadIDXPair(
+            directory: source.path ?? "data/mnist", name: "mnist",
+            hint: "MNIST ships in the repository's data/mnist/; run loom from the repository root.")
     case "fashion-mnist":
-        return try loadIDXPair(directory: source.path ?? "/usr/share/datasets/fashion-mnist", name: "fashion-mnist",
-                               hint: "Install it with `apt-get install dataset-fashion-mnist`, or set data.path.")
+        return try loadIDXPair(
+            directory: source.path ?? "/usr/share/datasets/fashion-mnist", name: "fashion-mnist",
+            hint: "Install it with `apt-get install dataset-fashion-mnist`, or set data.path.")
     case "fizzbuzz": return fizzBuzz()
     case "xor": return xor()
     case "idx":
@@ -42,12 +49,16 @@ public func loadDataset(_ source: DataSource) throws(DataError) -> DataSplits {
             guard let v else { throw .mismatch("data", reason: "dataset 'idx' needs data.\(key)") }
             return v
         }
-        let train = try loadIDX(images: need(source.trainImages, "train_images"),
-                                labels: need(source.trainLabels, "train_labels"), name: "train")
-        let test = try loadIDX(images: need(source.testImages, "test_images"),
-                               labels: need(source.testLabels, "test_labels"), name: "test")
+        let train = try loadIDX(
+            images: need(source.trainImages, "train_images"),
+            labels: need(source.trainLabels, "train_labels"), name: "train")
+        let test = try loadIDX(
+            images: need(source.testImages, "test_images"),
+            labels: need(source.testLabels, "test_labels"), name: "test")
         guard train.features == test.features else {
-            throw .mismatch(source.testImages!, reason: "test images have \(test.features) values per sample, training images \(train.features)")
+            throw .mismatch(
+                source.testImages!,
+                reason: "test images have \(test.features) values per sample, training images \(train.features)")
         }
         return DataSplits(train: train, test: test)
     default: throw .unknownDataset(source.dataset, known: DataSource.known)
@@ -63,7 +74,8 @@ func loadIDXPair(directory: String, name: String, hint: String) throws(DataError
         if FileManager.default.fileExists(atPath: plain) { return plain }
         throw .missingFile(gz, hint: hint)
     }
-    let train = try loadIDX(images: file("train-images-idx3-ubyte"), labels: file("train-labels-idx1-ubyte"), name: name)
+    let train = try loadIDX(
+        images: file("train-images-idx3-ubyte"), labels: file("train-labels-idx1-ubyte"), name: name)
     let test = try loadIDX(images: file("t10k-images-idx3-ubyte"), labels: file("t10k-labels-idx1-ubyte"), name: name)
     return DataSplits(train: train, test: test)
 }
@@ -73,7 +85,11 @@ public func loadIDX(images: String, labels: String, name: String) throws(DataErr
     let x = try readIDX(path: images)
     let y = try readIDX(path: labels)
     guard x.dimensions.count >= 2 else {
-        throw .mismatch(images, reason: "expected an image file (3 dimensions: count × rows × columns), found \(x.dimensions.count) dimension(s)")
+        throw .mismatch(
+            images,
+            reason:
+                "expected an image file (3 dimensions: count × rows × columns), found \(x.dimensions.count) dimension(s)"
+        )
     }
     guard y.dimensions.count == 1 else {
         throw .mismatch(labels, reason: "expected a label file (1 dimension), found \(y.dimensions.count) dimensions")

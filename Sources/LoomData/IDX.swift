@@ -101,8 +101,11 @@ func gunzip(_ input: [UInt8], path: String) throws(DataError) -> [UInt8] {
         } while status == Z_OK
     }
     guard status == Z_STREAM_END else {
-        throw .corrupt(path, reason: status == Z_BUF_ERROR ? "the gzip stream ends early (truncated download?)"
-                                                              : "bad gzip data (zlib error \(status))")
+        throw .corrupt(
+            path,
+            reason: status == Z_BUF_ERROR
+                ? "the gzip stream ends early (truncated download?)"
+                : "bad gzip data (zlib error \(status))")
     }
     return output
 }

@@ -68,7 +68,9 @@ public enum Bench {
 
     /// GFLOP/s of each shape on one pinned worker, then on all `workers` at once (each on its own matrices),
     /// best of `repeats` timings (`bestGemmSeconds`); and the core's FMA peak.
-    public static func kernels(workers: Int, placements: [WorkerPlacement], repeats: Int = 7) -> (peak: Double, results: [KernelResult]) {
+    public static func kernels(workers: Int, placements: [WorkerPlacement], repeats: Int = 7) -> (
+        peak: Double, results: [KernelResult]
+    ) {
         let pool = WorkerPool(placements: placements)
         defer { pool.shutdown() }
         let peak = PerWorker<Double>(count: pool.count, initial: 0)
@@ -86,8 +88,10 @@ public enum Bench {
             }
             let single = measure(active: 1)
             let all = pool.count > 1 ? measure(active: pool.count) : single
-            results.append(KernelResult(name: name, m: m, n: n, k: k, gflopsSingle: single, gflopsAll: all,
-                                        workers: pool.count, percentOfPeak: 100 * single / (peak[0] / 1e9)))
+            results.append(
+                KernelResult(
+                    name: name, m: m, n: n, k: k, gflopsSingle: single, gflopsAll: all,
+                    workers: pool.count, percentOfPeak: 100 * single / (peak[0] / 1e9)))
         }
         return (peak[0] / 1e9, results)
     }
@@ -106,8 +110,9 @@ public enum Bench {
             if first == nil { first = dense }
             flops += (l == 0 ? 2 : 3) * 2 * b * Double(dense.inputWidth * dense.units)
         }
-        let trainer = Trainer(model: model, optimizer: run.config.optimizer, placements: [placement],
-                              batchSize: t.batchSize, seed: t.seed)
+        let trainer = Trainer(
+            model: model, optimizer: run.config.optimizer, placements: [placement],
+            batchSize: t.batchSize, seed: t.seed)
         _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: 20)  // warm up
         // The product alone, on the same pinned worker, on buffers of the layer's shapes.
         let (m, n, k) = (t.batchSize, first?.units ?? 1, first?.inputWidth ?? 1)
@@ -119,24 +124,33 @@ public enum Bench {
             // Short timings of both (here about 60 ms of steps, 6 ms of products), alternated, so that each side
             // has its chances at a quiet moment.
             for _ in 0..<3 {
-                let rate = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: steps)[0].samplesPerSecond
+                let rate = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: steps)[0]
+                    .samplesPerSecond
                 bestStep = min(bestStep, b / rate)
             }
             pool.run { _ in
-                gemmSeconds[0] = min(gemmSeconds[0], bestGemmSeconds(m: m, n: n, k: k, transposeA: false,
-                                                                     transposeB: false, timings: 3))
+                gemmSeconds[0] = min(
+                    gemmSeconds[0],
+                    bestGemmSeconds(
+                        m: m, n: n, k: k, transposeA: false,
+                        transposeB: false, timings: 3))
             }
         }
         let stepGflops = flops / bestStep / 1e9
         let gemmGflops = 2 * Double(m * n * k) / gemmSeconds[0] / 1e9
-        return StepResult(flopsPerStep: flops, millisecondsPerStep: bestStep * 1e3, stepGflops: stepGflops,
-                          gemmName: "\(m)×\(n)×\(k)", gemmGflops: gemmGflops, ratio: stepGflops / gemmGflops)
+        return StepResult(
+            flopsPerStep: flops, millisecondsPerStep: bestStep * 1e3, stepGflops: stepGflops,
+            gemmName: "\(m)×\(n)×\(k)", gemmGflops: gemmGflops, ratio: stepGflops / gemmGflops)
     }
 
     /// Seconds per call of one GEMM shape on the calling thread: the best of `timings` timings of enough calls
     /// for about 0.2 GFLOP (at least 5, at most 10,000), after one untimed round, on buffers allocated here.
-    static func bestGemmSeconds(m: Int, n: Int, k: Int, transposeA ta: Bool, transposeB tb: Bool, timings: Int) -> Double {
-        let a = AlignedBuffer(count: m * k), b = AlignedBuffer(count: k * n), c = AlignedBuffer(count: m * n)
+    static func bestGemmSeconds(m: Int, n: Int, k: Int, transposeA ta: Bool, transposeB tb: Bool, timings: Int)
+        -> Double
+    {
+        let a = AlignedBuffer(count: m * k)
+        let b = AlignedBuffer(count: k * n)
+        let c = AlignedBuffer(count: m * n)
         for i in 0..<a.count { a.pointer[i] = Float(i % 17) * 0.01 }
         for i in 0..<b.count { b.pointer[i] = Float(i % 13) * 0.01 }
         let workspace = GemmWorkspace()
@@ -145,8 +159,9 @@ public enum Bench {
         for r in 0..<timings + 1 {
             let t0 = monotonicSeconds()
             for _ in 0..<reps {
-                gemm(m: m, n: n, k: k, a: a.pointer, lda: ta ? m : k, transposeA: ta, b: b.pointer,
-                     ldb: tb ? k : n, transposeB: tb, c: c.pointer, ldc: n, workspace: workspace)
+                gemm(
+                    m: m, n: n, k: k, a: a.pointer, lda: ta ? m : k, transposeA: ta, b: b.pointer,
+                    ldb: tb ? k : n, transposeB: tb, c: c.pointer, ldc: n, workspace: workspace)
             }
             if r > 0 { best = min(best, (monotonicSeconds() - t0) / Double(reps)) }
         }
@@ -156,8 +171,10 @@ public enum Bench {
     /// Trains `steps` steps (after `warmup` more) of `run`'s model at each worker count, from the same seed;
     /// the worker counts are interleaved `repeats` times and each keeps its best rate (a shared or noisy machine
     /// only ever slows a run down).
-    public static func scaling(_ run: TrainingRun, workers: [Int], steps: Int, warmup: Int = 20, repeats: Int = 3,
-                               topology: Topology = .detect()) -> [ScalingResult] {
+    public static func scaling(
+        _ run: TrainingRun, workers: [Int], steps: Int, warmup: Int = 20, repeats: Int = 3,
+        topology: Topology = .detect()
+    ) -> [ScalingResult] {
         var results: [ScalingResult] = []
         let t = run.config.training
         var best = [Double](repeating: 0, count: workers.count)
@@ -165,30 +182,37 @@ public enum Bench {
             for (i, w) in workers.enumerated() {
                 let model = run.config.makeModel(inputWidth: run.train.features)
                 model.initialize(seed: t.seed)
-                let trainer = Trainer(model: model, optimizer: run.config.optimizer, placements: topology.placement(workers: w),
-                                      batchSize: t.batchSize, seed: t.seed)
+                let trainer = Trainer(
+                    model: model, optimizer: run.config.optimizer, placements: topology.placement(workers: w),
+                    batchSize: t.batchSize, seed: t.seed)
                 _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: warmup)
-                best[i] = max(best[i], trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: steps)[0].samplesPerSecond)
+                best[i] = max(
+                    best[i],
+                    trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: steps)[0].samplesPerSecond)
             }
         }
         let base = best[0] / Double(workers[0])
         for (i, w) in workers.enumerated() {
             let rate = best[i]
             let speedup = rate / base
-            results.append(ScalingResult(workers: w, samplesPerSecond: rate, speedup: speedup,
-                                         efficiency: speedup / Double(w),
-                                         secondsPerEpoch: Double(run.train.count) / rate,
-                                         peakRSSMB: Double(peakRSSBytes()) / 1_048_576))
+            results.append(
+                ScalingResult(
+                    workers: w, samplesPerSecond: rate, speedup: speedup,
+                    efficiency: speedup / Double(w),
+                    secondsPerEpoch: Double(run.train.count) / rate,
+                    peakRSSMB: Double(peakRSSBytes()) / 1_048_576))
         }
         return results
     }
 
     /// The scaling table as CSV.
     public static func csv(_ rows: [ScalingResult]) -> String {
-        "workers,samples_per_second,speedup,efficiency,seconds_per_epoch,peak_rss_mb\n" + rows.map {
-            String(format: "%d,%.1f,%.3f,%.3f,%.4f,%.1f", $0.workers, $0.samplesPerSecond, $0.speedup, $0.efficiency,
-                   $0.secondsPerEpoch, $0.peakRSSMB)
-        }.joined(separator: "\n") + "\n"
+        "workers,samples_per_second,speedup,efficiency,seconds_per_epoch,peak_rss_mb\n"
+            + rows.map {
+                String(
+                    format: "%d,%.1f,%.3f,%.3f,%.4f,%.1f", $0.workers, $0.samplesPerSecond, $0.speedup, $0.efficiency,
+                    $0.secondsPerEpoch, $0.peakRSSMB)
+            }.joined(separator: "\n") + "\n"
     }
 
     /// Rows as a JSON array of objects, keys in snake_case as in the printed tables.
@@ -201,37 +225,45 @@ public enum Bench {
 
     /// An SVG chart of speed-up against workers, with the ideal (linear) line.
     public static func svg(_ rows: [ScalingResult], title: String) -> String {
-        let w = 640.0, h = 420.0, left = 60.0, right = 20.0, top = 40.0, bottom = 50.0
+        let w = 640.0
+        let h = 420.0
+        let left = 60.0
+        let right = 20.0
+        let top = 40.0
+        let bottom = 50.0
         let maxW = Double(rows.map(\.workers).max() ?? 1)
         let maxY = max(maxW, rows.map(\.speedup).max() ?? 1)
         func x(_ v: Double) -> Double { left + (v - 1) / max(1, maxW - 1) * (w - left - right) }
         func y(_ v: Double) -> Double { h - bottom - (v - 0) / maxY * (h - top - bottom) }
         var s = """
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" font-family="sans-serif" font-size="12">
-        <rect width="100%" height="100%" fill="white"/>
-        <text x="\(w / 2)" y="22" text-anchor="middle" font-size="15">\(title)</text>
-        <line x1="\(left)" y1="\(y(0))" x2="\(w - right)" y2="\(y(0))" stroke="black"/>
-        <line x1="\(left)" y1="\(y(0))" x2="\(left)" y2="\(top)" stroke="black"/>
-        <text x="\(w / 2)" y="\(h - 12)" text-anchor="middle">workers</text>
-        <text x="16" y="\(h / 2)" text-anchor="middle" transform="rotate(-90 16 \(h / 2))">speed-up over 1 worker</text>
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" font-family="sans-serif" font-size="12">
+            <rect width="100%" height="100%" fill="white"/>
+            <text x="\(w / 2)" y="22" text-anchor="middle" font-size="15">\(title)</text>
+            <line x1="\(left)" y1="\(y(0))" x2="\(w - right)" y2="\(y(0))" stroke="black"/>
+            <line x1="\(left)" y1="\(y(0))" x2="\(left)" y2="\(top)" stroke="black"/>
+            <text x="\(w / 2)" y="\(h - 12)" text-anchor="middle">workers</text>
+            <text x="16" y="\(h / 2)" text-anchor="middle" transform="rotate(-90 16 \(h / 2))">speed-up over 1 worker</text>
 
-        """
+            """
         for r in rows {
             s += "<text x=\"\(x(Double(r.workers)))\" y=\"\(y(0) + 16)\" text-anchor=\"middle\">\(r.workers)</text>\n"
         }
         let ticks = Int(maxY.rounded(.up))
         for t in stride(from: 0, through: ticks, by: max(1, ticks / 8)) {
             s += "<text x=\"\(left - 8)\" y=\"\(y(Double(t)) + 4)\" text-anchor=\"end\">\(t)</text>\n"
-            s += "<line x1=\"\(left)\" y1=\"\(y(Double(t)))\" x2=\"\(w - right)\" y2=\"\(y(Double(t)))\" stroke=\"#eee\"/>\n"
+            s +=
+                "<line x1=\"\(left)\" y1=\"\(y(Double(t)))\" x2=\"\(w - right)\" y2=\"\(y(Double(t)))\" stroke=\"#eee\"/>\n"
         }
-        s += "<line x1=\"\(x(1))\" y1=\"\(y(1))\" x2=\"\(x(maxW))\" y2=\"\(y(maxW))\" stroke=\"#999\" stroke-dasharray=\"6 4\"/>\n"
+        s +=
+            "<line x1=\"\(x(1))\" y1=\"\(y(1))\" x2=\"\(x(maxW))\" y2=\"\(y(maxW))\" stroke=\"#999\" stroke-dasharray=\"6 4\"/>\n"
         s += "<text x=\"\(x(maxW) - 4)\" y=\"\(y(maxW) - 6)\" text-anchor=\"end\" fill=\"#666\">ideal</text>\n"
         let points = rows.map { "\(x(Double($0.workers))),\(y($0.speedup))" }.joined(separator: " ")
         s += "<polyline points=\"\(points)\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2.5\"/>\n"
         for r in rows {
             s += "<circle cx=\"\(x(Double(r.workers)))\" cy=\"\(y(r.speedup))\" r=\"4\" fill=\"#1f77b4\"/>\n"
-            s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#1f77b4\">%.2f×</text>\n",
-                        x(Double(r.workers)), y(r.speedup) - 10, r.speedup)
+            s += String(
+                format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#1f77b4\">%.2f×</text>\n",
+                x(Double(r.workers)), y(r.speedup) - 10, r.speedup)
         }
         return s + "</svg>\n"
     }

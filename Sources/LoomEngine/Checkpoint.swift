@@ -14,8 +14,9 @@ public enum Checkpoint {
     /// The model's parameters as named tensors (layer order).
     public static func weightTensors(_ model: Sequential) -> [NamedTensor] {
         model.namedParameters.map { p in
-            NamedTensor(name: p.name, shape: p.shape,
-                        values: Array(UnsafeBufferPointer(start: model.parameters.pointer + p.offset, count: p.count)))
+            NamedTensor(
+                name: p.name, shape: p.shape,
+                values: Array(UnsafeBufferPointer(start: model.parameters.pointer + p.offset, count: p.count)))
         }
     }
 
@@ -23,17 +24,27 @@ public enum Checkpoint {
     public static func load(_ tensors: [NamedTensor], into model: Sequential, path: String) throws(WeightsError) {
         let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for p in model.namedParameters {
-            guard let t = byName[p.name] else { throw .mismatch(path, "has no tensor '\(p.name)' (the model needs shape \(p.shape))") }
-            guard t.shape == p.shape else { throw .mismatch(path, "tensor '\(p.name)' has shape \(t.shape), the model needs \(p.shape)") }
-            guard t.values.allSatisfy(\.isFinite) else { throw .mismatch(path, "tensor '\(p.name)' holds NaN or infinite values") }
-            t.values.withUnsafeBufferPointer { model.parameters.pointer.advanced(by: p.offset).update(from: $0.baseAddress!, count: p.count) }
+            guard let t = byName[p.name] else {
+                throw .mismatch(path, "has no tensor '\(p.name)' (the model needs shape \(p.shape))")
+            }
+            guard t.shape == p.shape else {
+                throw .mismatch(path, "tensor '\(p.name)' has shape \(t.shape), the model needs \(p.shape)")
+            }
+            guard t.values.allSatisfy(\.isFinite) else {
+                throw .mismatch(path, "tensor '\(p.name)' holds NaN or infinite values")
+            }
+            t.values.withUnsafeBufferPointer {
+                model.parameters.pointer.advanced(by: p.offset).update(from: $0.baseAddress!, count: p.count)
+            }
         }
     }
 
     /// Writes the final weights of a run.
     public static func saveWeights(_ model: Sequential, config: RunConfig, to path: String) throws {
-        let meta = ["format": "loom-weights", "config": config.yaml, "input_width": String(model.inputWidth),
-                    "weights_digest": model.weightsDigest()]
+        let meta = [
+            "format": "loom-weights", "config": config.yaml, "input_width": String(model.inputWidth),
+            "weights_digest": model.weightsDigest(),
+        ]
         try atomicWrite(SafeTensors.encode(weightTensors(model), metadata: meta), to: path)
     }
 
@@ -48,7 +59,8 @@ public enum Checkpoint {
             "format": "loom-checkpoint", "config": config.yaml, "input_width": String(trainer.model.inputWidth),
             "step": String(point.step), "epoch": String(point.epoch), "position": String(point.position),
             "shuffle_state": "\(s.0),\(s.1),\(s.2),\(s.3)",
-            "epoch_loss_sum": String(point.lossSum.bitPattern), "epoch_correct_sum": String(point.correctSum.bitPattern),
+            "epoch_loss_sum": String(point.lossSum.bitPattern),
+            "epoch_correct_sum": String(point.correctSum.bitPattern),
             "epoch_seen": String(point.seen), "weights_digest": trainer.model.weightsDigest(),
         ]
         try atomicWrite(SafeTensors.encode(tensors, metadata: meta), to: path)
@@ -58,31 +70,41 @@ public enum Checkpoint {
     public static func restore(_ trainer: Trainer, from path: String) throws(WeightsError) -> ResumePoint {
         let (tensors, meta) = try SafeTensors.read(path)
         guard meta["format"] == "loom-checkpoint" else {
-            throw .mismatch(path, "is not a Loom checkpoint (format \(meta["format"] ?? "missing")); --init-weights takes weights files")
+            throw .mismatch(
+                path,
+                "is not a Loom checkpoint (format \(meta["format"] ?? "missing")); --init-weights takes weights files")
         }
         try load(tensors, into: trainer.model, path: path)
         let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for (name, slot) in zip(trainer.optimizer.spec.slotNames, trainer.optimizer.slots) {
             guard let t = byName["optimizer.\(name)"], t.values.count == slot.count else {
-                throw .mismatch(path, "lacks the optimizer state 'optimizer.\(name)' of \(slot.count) values (\(trainer.optimizer.spec.name))")
+                throw .mismatch(
+                    path,
+                    "lacks the optimizer state 'optimizer.\(name)' of \(slot.count) values (\(trainer.optimizer.spec.name))"
+                )
             }
             t.values.withUnsafeBufferPointer { slot.pointer.update(from: $0.baseAddress!, count: slot.count) }
         }
         func int(_ key: String) throws(WeightsError) -> Int {
-            guard let v = meta[key].flatMap({ Int($0) }), v >= 0 else { throw .corrupt(path, "metadata '\(key)' is missing or not a count") }
+            guard let v = meta[key].flatMap({ Int($0) }), v >= 0 else {
+                throw .corrupt(path, "metadata '\(key)' is missing or not a count")
+            }
             return v
         }
         func bits(_ key: String) throws(WeightsError) -> Double {
-            guard let v = meta[key].flatMap({ UInt64($0) }) else { throw .corrupt(path, "metadata '\(key)' is missing") }
+            guard let v = meta[key].flatMap({ UInt64($0) }) else {
+                throw .corrupt(path, "metadata '\(key)' is missing")
+            }
             return Double(bitPattern: v)
         }
         let words = (meta["shuffle_state"] ?? "").split(separator: ",").compactMap { UInt64($0) }
         guard words.count == 4 else { throw .corrupt(path, "metadata 'shuffle_state' is missing or malformed") }
         var rng = Random(seed: 0)
         rng.state = (words[0], words[1], words[2], words[3])
-        let point = ResumePoint(epoch: try int("epoch"), position: try int("position"), shuffleState: rng,
-                                lossSum: try bits("epoch_loss_sum"), correctSum: try bits("epoch_correct_sum"),
-                                seen: try int("epoch_seen"), step: try int("step"))
+        let point = ResumePoint(
+            epoch: try int("epoch"), position: try int("position"), shuffleState: rng,
+            lossSum: try bits("epoch_loss_sum"), correctSum: try bits("epoch_correct_sum"),
+            seen: try int("epoch_seen"), step: try int("step"))
         trainer.resume(at: point)
         return point
     }

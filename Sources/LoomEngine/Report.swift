@@ -26,13 +26,17 @@ public enum ReportWriter {
         if let s = result.stoppedAtStep { object["stopped_at_step"] = s }
         if let c = result.lastCheckpoint { object["checkpoint"] = c }
         object["history"] = result.history.map { r -> [String: Any] in
-            var row: [String: Any] = ["epoch": r.epoch, "steps": r.steps, "loss": r.loss, "accuracy": r.accuracy,
-                                      "seconds": r.seconds, "samples_per_second": r.samplesPerSecond]
+            var row: [String: Any] = [
+                "epoch": r.epoch, "steps": r.steps, "loss": r.loss, "accuracy": r.accuracy,
+                "seconds": r.seconds, "samples_per_second": r.samplesPerSecond,
+            ]
             if let v = r.valLoss { row["val_loss"] = v }
             if let v = r.valAccuracy { row["val_accuracy"] = v }
             return row
         }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
+        let data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]))
+            ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 }
@@ -66,5 +70,8 @@ public func atomicWrite(_ data: Data, to path: String) throws {
         throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
     }
     let dfd = open(dir, O_RDONLY)
-    if dfd >= 0 { fsync(dfd); close(dfd) }
+    if dfd >= 0 {
+        fsync(dfd)
+        close(dfd)
+    }
 }

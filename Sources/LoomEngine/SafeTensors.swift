@@ -9,7 +9,11 @@ public struct NamedTensor: Equatable, Sendable {
     public var name: String
     public var shape: [Int]
     public var values: [Float]
-    public init(name: String, shape: [Int], values: [Float]) { self.name = name; self.shape = shape; self.values = values }
+    public init(name: String, shape: [Int], values: [Float]) {
+        self.name = name
+        self.shape = shape
+        self.values = values
+    }
 }
 
 /// Why a weights or checkpoint file cannot be used.
@@ -33,7 +37,8 @@ public enum SafeTensors {
         var offset = 0
         for t in tensors {
             let bytes = t.values.count * 4
-            header[t.name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            header[t.name] =
+                ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
             offset += bytes
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
@@ -44,27 +49,43 @@ public enum SafeTensors {
         withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
         out.append(json)
         for t in tensors {
-            t.values.withUnsafeBufferPointer { p in out.append(UnsafeBufferPointer(start: UnsafeRawPointer(p.baseAddress!).assumingMemoryBound(to: UInt8.self), count: p.count * 4)) }
+            t.values.withUnsafeBufferPointer { p in
+                out.append(
+                    UnsafeBufferPointer(
+                        start: UnsafeRawPointer(p.baseAddress!).assumingMemoryBound(to: UInt8.self), count: p.count * 4)
+                )
+            }
         }
         return out
     }
 
     /// Reads and validates a file: header length within the file, JSON object, every entry F32 with a shape
     /// whose size matches its byte range, ranges inside the data, not overlapping, covering it exactly.
-    public static func read(_ path: String) throws(WeightsError) -> (tensors: [NamedTensor], metadata: [String: String]) {
+    public static func read(_ path: String) throws(WeightsError) -> (tensors: [NamedTensor], metadata: [String: String])
+    {
         guard FileManager.default.fileExists(atPath: path) else { throw .unreadable(path, "no such file") }
-        guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path, "permission denied or not a file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .unreadable(path, "permission denied or not a file")
+        }
         return try decode(data, path: path)
     }
 
-    public static func decode(_ data: Data, path: String) throws(WeightsError) -> (tensors: [NamedTensor], metadata: [String: String]) {
+    public static func decode(_ data: Data, path: String) throws(WeightsError) -> (
+        tensors: [NamedTensor], metadata: [String: String]
+    ) {
         let bytes = [UInt8](data)
-        guard bytes.count >= 8 else { throw .corrupt(path, "\(bytes.count) bytes, shorter than the 8-byte header length") }
+        guard bytes.count >= 8 else {
+            throw .corrupt(path, "\(bytes.count) bytes, shorter than the 8-byte header length")
+        }
         var n: UInt64 = 0
         for i in 0..<8 { n |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        guard n <= UInt64(bytes.count - 8) else { throw .corrupt(path, "header length \(n) runs past the end of the file (\(bytes.count) bytes)") }
+        guard n <= UInt64(bytes.count - 8) else {
+            throw .corrupt(path, "header length \(n) runs past the end of the file (\(bytes.count) bytes)")
+        }
         let headerEnd = 8 + Int(n)
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd])), let header = object as? [String: Any] else {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd])),
+            let header = object as? [String: Any]
+        else {
             throw .corrupt(path, "the header is not a JSON object")
         }
         var metadata: [String: String] = [:]
@@ -76,15 +97,22 @@ public enum SafeTensors {
         var entries: [(String, [Int], Int, Int)] = []
         for (name, value) in header where name != "__metadata__" {
             guard let e = value as? [String: Any], let dtype = e["dtype"] as? String, let shape = e["shape"] as? [Int],
-                  let offsets = e["data_offsets"] as? [Int], offsets.count == 2 else {
+                let offsets = e["data_offsets"] as? [Int], offsets.count == 2
+            else {
                 throw .corrupt(path, "tensor '\(name)' lacks dtype, shape or data_offsets")
             }
             guard dtype == "F32" else { throw .mismatch(path, "tensor '\(name)' has dtype \(dtype); Loom reads F32") }
-            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataBytes else {
-                throw .corrupt(path, "tensor '\(name)': data_offsets \(offsets) outside the \(dataBytes) data bytes (truncated file?)")
+            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataBytes
+            else {
+                throw .corrupt(
+                    path,
+                    "tensor '\(name)': data_offsets \(offsets) outside the \(dataBytes) data bytes (truncated file?)")
             }
             guard shape.reduce(1, *) * 4 == offsets[1] - offsets[0] else {
-                throw .corrupt(path, "tensor '\(name)': shape \(shape) needs \(shape.reduce(1, *) * 4) bytes, data_offsets give \(offsets[1] - offsets[0])")
+                throw .corrupt(
+                    path,
+                    "tensor '\(name)': shape \(shape) needs \(shape.reduce(1, *) * 4) bytes, data_offsets give \(offsets[1] - offsets[0])"
+                )
             }
             entries.append((name, shape, offsets[0], offsets[1]))
         }
@@ -92,15 +120,20 @@ public enum SafeTensors {
         var expected = 0
         for e in entries {
             guard e.2 == expected else {
-                throw .corrupt(path, e.2 < expected ? "tensor '\(e.0)' overlaps another" : "a gap before tensor '\(e.0)'")
+                throw .corrupt(
+                    path, e.2 < expected ? "tensor '\(e.0)' overlaps another" : "a gap before tensor '\(e.0)'")
             }
             expected = e.3
         }
-        guard expected == dataBytes else { throw .corrupt(path, "\(dataBytes - expected) bytes after the last tensor (or truncated)") }
+        guard expected == dataBytes else {
+            throw .corrupt(path, "\(dataBytes - expected) bytes after the last tensor (or truncated)")
+        }
         let tensors = entries.map { e -> NamedTensor in
             var values = [Float](repeating: 0, count: (e.3 - e.2) / 4)
             values.withUnsafeMutableBytes { dst in
-                bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[headerEnd + e.2..<headerEnd + e.3])) }
+                bytes.withUnsafeBytes { src in
+                    dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[headerEnd + e.2..<headerEnd + e.3]))
+                }
             }
             return NamedTensor(name: e.0, shape: e.1, values: values)
         }

@@ -16,8 +16,14 @@ public struct SavedModel {
     public init(path: String) throws(LoomError) {
         let read: (tensors: [NamedTensor], metadata: [String: String])
         do { read = try SafeTensors.read(path) } catch { throw .weights(error) }
-        guard let yaml = read.metadata["config"], let width = read.metadata["input_width"].flatMap({ Int($0) }), width > 0 else {
-            throw .weights(.mismatch(path, "has no Loom model description in its metadata (config, input_width); was it written by loom train --save-weights?"))
+        guard let yaml = read.metadata["config"], let width = read.metadata["input_width"].flatMap({ Int($0) }),
+            width > 0
+        else {
+            throw .weights(
+                .mismatch(
+                    path,
+                    "has no Loom model description in its metadata (config, input_width); was it written by loom train --save-weights?"
+                ))
         }
         do { config = try ConfigLoader.parse(yaml, file: path + " (metadata)") } catch { throw .config(error) }
         self.path = path
@@ -47,10 +53,12 @@ public struct SavedModel {
     /// Class probabilities of each sample of `inputs` (rows of `inputWidth` values in [0, 1]).
     public func predict(_ inputs: [[Float]]) throws(LoomError) -> [[Float]] {
         let model = try makeModel()
-        let data = Dataset(name: "inputs", features: inputWidth, classes: model.outputWidth, values: inputs.flatMap { $0 },
-                           labels: [Int32](repeating: 0, count: inputs.count))
-        let trainer = Trainer(model: model, optimizer: config.optimizer, placements: Topology.detect().placement(workers: 1),
-                              batchSize: max(1, min(inputs.count, 256)), seed: 0)
+        let data = Dataset(
+            name: "inputs", features: inputWidth, classes: model.outputWidth, values: inputs.flatMap { $0 },
+            labels: [Int32](repeating: 0, count: inputs.count))
+        let trainer = Trainer(
+            model: model, optimizer: config.optimizer, placements: Topology.detect().placement(workers: 1),
+            batchSize: max(1, min(inputs.count, 256)), seed: 0)
         let flat = trainer.predict(data)
         let c = model.outputWidth
         return (0..<inputs.count).map { Array(flat[$0 * c..<($0 + 1) * c]) }
@@ -60,14 +68,20 @@ public struct SavedModel {
 /// The images of a prediction input: an IDX image file (every image), a PGM or a PNG file.
 public func readPredictionInputs(_ path: String, features: Int) throws(LoomError) -> [(String, [Float])] {
     let bytes = FileManager.default.contents(atPath: path).map { [UInt8]($0) } ?? []
-    let isIDX = bytes.count >= 4 && bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 8
+    let isIDX =
+        bytes.count >= 4 && bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 8
         || bytes.count >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
     if isIDX {
         let array: IDXArray
         do { array = try readIDX(path: path) } catch { throw .data(error) }
         let per = array.dimensions.dropFirst().reduce(1, *)
         guard array.dimensions.count >= 2, per == features else {
-            throw .data(.mismatch(path, reason: "holds samples of \(array.dimensions.dropFirst().map(String.init).joined(separator: "×")) values; the model takes \(features)"))
+            throw .data(
+                .mismatch(
+                    path,
+                    reason:
+                        "holds samples of \(array.dimensions.dropFirst().map(String.init).joined(separator: "×")) values; the model takes \(features)"
+                ))
         }
         return (0..<array.dimensions[0]).map { i in
             ("\(path)[\(i)]", array.bytes[i * per..<(i + 1) * per].map { Float($0) / 255 })

@@ -13,7 +13,9 @@ public struct NUMANode: Sendable, Equatable {
     /// Total memory in bytes, when known.
     public var memoryBytes: Int64?
     public init(id: Int, cpus: [Int], memoryBytes: Int64? = nil) {
-        self.id = id; self.cpus = cpus.sorted(); self.memoryBytes = memoryBytes
+        self.id = id
+        self.cpus = cpus.sorted()
+        self.memoryBytes = memoryBytes
     }
 }
 
@@ -49,7 +51,8 @@ public struct Topology: Sendable, Equatable {
         let usable = Set(usableCPUs)
         let cpus = node.cpus.filter(usable.contains)
         var seenCores = Set<Int>()
-        var primary: [Int] = [], siblings: [Int] = []
+        var primary: [Int] = []
+        var siblings: [Int] = []
         for cpu in cpus {
             let core = coreOf[cpu] ?? (-1 - cpu)
             if seenCores.insert(core).inserted { primary.append(cpu) } else { siblings.append(cpu) }
@@ -69,12 +72,17 @@ public struct Topology: Sendable, Equatable {
         var remainders = usableNodes.enumerated().map { (i, n) in (i, workers * n.1.count % total) }
         remainders.sort { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }
         var left = workers - counts.reduce(0, +)
-        for (i, _) in remainders where left > 0 { counts[i] += 1; left -= 1 }
+        for (i, _) in remainders where left > 0 {
+            counts[i] += 1
+            left -= 1
+        }
         var result: [WorkerPlacement] = []
         for (n, (node, cpus)) in usableNodes.enumerated() {
             for k in 0..<counts[n] {
-                result.append(WorkerPlacement(worker: result.count, cpu: cpus[k % cpus.count], node: node.id,
-                                              shared: k >= cpus.count))
+                result.append(
+                    WorkerPlacement(
+                        worker: result.count, cpu: cpus[k % cpus.count], node: node.id,
+                        shared: k >= cpus.count))
             }
         }
         return result
@@ -96,7 +104,8 @@ public struct Topology: Sendable, Equatable {
                     guard count > 0 else { continue }
                     var free: Int64 = 0
                     let memory = loom_numa_node_memory(Int32(id), &free)
-                    nodes.append(NUMANode(id: id, cpus: buffer[0..<count].map(Int.init), memoryBytes: memory > 0 ? memory : nil))
+                    nodes.append(
+                        NUMANode(id: id, cpus: buffer[0..<count].map(Int.init), memoryBytes: memory > 0 ? memory : nil))
                 }
             }
         }
@@ -127,8 +136,9 @@ public struct Topology: Sendable, Equatable {
             let cpus = try parseCPUList(list.trimmingCharacters(in: .whitespacesAndNewlines))
             var memory: Int64?
             if let info = try? String(contentsOfFile: dir + "/meminfo", encoding: .utf8),
-               let line = info.split(separator: "\n").first(where: { $0.contains("MemTotal:") }),
-               let kb = line.split(separator: " ").compactMap({ Int64($0) }).last {
+                let line = info.split(separator: "\n").first(where: { $0.contains("MemTotal:") }),
+                let kb = line.split(separator: " ").compactMap({ Int64($0) }).last
+            {
                 memory = kb * 1024
             }
             nodes.append(NUMANode(id: id, cpus: cpus, memoryBytes: memory))
@@ -146,8 +156,10 @@ public struct Topology: Sendable, Equatable {
     static func readCore(root: String, cpu: Int) -> Int? {
         let dir = "\(root)/cpu\(cpu)/topology"
         guard let core = try? String(contentsOfFile: dir + "/core_id", encoding: .utf8),
-              let c = Int(core.trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }
-        let package = (try? String(contentsOfFile: dir + "/physical_package_id", encoding: .utf8))
+            let c = Int(core.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return nil }
+        let package =
+            (try? String(contentsOfFile: dir + "/physical_package_id", encoding: .utf8))
             .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
         return package * 65536 + c
     }
@@ -158,7 +170,9 @@ public struct Topology: Sendable, Equatable {
         var cpus: [Int] = []
         for part in s.split(separator: ",") {
             let bounds = part.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            if bounds.count == 1, let a = bounds[0] { cpus.append(a) } else if bounds.count == 2, let a = bounds[0], let b = bounds[1], a <= b {
+            if bounds.count == 1, let a = bounds[0] {
+                cpus.append(a)
+            } else if bounds.count == 2, let a = bounds[0], let b = bounds[1], a <= b {
                 cpus.append(contentsOf: a...b)
             } else {
                 throw .unreadable("bad CPU list '\(s)'")
@@ -169,16 +183,22 @@ public struct Topology: Sendable, Equatable {
 
     /// A human-readable description: nodes with CPUs and memory, then a placement.
     public func describe(workers: Int) -> String {
-        var lines = ["Topology (\(source)): \(nodes.count) NUMA node\(nodes.count == 1 ? "" : "s"), \(usableCPUs.count) usable CPU\(usableCPUs.count == 1 ? "" : "s")"]
+        var lines = [
+            "Topology (\(source)): \(nodes.count) NUMA node\(nodes.count == 1 ? "" : "s"), \(usableCPUs.count) usable CPU\(usableCPUs.count == 1 ? "" : "s")"
+        ]
         for node in nodes {
             let usable = orderedCPUs(of: node)
             let cores = Set(usable.map { coreOf[$0] ?? (-1 - $0) }).count
             let memory = node.memoryBytes.map { String(format: "%.1f GiB", Double($0) / 1_073_741_824) } ?? "unknown"
-            lines.append("  node \(node.id): CPUs \(compactList(node.cpus)) (usable \(compactList(usable.sorted())); \(cores) physical core\(cores == 1 ? "" : "s")), memory \(memory)")
+            lines.append(
+                "  node \(node.id): CPUs \(compactList(node.cpus)) (usable \(compactList(usable.sorted())); \(cores) physical core\(cores == 1 ? "" : "s")), memory \(memory)"
+            )
         }
         lines.append("Placement for \(workers) worker\(workers == 1 ? "" : "s"):")
         for p in placement(workers: workers) {
-            lines.append("  worker \(p.worker) → CPU \(p.cpu) → node \(p.node)\(p.shared ? " (shared: more workers than usable CPUs)" : "")")
+            lines.append(
+                "  worker \(p.worker) → CPU \(p.cpu) → node \(p.node)\(p.shared ? " (shared: more workers than usable CPUs)" : "")"
+            )
         }
         return lines.joined(separator: "\n")
     }
@@ -187,7 +207,11 @@ public struct Topology: Sendable, Equatable {
 /// A topology description that could not be read.
 public enum TopologyError: Error, CustomStringConvertible, Equatable {
     case unreadable(String)
-    public var description: String { switch self { case .unreadable(let s): s } }
+    public var description: String {
+        switch self {
+        case .unreadable(let s): s
+        }
+    }
 }
 
 /// [0, 1, 2, 3, 8] → "0-3,8".

@@ -32,9 +32,16 @@ public struct ResumePoint: Sendable, Equatable {
     public var correctSum: Double
     public var seen: Int
     public var step: Int
-    public init(epoch: Int, position: Int, shuffleState: Random, lossSum: Double, correctSum: Double, seen: Int, step: Int) {
-        self.epoch = epoch; self.position = position; self.shuffleState = shuffleState
-        self.lossSum = lossSum; self.correctSum = correctSum; self.seen = seen; self.step = step
+    public init(
+        epoch: Int, position: Int, shuffleState: Random, lossSum: Double, correctSum: Double, seen: Int, step: Int
+    ) {
+        self.epoch = epoch
+        self.position = position
+        self.shuffleState = shuffleState
+        self.lossSum = lossSum
+        self.correctSum = correctSum
+        self.seen = seen
+        self.step = step
     }
 }
 
@@ -119,8 +126,10 @@ public final class Trainer: @unchecked Sendable {
     let shared: SharedState
 
     /// Builds the pool (pinned per `placements`) and the batch buffers for up to `batchSize` rows.
-    public init(model: Sequential, optimizer: OptimizerSpec, placements: [WorkerPlacement], batchSize: Int,
-                seed: UInt64, pin: Bool = true) {
+    public init(
+        model: Sequential, optimizer: OptimizerSpec, placements: [WorkerPlacement], batchSize: Int,
+        seed: UInt64, pin: Bool = true
+    ) {
         precondition(batchSize >= placements.count, "more workers than rows in a batch")
         self.model = model
         self.optimizer = Optimizer(optimizer, parameterCount: model.parameterCount)
@@ -142,9 +151,11 @@ public final class Trainer: @unchecked Sendable {
     /// epoch's end. With `shuffle`, each epoch visits the samples in a new order from a generator seeded by
     /// the run's seed. `stepsPerEpoch` cuts each epoch short (benchmarks); `control` resumes, stops after a
     /// number of steps and asks for checkpoints.
-    public func fit(_ train: Dataset, validation: Dataset? = nil, epochs: Int, shuffle: Bool = true,
-                    stepsPerEpoch: Int? = nil, control: FitControl = FitControl(),
-                    progress: (TrainingProgress) -> Void = { _ in }) -> [EpochRecord] {
+    public func fit(
+        _ train: Dataset, validation: Dataset? = nil, epochs: Int, shuffle: Bool = true,
+        stepsPerEpoch: Int? = nil, control: FitControl = FitControl(),
+        progress: (TrainingProgress) -> Void = { _ in }
+    ) -> [EpochRecord] {
         var rng = control.resume?.shuffleState ?? Random(seed: seed ^ 0x5348_5546_464C_4521)  // the shuffling stream
         let order = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, train.count))
         defer { order.deallocate() }
@@ -152,12 +163,15 @@ public final class Trainer: @unchecked Sendable {
         let steps = min((train.count + batchSize - 1) / batchSize, stepsPerEpoch ?? Int.max)
         let firstEpoch = control.resume?.epoch ?? 1
         stopped = nil
-        shared.policy = StepPolicy(skipOnNaN: control.onNaN == .skipBatch, maxSkipped: control.maxSkippedBatches,
-                                   watchSignals: control.stopOnSignal)
+        shared.policy = StepPolicy(
+            skipOnNaN: control.onNaN == .skipBatch, maxSkipped: control.maxSkippedBatches,
+            watchSignals: control.stopOnSignal)
         guard firstEpoch <= epochs else { return [] }
         for epoch in firstEpoch...epochs {
             let epochStart = rng  // what a checkpoint stores to redo this epoch's shuffle
-            if shuffle { shuffledIndices(train.count, rng: &rng, into: order) } else {
+            if shuffle {
+                shuffledIndices(train.count, rng: &rng, into: order)
+            } else {
                 for i in 0..<train.count { order[i] = Int32(i) }
             }
             var position = 0
@@ -171,9 +185,11 @@ public final class Trainer: @unchecked Sendable {
             let began = Date()
             func report(_ record: EpochRecord?) {
                 let (done, loss, correct, seen) = shared.progress()
-                progress(TrainingProgress(epoch: epoch, epochs: epochs, step: done, steps: steps,
-                                          elapsed: Date().timeIntervalSince(began), loss: seen > 0 ? loss / Double(seen) : 0,
-                                          accuracy: seen > 0 ? correct / Double(seen) : 0, record: record))
+                progress(
+                    TrainingProgress(
+                        epoch: epoch, epochs: epochs, step: done, steps: steps,
+                        elapsed: Date().timeIntervalSince(began), loss: seen > 0 ? loss / Double(seen) : 0,
+                        accuracy: seen > 0 ? correct / Double(seen) : 0, record: record))
             }
             // Run the epoch in segments that end where a checkpoint is due or the run must stop.
             while position < steps {
@@ -195,45 +211,63 @@ public final class Trainer: @unchecked Sendable {
                         return records
                     }
                     let (_, loss, correct, seen) = shared.progress()
-                    let point = ResumePoint(epoch: epoch, position: done, shuffleState: epochStart, lossSum: loss,
-                                            correctSum: correct, seen: seen, step: step)
+                    let point = ResumePoint(
+                        epoch: epoch, position: done, shuffleState: epochStart, lossSum: loss,
+                        correctSum: correct, seen: seen, step: step)
                     if done < steps {
                         stopped = .signal(Int32(outcome.signal), point)
                         control.checkpoint(point)
                         return records
                     }
                     // The signal came with the epoch's last step: finish the epoch's bookkeeping below, then stop.
-                    stopped = .signal(Int32(outcome.signal), ResumePoint(epoch: epoch + 1, position: 0, shuffleState: rng,
-                                                                         lossSum: 0, correctSum: 0, seen: 0, step: step))
+                    stopped = .signal(
+                        Int32(outcome.signal),
+                        ResumePoint(
+                            epoch: epoch + 1, position: 0, shuffleState: rng,
+                            lossSum: 0, correctSum: 0, seen: 0, step: step))
                     position = steps
                     break
                 }
                 step = epochBase + end
                 position = end
                 let stopping = control.maxSteps.map { step >= $0 } ?? false
-                if position < steps && (stopping || (control.checkpointEverySteps > 0 && step % control.checkpointEverySteps == 0)) {
+                if position < steps
+                    && (stopping || (control.checkpointEverySteps > 0 && step % control.checkpointEverySteps == 0))
+                {
                     let (_, loss, correct, seen) = shared.progress()
-                    control.checkpoint(ResumePoint(epoch: epoch, position: position, shuffleState: epochStart,
-                                                   lossSum: loss, correctSum: correct, seen: seen, step: step))
+                    control.checkpoint(
+                        ResumePoint(
+                            epoch: epoch, position: position, shuffleState: epochStart,
+                            lossSum: loss, correctSum: correct, seen: seen, step: step))
                 }
-                if stopping && position < steps { stopped = .stepLimit; return records }
+                if stopping && position < steps {
+                    stopped = .stepLimit
+                    return records
+                }
             }
             let seconds = Date().timeIntervalSince(began)
             let (_, loss, correct, seen) = shared.progress()
-            var record = EpochRecord(epoch: epoch, steps: steps, loss: loss / Double(max(1, seen)),
-                                     accuracy: correct / Double(max(1, seen)), valLoss: nil, valAccuracy: nil,
-                                     seconds: seconds, samplesPerSecond: Double(seen) / seconds)
+            var record = EpochRecord(
+                epoch: epoch, steps: steps, loss: loss / Double(max(1, seen)),
+                accuracy: correct / Double(max(1, seen)), valLoss: nil, valAccuracy: nil,
+                seconds: seconds, samplesPerSecond: Double(seen) / seconds)
             if let validation, validation.count > 0 {
                 let v = evaluate(validation)
-                record.valLoss = v.loss; record.valAccuracy = v.accuracy
+                record.valLoss = v.loss
+                record.valAccuracy = v.accuracy
             }
             records.append(record)
             report(record)
             control.epochEnded(record)
-            control.checkpoint(ResumePoint(epoch: epoch + 1, position: 0, shuffleState: rng, lossSum: 0, correctSum: 0,
-                                           seen: 0, step: step))
+            control.checkpoint(
+                ResumePoint(
+                    epoch: epoch + 1, position: 0, shuffleState: rng, lossSum: 0, correctSum: 0,
+                    seen: 0, step: step))
             if case .signal = stopped { return records }
-            if let limit = control.maxSteps, step >= limit { if epoch < epochs { stopped = .stepLimit }; return records }
+            if let limit = control.maxSteps, step >= limit {
+                if epoch < epochs { stopped = .stepLimit }
+                return records
+            }
         }
         return records
     }
@@ -249,7 +283,8 @@ public final class Trainer: @unchecked Sendable {
         return { w in
             let workspace = shared.workspaces[w]!
             let order = shared.order!
-            let params = model.parameters.pointer, grads = model.gradients.pointer
+            let params = model.parameters.pointer
+            let grads = model.gradients.pointer
             let policy = shared.policy
             var skippedInARow = 0
             for s in steps {
@@ -260,9 +295,10 @@ public final class Trainer: @unchecked Sendable {
                 let pass = Pass(training: true, seed: seed, step: UInt64(t), firstRow: rows.lowerBound)
                 // 1-4: this worker's rows.
                 if !rows.isEmpty {
-                    data.gather(order + start + rows.lowerBound, count: rows.count,
-                                into: buffers.input + rows.lowerBound * features, ld: features,
-                                labels: shared.labels + rows.lowerBound)
+                    data.gather(
+                        order + start + rows.lowerBound, count: rows.count,
+                        into: buffers.input + rows.lowerBound * features, ld: features,
+                        labels: shared.labels + rows.lowerBound)
                     model.forward(buffers, rows: rows, pass: pass, workspace: workspace)
                     model.lossAndGradient(buffers, rows: rows, labels: shared.labels, batchSize: n, gradient: true)
                     var sum: Float = 0
@@ -289,7 +325,8 @@ public final class Trainer: @unchecked Sendable {
                 // 5-6: this worker's part of the parameters, over the whole batch.
                 if w == 0 { shared.record(buffers, rows: n) }
                 let rule = optimizer.rule(step: t, parameters: params, gradients: grads)
-                model.parameterGradients(buffers, batchSize: n, part: w, of: workers, update: rule, workspace: workspace)
+                model.parameterGradients(
+                    buffers, batchSize: n, part: w, of: workers, update: rule, workspace: workspace)
                 if w == 0 && policy.watchSignals {
                     let signal = loom_pending_signal()
                     if signal != 0 { shared.outcome = StepOutcome(kind: 2, step: t, signal: Int(signal)) }
@@ -306,19 +343,26 @@ public final class Trainer: @unchecked Sendable {
         let count = data.count
         let loss = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
         let predicted = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, count))
-        defer { loss.deallocate(); predicted.deallocate() }
+        defer {
+            loss.deallocate()
+            predicted.deallocate()
+        }
         infer(data, loss: loss, predicted: predicted, probabilities: nil)
         var sum = 0.0
-        var confusion = Array(repeating: Array(repeating: 0, count: max(data.classes, model.outputWidth)), count: max(data.classes, model.outputWidth))
+        var confusion = Array(
+            repeating: Array(repeating: 0, count: max(data.classes, model.outputWidth)),
+            count: max(data.classes, model.outputWidth))
         var correct = 0
         for i in 0..<count {
             sum += Double(loss[i])
-            let truth = Int(data.label(i)), guess = Int(predicted[i])
+            let truth = Int(data.label(i))
+            let guess = Int(predicted[i])
             if truth == guess { correct += 1 }
             if truth < confusion.count && guess < confusion.count { confusion[truth][guess] += 1 }
         }
-        return Evaluation(loss: count > 0 ? sum / Double(count) : 0, accuracy: count > 0 ? Double(correct) / Double(count) : 0,
-                          count: count, confusion: confusion)
+        return Evaluation(
+            loss: count > 0 ? sum / Double(count) : 0, accuracy: count > 0 ? Double(correct) / Double(count) : 0,
+            count: count, confusion: confusion)
     }
 
     /// Class probabilities (or outputs) for every sample of `data`, row-major [count × outputs].
@@ -326,17 +370,26 @@ public final class Trainer: @unchecked Sendable {
         var out = [Float](repeating: 0, count: data.count * model.outputWidth)
         let loss = UnsafeMutablePointer<Float>.allocate(capacity: max(1, data.count))
         let predicted = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, data.count))
-        defer { loss.deallocate(); predicted.deallocate() }
-        out.withUnsafeMutableBufferPointer { infer(data, loss: loss, predicted: predicted, probabilities: $0.baseAddress!) }
+        defer {
+            loss.deallocate()
+            predicted.deallocate()
+        }
+        out.withUnsafeMutableBufferPointer {
+            infer(data, loss: loss, predicted: predicted, probabilities: $0.baseAddress!)
+        }
         return out
     }
 
     /// Forward passes over `data` on all workers: per-sample loss, predicted class, and optionally outputs.
-    func infer(_ data: Dataset, loss: UnsafeMutablePointer<Float>, predicted: UnsafeMutablePointer<Int32>,
-               probabilities: UnsafeMutablePointer<Float>?) {
+    func infer(
+        _ data: Dataset, loss: UnsafeMutablePointer<Float>, predicted: UnsafeMutablePointer<Int32>,
+        probabilities: UnsafeMutablePointer<Float>?
+    ) {
         let (model, buffers, shared) = (model, buffers, shared)
         let (capacity, workers, count) = (batchSize, pool.count, data.count)
-        let features = model.inputWidth, outputs = model.outputWidth, last = model.layers.count - 1
+        let features = model.inputWidth
+        let outputs = model.outputWidth
+        let last = model.layers.count - 1
         let sink = InferenceSink(loss: loss, predicted: predicted, probabilities: probabilities)
         pool.run { w in
             let workspace = shared.workspaces[w]!
@@ -347,8 +400,9 @@ public final class Trainer: @unchecked Sendable {
             while i < end {
                 let n = min(region.count, end - i)
                 let rows = region.lowerBound..<region.lowerBound + n
-                data.gather(range: i, count: n, into: buffers.input + rows.lowerBound * features, ld: features,
-                            labels: shared.labels + rows.lowerBound)
+                data.gather(
+                    range: i, count: n, into: buffers.input + rows.lowerBound * features, ld: features,
+                    labels: shared.labels + rows.lowerBound)
                 model.forward(buffers, rows: rows, pass: Pass(training: false), workspace: workspace)
                 // Without a gradient the loss leaves probabilities in the last output (the fused softmax too).
                 model.lossAndGradient(buffers, rows: rows, labels: shared.labels, batchSize: n, gradient: false)
@@ -357,7 +411,11 @@ public final class Trainer: @unchecked Sendable {
                     sink.loss[i + r] = buffers.rowLoss[rows.lowerBound + r]
                     let yr = y.row(r)
                     var best = 0
-                    if outputs == 1 { best = yr[0] > 0.5 ? 1 : 0 } else { for j in 1..<outputs where yr[j] > yr[best] { best = j } }
+                    if outputs == 1 {
+                        best = yr[0] > 0.5 ? 1 : 0
+                    } else {
+                        for j in 1..<outputs where yr[j] > yr[best] { best = j }
+                    }
                     sink.predicted[i + r] = Int32(best)
                     if let p = sink.probabilities { (p + (i + r) * outputs).update(from: yr, count: outputs) }
                 }
@@ -368,10 +426,18 @@ public final class Trainer: @unchecked Sendable {
 }
 
 /// How a job ended (see SharedState.outcome).
-struct StepOutcome: Sendable { var kind: Int; var step: Int; var signal: Int }
+struct StepOutcome: Sendable {
+    var kind: Int
+    var step: Int
+    var signal: Int
+}
 
 /// The per-fit rules every worker applies identically.
-struct StepPolicy: Sendable { var skipOnNaN: Bool; var maxSkipped: Int; var watchSignals: Bool }
+struct StepPolicy: Sendable {
+    var skipOnNaN: Bool
+    var maxSkipped: Int
+    var watchSignals: Bool
+}
 
 /// Part `part` of `parts` of 0..<n: contiguous, sizes differing by at most one, together covering 0..<n once.
 /// Rows of a batch are split among workers this way (the last, short batch of an epoch too).
@@ -418,21 +484,32 @@ final class SharedState: @unchecked Sendable {
 
     func restoreProgress(steps: Int, lossSum: Double, correctSum: Double, seen: Int) {
         outcome = StepOutcome(kind: 0, step: 0, signal: 0)
-        self.lossSum = lossSum; self.correctSum = correctSum; self.seen = seen
-        stepsDone.store(steps, ordering: .relaxed); lossBits.store(lossSum.bitPattern, ordering: .relaxed)
-        correctBits.store(correctSum.bitPattern, ordering: .relaxed); seenCount.store(seen, ordering: .relaxed)
+        self.lossSum = lossSum
+        self.correctSum = correctSum
+        self.seen = seen
+        stepsDone.store(steps, ordering: .relaxed)
+        lossBits.store(lossSum.bitPattern, ordering: .relaxed)
+        correctBits.store(correctSum.bitPattern, ordering: .relaxed)
+        seenCount.store(seen, ordering: .relaxed)
     }
 
     func resetProgress() {
         outcome = StepOutcome(kind: 0, step: 0, signal: 0)
-        lossSum = 0; correctSum = 0; seen = 0
-        stepsDone.store(0, ordering: .relaxed); lossBits.store(0, ordering: .relaxed)
-        correctBits.store(0, ordering: .relaxed); seenCount.store(0, ordering: .relaxed)
+        lossSum = 0
+        correctSum = 0
+        seen = 0
+        stepsDone.store(0, ordering: .relaxed)
+        lossBits.store(0, ordering: .relaxed)
+        correctBits.store(0, ordering: .relaxed)
+        seenCount.store(0, ordering: .relaxed)
     }
 
     /// Worker 0, after the step's first barrier: adds the batch's per-row losses in row order.
     func record(_ buffers: ActivationBuffers, rows n: Int) {
-        for i in 0..<n { lossSum += Double(buffers.rowLoss[i]); correctSum += Double(buffers.rowCorrect[i]) }
+        for i in 0..<n {
+            lossSum += Double(buffers.rowLoss[i])
+            correctSum += Double(buffers.rowCorrect[i])
+        }
         seen += n
         lossBits.store(lossSum.bitPattern, ordering: .relaxed)
         correctBits.store(correctSum.bitPattern, ordering: .relaxed)
@@ -443,7 +520,9 @@ final class SharedState: @unchecked Sendable {
     /// (steps done, loss sum, correct count, samples seen) of the running epoch.
     func progress() -> (Int, Double, Double, Int) {
         let done = stepsDone.load(ordering: .acquiring)
-        return (done, Double(bitPattern: lossBits.load(ordering: .relaxed)),
-                Double(bitPattern: correctBits.load(ordering: .relaxed)), seenCount.load(ordering: .relaxed))
+        return (
+            done, Double(bitPattern: lossBits.load(ordering: .relaxed)),
+            Double(bitPattern: correctBits.load(ordering: .relaxed)), seenCount.load(ordering: .relaxed)
+        )
     }
 }

@@ -27,9 +27,10 @@ public enum LoomError: Error, CustomStringConvertible {
         case .diverged(let epoch, let step, let layer):
             "training diverged at epoch \(epoch), step \(step): the loss is not finite (first non-finite gradient: \(layer)); no checkpoint was written from it — lower optimizer.learning_rate, or set training.on_nan=skip_batch"
         case .interrupted(let signal, let step, let checkpoint, let resume):
-            "interrupted by \(signal == SIGTERM ? "SIGTERM" : "SIGINT") after step \(step)" + (checkpoint.map {
-                "; checkpoint written to \($0); resume with: \(resume ?? "loom train CONFIG --resume \($0)")"
-            } ?? "; no checkpoint (set checkpoint.dir to be able to resume)")
+            "interrupted by \(signal == SIGTERM ? "SIGTERM" : "SIGINT") after step \(step)"
+                + (checkpoint.map {
+                    "; checkpoint written to \($0); resume with: \(resume ?? "loom train CONFIG --resume \($0)")"
+                } ?? "; no checkpoint (set checkpoint.dir to be able to resume)")
         }
     }
 
@@ -87,9 +88,10 @@ public final class TrainingRun {
     public let placements: [WorkerPlacement]
     /// Lines the user should see before training (e.g. oversubscription).
     public let warnings: [String]
-    public private(set) lazy var trainer = Trainer(model: model, optimizer: config.optimizer, placements: placements,
-                                                   batchSize: config.training.batchSize, seed: config.training.seed,
-                                                   pin: pin)
+    public private(set) lazy var trainer = Trainer(
+        model: model, optimizer: config.optimizer, placements: placements,
+        batchSize: config.training.batchSize, seed: config.training.seed,
+        pin: pin)
     private let pin: Bool
 
     /// Loads the data, checks it against the model and resolves the worker count (`training.workers`, else
@@ -101,23 +103,32 @@ public final class TrainingRun {
         do { data = try loadDataset(config.data) } catch { throw .data(error) }
         let features = data.train.features
         if let declared = config.inputWidth, declared != features {
-            throw .config(ConfigError(file: config.source, keyPath: "model.input",
-                                      message: "the model expects \(declared) inputs but \(data.train.name) samples have \(features) values"))
+            throw .config(
+                ConfigError(
+                    file: config.source, keyPath: "model.input",
+                    message:
+                        "the model expects \(declared) inputs but \(data.train.name) samples have \(features) values"))
         }
         let t = config.training
         let holdOut = Int((Double(data.train.count) * t.validationSplit).rounded(.down))
         guard data.train.count - holdOut > 0 else {
-            throw .config(ConfigError(file: config.source, keyPath: "training.validation_split",
-                                      message: "leaves no training samples out of \(data.train.count)"))
+            throw .config(
+                ConfigError(
+                    file: config.source, keyPath: "training.validation_split",
+                    message: "leaves no training samples out of \(data.train.count)"))
         }
         train = holdOut > 0 ? data.train.subset(0..<data.train.count - holdOut) : data.train
-        validation = holdOut > 0 ? data.train.subset(data.train.count - holdOut..<data.train.count, name: "validation") : nil
+        validation =
+            holdOut > 0 ? data.train.subset(data.train.count - holdOut..<data.train.count, name: "validation") : nil
         // Resource limits: fail before allocating what cannot fit.
         let needed = TrainingRun.memoryNeeded(config, inputWidth: features)
         let available = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
         if available > 0 && needed > available {
-            throw .usage(String(format: "the model needs %.1f GiB for its parameters, gradients, optimizer state and batch buffers; this machine has %.1f GiB — use fewer or smaller layers, or a smaller batch",
-                                Double(needed) / 1_073_741_824, Double(available) / 1_073_741_824))
+            throw .usage(
+                String(
+                    format:
+                        "the model needs %.1f GiB for its parameters, gradients, optimizer state and batch buffers; this machine has %.1f GiB — use fewer or smaller layers, or a smaller batch",
+                    Double(needed) / 1_073_741_824, Double(available) / 1_073_741_824))
         }
         model = config.makeModel(inputWidth: features)
         // Labels must fit the model's outputs.
@@ -127,7 +138,12 @@ public final class TrainingRun {
         let maxTest = (0..<testSet.count).lazy.map { Int(testSet.label($0)) }.max() ?? 0
         let limit = outputs == 1 ? 2 : outputs
         if max(maxLabel, maxTest) >= limit {
-            throw .data(.mismatch(config.data.dataset, reason: "labels go up to \(max(maxLabel, maxTest)) but the model's last layer has \(outputs) output\(outputs == 1 ? "" : "s"); set its units to at least \(max(maxLabel, maxTest) + 1)"))
+            throw .data(
+                .mismatch(
+                    config.data.dataset,
+                    reason:
+                        "labels go up to \(max(maxLabel, maxTest)) but the model's last layer has \(outputs) output\(outputs == 1 ? "" : "s"); set its units to at least \(max(maxLabel, maxTest) + 1)"
+                ))
         }
         // Workers.
         var warnings: [String] = []
@@ -135,11 +151,15 @@ public final class TrainingRun {
         let workers: Int
         if let asked = t.workers {
             guard asked <= t.batchSize else {
-                throw .usage("--workers \(asked) is more than the batch size \(t.batchSize): every worker needs at least one row of each batch; use at most \(t.batchSize) workers or a larger batch")
+                throw .usage(
+                    "--workers \(asked) is more than the batch size \(t.batchSize): every worker needs at least one row of each batch; use at most \(t.batchSize) workers or a larger batch"
+                )
             }
             workers = asked
             if asked > usable {
-                warnings.append("warning: \(asked) workers on \(usable) usable CPU\(usable == 1 ? "" : "s"): workers share CPUs (oversubscribed), expect lower speed")
+                warnings.append(
+                    "warning: \(asked) workers on \(usable) usable CPU\(usable == 1 ? "" : "s"): workers share CPUs (oversubscribed), expect lower speed"
+                )
             }
         } else {
             workers = max(1, min(usable, t.batchSize))
@@ -152,7 +172,9 @@ public final class TrainingRun {
     /// Bytes a run allocates for a model: parameters, gradients and optimizer slots, and the batch buffers (each
     /// layer's output and its gradient, for every row of a batch).
     public static func memoryNeeded(_ config: RunConfig, inputWidth: Int) -> Int {
-        var width = inputWidth, widths = [inputWidth], parameters = 0
+        var width = inputWidth
+        var widths = [inputWidth]
+        var parameters = 0
         for layer in config.layers {
             if case .dense(let units, _, _, _) = layer {
                 parameters += (width + 1) * units
@@ -166,7 +188,9 @@ public final class TrainingRun {
 
     /// Trains (from initializers, given weights or a checkpoint), writing checkpoints and metrics as asked,
     /// then evaluates on the test set. Files named in `options` are checked before training starts.
-    public func run(_ options: RunOptions = RunOptions(), progress: (TrainingProgress) -> Void = { _ in }) throws(LoomError) -> RunResult {
+    public func run(_ options: RunOptions = RunOptions(), progress: (TrainingProgress) -> Void = { _ in })
+        throws(LoomError) -> RunResult
+    {
         let t = config.training
         var control = FitControl()
         control.maxSteps = options.maxSteps
@@ -189,7 +213,8 @@ public final class TrainingRun {
                 throw .usage("cannot create checkpoint folder \(dir): \(error.localizedDescription)")
             }
             // Temporary files of a writer killed mid-write (the real files are only ever renamed into place).
-            for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where f.hasPrefix(".ckpt-") && f.contains(".tmp-") {
+            for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            where f.hasPrefix(".ckpt-") && f.contains(".tmp-") {
                 try? FileManager.default.removeItem(atPath: dir + "/" + f)
             }
             control.checkpointEverySteps = config.checkpoint.everySteps
@@ -211,18 +236,25 @@ public final class TrainingRun {
                 }
             }
         }
-        let metrics = try options.logDir.map { dir throws(LoomError) in try MetricsLog(dir: dir, config: config, resuming: options.resume != nil) }
-        control.epochEnded = { record in metrics?.append(record, learningRate: Double("\(self.config.optimizer.learningRate)") ?? 0) }
-        let history = trainer.fit(train, validation: validation, epochs: t.epochs, shuffle: t.shuffle, control: control,
-                                  progress: progress)
+        let metrics = try options.logDir.map { dir throws(LoomError) in
+            try MetricsLog(dir: dir, config: config, resuming: options.resume != nil)
+        }
+        control.epochEnded = { record in
+            metrics?.append(record, learningRate: Double("\(self.config.optimizer.learningRate)") ?? 0)
+        }
+        let history = trainer.fit(
+            train, validation: validation, epochs: t.epochs, shuffle: t.shuffle, control: control,
+            progress: progress)
         metrics?.finish()
         switch trainer.stopped {
         case .diverged(let epoch, let step):
-            throw .diverged(epoch: epoch, step: step,
-                            layer: Checkpoint.firstNonFinite(model, in: model.gradients) ?? "none (only the loss)")
+            throw .diverged(
+                epoch: epoch, step: step,
+                layer: Checkpoint.firstNonFinite(model, in: model.gradients) ?? "none (only the loss)")
         case .signal(let signal, let point):
-            throw .interrupted(signal: signal, step: point.step, checkpoint: lastCheckpoint,
-                               resume: lastCheckpoint.flatMap { options.resumeCommand?($0) })
+            throw .interrupted(
+                signal: signal, step: point.step, checkpoint: lastCheckpoint,
+                resume: lastCheckpoint.flatMap { options.resumeCommand?($0) })
         default: break
         }
         if let checkpointError { throw .usage(checkpointError) }
@@ -234,9 +266,10 @@ public final class TrainingRun {
             }
         }
         let samples = history.reduce(0.0) { $0 + $1.samplesPerSecond * $1.seconds }
-        return RunResult(history: history, test: finished ? trainer.evaluate(data.test) : nil,
-                         stoppedAtStep: finished ? nil : trainer.step, lastCheckpoint: lastCheckpoint,
-                         trainSeconds: trainSeconds, samplesPerSecond: trainSeconds > 0 ? samples / trainSeconds : 0,
-                         steps: history.reduce(0) { $0 + $1.steps }, weightsDigest: model.weightsDigest())
+        return RunResult(
+            history: history, test: finished ? trainer.evaluate(data.test) : nil,
+            stoppedAtStep: finished ? nil : trainer.step, lastCheckpoint: lastCheckpoint,
+            trainSeconds: trainSeconds, samplesPerSecond: trainSeconds > 0 ? samples / trainSeconds : 0,
+            steps: history.reduce(0) { $0 + $1.steps }, weightsDigest: model.weightsDigest())
     }
 }

@@ -44,7 +44,12 @@ public final class SpinBarrier: @unchecked Sendable {
         }
         var spins = 0
         while generation.load(ordering: .acquiring) == gen {
-            if spins < spinLimit { loom_cpu_relax(); spins += 1 } else { loom_yield() }
+            if spins < spinLimit {
+                loom_cpu_relax()
+                spins += 1
+            } else {
+                loom_yield()
+            }
         }
     }
 }
@@ -92,7 +97,10 @@ public final class WorkerPool: @unchecked Sendable {
     private func run(_ worker: Int) {
         while true {
             start[worker].wait()
-            if stopping { exited.signal(); return }
+            if stopping {
+                exited.signal()
+                return
+            }
             job!(worker)
             done.signal()
         }

@@ -20,8 +20,9 @@ public final class AlignedBuffer: @unchecked Sendable {
     public init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "negative buffer size")
         let padded = max(16, (count + 15) / 16 * 16)
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: padded * MemoryLayout<Float>.stride,
-                                                   alignment: cacheLineBytes)
+        let raw = UnsafeMutableRawPointer.allocate(
+            byteCount: padded * MemoryLayout<Float>.stride,
+            alignment: cacheLineBytes)
         pointer = raw.bindMemory(to: Float.self, capacity: padded)
         self.count = count
         if zeroed { pointer.initialize(repeating: 0, count: padded) }

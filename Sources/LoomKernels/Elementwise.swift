@@ -1,6 +1,7 @@
 import Foundation
+
 #if arch(x86_64)
-import _Builtin_intrinsics.intel
+    import _Builtin_intrinsics.intel
 #endif
 
 // Row-wise and element-wise kernels of a dense network, over row blocks of row-major matrices.
@@ -26,7 +27,8 @@ public func vexp(_ x: Vec) -> Vec {
     let er = p * r2 + r + 1
     // 2^n as two normal powers of two, 2^(n/2)·2^(n − n/2): n ranges over [−126, 128], past what one float's
     // exponent field holds at either end.
-    var s1 = Vec(), s2 = Vec()
+    var s1 = Vec()
+    var s2 = Vec()
     for i in 0..<Vec.scalarCount {
         let k = Int32(n[i])
         let h = k / 2
@@ -44,13 +46,13 @@ public func vexp(_ x: Vec) -> Vec {
 @inline(__always)
 public func vsqrt(_ x: Vec) -> Vec {
     #if arch(x86_64) && LOOM_AVX512
-    return unsafeBitCast(_mm512_sqrt_ps(unsafeBitCast(x, to: __m512.self)), to: Vec.self)
+        return _mm512_sqrt_ps(x)  // __m512 is SIMD16<Float> in Swift
     #elseif arch(x86_64)
-    return unsafeBitCast(_mm256_sqrt_ps(unsafeBitCast(x, to: __m256.self)), to: Vec.self)
+        return _mm256_sqrt_ps(x)  // __m256 is SIMD8<Float> in Swift
     #else
-    var r = x
-    for i in 0..<Vec.scalarCount { r[i] = x[i].squareRoot() }
-    return r
+        var r = x
+        for i in 0..<Vec.scalarCount { r[i] = x[i].squareRoot() }
+        return r
     #endif
 }
 
@@ -68,8 +70,10 @@ public func vsqrt(_ x: Vec) -> Vec {
 /// Applies `body` to every vector of a row-block, in place: x = body(x, aux) where aux is the matching vector
 /// of a second matrix (or of x when `aux` is nil).
 @inline(__always)
-func mapRows(rows: Int, cols: Int, _ x: UnsafeMutablePointer<Float>, ld: Int,
-             aux: UnsafePointer<Float>? = nil, auxLd: Int = 0, _ body: (Vec, Vec) -> Vec) {
+func mapRows(
+    rows: Int, cols: Int, _ x: UnsafeMutablePointer<Float>, ld: Int,
+    aux: UnsafePointer<Float>? = nil, auxLd: Int = 0, _ body: (Vec, Vec) -> Vec
+) {
     let full = cols / vecLanes * vecLanes
     for i in 0..<rows {
         let row = x + i * ld
@@ -93,8 +97,10 @@ public enum ActivationKind: String, CaseIterable, Sendable {
 }
 
 /// y = f(y) in place for `rows` rows (softmax is row-wise: y_j = e^{z_j − max z} / Σ_k e^{z_k − max z}).
-public func applyActivation(_ kind: ActivationKind, rows: Int, cols: Int,
-                            _ y: UnsafeMutablePointer<Float>, ld: Int) {
+public func applyActivation(
+    _ kind: ActivationKind, rows: Int, cols: Int,
+    _ y: UnsafeMutablePointer<Float>, ld: Int
+) {
     switch kind {
     case .linear: return
     case .relu: mapRows(rows: rows, cols: cols, y, ld: ld) { v, _ in v.replacing(with: 0, where: v .< 0) }
@@ -108,9 +114,11 @@ public func applyActivation(_ kind: ActivationKind, rows: Int, cols: Int,
 
 /// dy = dy ⊙ f'(z), given y = f(z), in place (softmax: dz = y ⊙ (dy − Σ_j dy_j·y_j), its Jacobian-vector
 /// product).
-public func multiplyActivationDerivative(_ kind: ActivationKind, rows: Int, cols: Int,
-                                         y: UnsafePointer<Float>, ldy: Int,
-                                         dy: UnsafeMutablePointer<Float>, ld: Int) {
+public func multiplyActivationDerivative(
+    _ kind: ActivationKind, rows: Int, cols: Int,
+    y: UnsafePointer<Float>, ldy: Int,
+    dy: UnsafeMutablePointer<Float>, ld: Int
+) {
     switch kind {
     case .linear: return
     case .relu:  // relu'(z) = 1 where y > 0
@@ -121,7 +129,8 @@ public func multiplyActivationDerivative(_ kind: ActivationKind, rows: Int, cols
         mapRows(rows: rows, cols: cols, dy, ld: ld, aux: y, auxLd: ldy) { g, o in g * (1 - o * o) }
     case .softmax:
         for i in 0..<rows {
-            let yr = y + i * ldy, gr = dy + i * ld
+            let yr = y + i * ldy
+            let gr = dy + i * ld
             var dot: Float = 0
             for j in 0..<cols { dot += yr[j] * gr[j] }
             for j in 0..<cols { gr[j] = yr[j] * (gr[j] - dot) }
@@ -148,17 +157,22 @@ public func softmaxRows(rows: Int, cols: Int, _ y: UnsafeMutablePointer<Float>, 
 ///   dz_ij  = (softmax(z_i)_j − [j = label]) · scale      (scale = 1 / batch size: the batch mean's gradient)
 /// Writes each row's loss and 1/0 for a correct argmax prediction. With `gradient` false z is replaced by the
 /// probabilities instead (evaluation).
-public func softmaxCrossEntropyRows(rows: Int, cols: Int, _ z: UnsafePointer<Float>, ld: Int,
-                                    out: UnsafeMutablePointer<Float>, ldOut: Int,
-                                    labels: UnsafePointer<Int32>, scale: Float, gradient: Bool,
-                                    loss: UnsafeMutablePointer<Float>, correct: UnsafeMutablePointer<Float>) {
+public func softmaxCrossEntropyRows(
+    rows: Int, cols: Int, _ z: UnsafePointer<Float>, ld: Int,
+    out: UnsafeMutablePointer<Float>, ldOut: Int,
+    labels: UnsafePointer<Int32>, scale: Float, gradient: Bool,
+    loss: UnsafeMutablePointer<Float>, correct: UnsafeMutablePointer<Float>
+) {
     for i in 0..<rows {
         let logits = z + i * ld
         let row = out + i * ldOut
         let label = Int(labels[i])
         var m = -Float.infinity
         var best = 0
-        for j in 0..<cols where logits[j] > m { m = logits[j]; best = j }
+        for j in 0..<cols where logits[j] > m {
+            m = logits[j]
+            best = j
+        }
         let zLabel = logits[label]
         if row != UnsafeMutablePointer(mutating: logits) { row.update(from: logits, count: cols) }
         mapRows(rows: 1, cols: cols, row, ld: ldOut) { v, _ in vexp(v - m) }
@@ -178,8 +192,10 @@ public func softmaxCrossEntropyRows(rows: Int, cols: Int, _ z: UnsafePointer<Flo
 }
 
 /// out[j] (+)= Σ_i x[i, j] for columns j in `columns`, summing rows in increasing order (the bias gradient).
-public func columnSums(rows: Int, columns: Range<Int>, _ x: UnsafePointer<Float>, ld: Int,
-                       into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+public func columnSums(
+    rows: Int, columns: Range<Int>, _ x: UnsafePointer<Float>, ld: Int,
+    into out: UnsafeMutablePointer<Float>, accumulate: Bool
+) {
     var j = columns.lowerBound
     while j < columns.upperBound {
         let w = min(vecLanes, columns.upperBound - j)

@@ -1,5 +1,5 @@
 #if arch(x86_64)
-import _Builtin_intrinsics.intel
+    import _Builtin_intrinsics.intel
 #endif
 
 // GEMM: C[m×n] = op(A)[m×k] · op(B)[k×n] (+ C), with an epilogue fused into the store.
@@ -40,11 +40,11 @@ public enum GemmEpilogue {
 }
 
 #if LOOM_AVX512
-/// The register vector of the target: one zmm.
-public typealias Vec = SIMD16<Float>
+    /// The register vector of the target: one zmm.
+    public typealias Vec = SIMD16<Float>
 #else
-/// The register vector of the target: one ymm.
-public typealias Vec = SIMD8<Float>
+    /// The register vector of the target: one ymm.
+    public typealias Vec = SIMD8<Float>
 #endif
 // Tile constants are computed properties, not global `let`s: a global is initialized lazily and every use in a
 // hot loop would go through its accessor (measured: a call per use across modules).
@@ -97,8 +97,9 @@ public func gemm(
     accumulate: Bool = false, epilogue: GemmEpilogue = .none,
     workspace: GemmWorkspace
 ) {
-    gemmCore(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
-             c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue, update: nil, workspace: workspace)
+    gemmCore(
+        m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+        c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue, update: nil, workspace: workspace)
 }
 
 /// Whether `gemmUpdate` serves a product of this shape: a wide one (n > 16), in one K block (k ≤ 512).
@@ -121,8 +122,9 @@ public func gemmUpdate(
     update: UpdateRule, workspace: GemmWorkspace
 ) {
     precondition(gemmUpdateSupports(n: n, k: k), "gemmUpdate: unsupported shape")
-    gemmCore(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
-             c: workspace.pointer, ldc: n, accumulate: false, epilogue: .none, update: update, workspace: workspace)
+    gemmCore(
+        m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+        c: workspace.pointer, ldc: n, accumulate: false, epilogue: .none, update: update, workspace: workspace)
 }
 
 /// Rows of G per block of `gemmUpdate`: a multiple of the tile height, the block's G at most 96 KB (L2 keeps
@@ -140,20 +142,26 @@ func gemmCore(
 ) {
     if m == 0 || n == 0 { return }
     if k == 0 {
-        for i in 0..<m { storeEpilogueScalar(c + i * ldc, count: n, row: i, col: 0, accumulate: accumulate,
-                                             epilogue: epilogue) { _ in 0 } }
+        for i in 0..<m {
+            storeEpilogueScalar(
+                c + i * ldc, count: n, row: i, col: 0, accumulate: accumulate,
+                epilogue: epilogue
+            ) { _ in 0 }
+        }
         return
     }
     workspace.reserve(GemmWorkspace.requiredCapacity(n: n, k: k) + (update != nil ? fusedBlockRows(n: n) * n : 0))
     if n <= 16 && !transposeA && k >= 2 * vecLanes {
-        dotGemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
-                accumulate: accumulate, epilogue: epilogue, workspace: workspace)
+        dotGemm(
+            m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
+            accumulate: accumulate, epilogue: epilogue, workspace: workspace)
         return
     }
     if n <= vecLanes {
-        narrowGemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
-                   transposeB: transposeB, c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue,
-                   workspace: workspace)
+        narrowGemm(
+            m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
+            transposeB: transposeB, c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue,
+            workspace: workspace)
         return
     }
     let kc = kBlockSize(k)
@@ -182,7 +190,9 @@ func gemmCore(
             let mc = min(blockRows, m - ic)
             // Where row ic of this block is stored: in C, or (fused update) at the scratch's first row.
             let cBlock = update != nil ? scratch : c + ic * ldc
-            if packingA { packA(m: mc, k: kk, from: a, lda: lda, transposed: transposeA, i0: ic, p0: p0, into: packedA) }
+            if packingA {
+                packA(m: mc, k: kk, from: a, lda: lda, transposed: transposeA, i0: ic, p0: p0, into: packedA)
+            }
             for panel in 0..<panels {
                 let j0 = panel * nr
                 let cols = min(nr, n - j0)
@@ -194,21 +204,25 @@ func gemmCore(
                     let rows = min(height, mc - i0)
                     let cTile = cBlock + i0 * ldc + j0
                     if packingA && height == 4 {
-                        quadTile(k: kk, a: packedA + i0 * kk, rows: rows, b: bPanel, bK: bStride,
-                                 c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
-                                 accumulate: accumulateBlock, epilogue: blockEpilogue)
+                        quadTile(
+                            k: kk, a: packedA + i0 * kk, rows: rows, b: bPanel, bK: bStride,
+                            c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
+                            accumulate: accumulateBlock, epilogue: blockEpilogue)
                     } else if packingA {
-                        wideTile(k: kk, a: packedA + i0 * kk, aRow: 1, aK: mr, rows: rows, b: bPanel, bK: bStride,
-                                 c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
-                                 accumulate: accumulateBlock, epilogue: blockEpilogue)
+                        wideTile(
+                            k: kk, a: packedA + i0 * kk, aRow: 1, aK: mr, rows: rows, b: bPanel, bK: bStride,
+                            c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
+                            accumulate: accumulateBlock, epilogue: blockEpilogue)
                     } else if transposeA {
-                        wideTile(k: kk, a: a + p0 * lda + ic + i0, aRow: 1, aK: lda, rows: rows, b: bPanel,
-                                 bK: bStride, c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
-                                 accumulate: accumulateBlock, epilogue: blockEpilogue)
+                        wideTile(
+                            k: kk, a: a + p0 * lda + ic + i0, aRow: 1, aK: lda, rows: rows, b: bPanel,
+                            bK: bStride, c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
+                            accumulate: accumulateBlock, epilogue: blockEpilogue)
                     } else {
-                        wideTile(k: kk, a: a + (ic + i0) * lda + p0, aRow: lda, aK: 1, rows: rows, b: bPanel,
-                                 bK: bStride, c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
-                                 accumulate: accumulateBlock, epilogue: blockEpilogue)
+                        wideTile(
+                            k: kk, a: a + (ic + i0) * lda + p0, aRow: lda, aK: 1, rows: rows, b: bPanel,
+                            bK: bStride, c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
+                            accumulate: accumulateBlock, epilogue: blockEpilogue)
                     }
                     i0 += height
                 }
@@ -239,8 +253,10 @@ var mcBlock: Int { @inline(__always) get { 96 } }
 /// Packs rows i0..<i0+m, depth p0..<p0+k of op(A) into strips of `stripHeight` rows, each `k × height`
 /// contiguous (the order the micro-kernel broadcasts them), repeating the last row past m.
 @inline(__always)
-func packA(m: Int, k: Int, from a: UnsafePointer<Float>, lda: Int, transposed: Bool, i0: Int, p0: Int,
-           into dst: UnsafeMutablePointer<Float>) {
+func packA(
+    m: Int, k: Int, from a: UnsafePointer<Float>, lda: Int, transposed: Bool, i0: Int, p0: Int,
+    into dst: UnsafeMutablePointer<Float>
+) {
     var s = 0
     while s < m {
         let height = stripHeight(m - s)
@@ -276,14 +292,23 @@ func packA(m: Int, k: Int, from a: UnsafePointer<Float>, lda: Int, transposed: B
             let last = rows - 1
             let src0 = a + (i0 + s) * lda + p0
             while p + 8 <= k {
-                let t = transpose8x8(src0 + p, rowOffsets: (0, min(1, last) * lda, min(2, last) * lda, min(3, last) * lda,
-                                                            min(4, last) * lda, min(5, last) * lda, min(5, last) * lda,
-                                                            min(5, last) * lda))
+                let t = transpose8x8(
+                    src0 + p,
+                    rowOffsets: (
+                        0, min(1, last) * lda, min(2, last) * lda, min(3, last) * lda,
+                        min(4, last) * lda, min(5, last) * lda, min(5, last) * lda,
+                        min(5, last) * lda
+                    ))
                 // Depth p+c's 6 values are lanes 0..<6 of t.c; each store's lanes 6–7 land on the next depth's
                 // first two values and are overwritten by the next store (the last one stores 6 lanes only).
                 let o = out + p * mr
-                storeVec8(t.0, o); storeVec8(t.1, o + 6); storeVec8(t.2, o + 12); storeVec8(t.3, o + 18)
-                storeVec8(t.4, o + 24); storeVec8(t.5, o + 30); storeVec8(t.6, o + 36)
+                storeVec8(t.0, o)
+                storeVec8(t.1, o + 6)
+                storeVec8(t.2, o + 12)
+                storeVec8(t.3, o + 18)
+                storeVec8(t.4, o + 24)
+                storeVec8(t.5, o + 30)
+                storeVec8(t.6, o + 36)
                 for r in 0..<6 { o[42 + r] = t.7[r] }
                 p += 8
             }
@@ -295,7 +320,6 @@ func packA(m: Int, k: Int, from a: UnsafePointer<Float>, lda: Int, transposed: B
         s += height
     }
 }
-
 
 @inline(__always) func loadVec8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
@@ -309,38 +333,57 @@ func packA(m: Int, k: Int, from a: UnsafePointer<Float>, lda: Int, transposed: B
 /// for 64 values, where a scalar copy takes 64 loads and 64 stores.
 @inline(__always)
 func transpose8x8(_ base: UnsafePointer<Float>, rowOffsets o: (Int, Int, Int, Int, Int, Int, Int, Int))
-    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-    let r0 = loadVec8(base + o.0), r1 = loadVec8(base + o.1), r2 = loadVec8(base + o.2), r3 = loadVec8(base + o.3)
-    let r4 = loadVec8(base + o.4), r5 = loadVec8(base + o.5), r6 = loadVec8(base + o.6), r7 = loadVec8(base + o.7)
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+{
+    let r0 = loadVec8(base + o.0)
+    let r1 = loadVec8(base + o.1)
+    let r2 = loadVec8(base + o.2)
+    let r3 = loadVec8(base + o.3)
+    let r4 = loadVec8(base + o.4)
+    let r5 = loadVec8(base + o.5)
+    let r6 = loadVec8(base + o.6)
+    let r7 = loadVec8(base + o.7)
     #if arch(x86_64)
-    func ps(_ v: SIMD8<Float>) -> __m256 { unsafeBitCast(v, to: __m256.self) }
-    func pd(_ v: __m256) -> __m256d { unsafeBitCast(v, to: __m256d.self) }
-    func v8(_ v: __m256d) -> SIMD8<Float> { unsafeBitCast(v, to: SIMD8<Float>.self) }
-    // t: pairs of rows interleaved element by element, within each 128-bit half.
-    let t0 = pd(_mm256_unpacklo_ps(ps(r0), ps(r1))), t1 = pd(_mm256_unpackhi_ps(ps(r0), ps(r1)))
-    let t2 = pd(_mm256_unpacklo_ps(ps(r2), ps(r3))), t3 = pd(_mm256_unpackhi_ps(ps(r2), ps(r3)))
-    let t4 = pd(_mm256_unpacklo_ps(ps(r4), ps(r5))), t5 = pd(_mm256_unpackhi_ps(ps(r4), ps(r5)))
-    let t6 = pd(_mm256_unpacklo_ps(ps(r6), ps(r7))), t7 = pd(_mm256_unpackhi_ps(ps(r6), ps(r7)))
-    // u: columns (c | c+4) of rows 0–3 (u0…u3) and of rows 4–7 (u4…u7).
-    let u0 = v8(_mm256_unpacklo_pd(t0, t2)), u1 = v8(_mm256_unpackhi_pd(t0, t2))
-    let u2 = v8(_mm256_unpacklo_pd(t1, t3)), u3 = v8(_mm256_unpackhi_pd(t1, t3))
-    let u4 = v8(_mm256_unpacklo_pd(t4, t6)), u5 = v8(_mm256_unpackhi_pd(t4, t6))
-    let u6 = v8(_mm256_unpacklo_pd(t5, t7)), u7 = v8(_mm256_unpackhi_pd(t5, t7))
-    return (SIMD8(lowHalf: u0.lowHalf, highHalf: u4.lowHalf), SIMD8(lowHalf: u1.lowHalf, highHalf: u5.lowHalf),
+        func ps(_ v: SIMD8<Float>) -> __m256 { v }  // the same type in Swift; named for the intrinsics
+        func pd(_ v: __m256) -> __m256d { unsafeBitCast(v, to: __m256d.self) }
+        func v8(_ v: __m256d) -> SIMD8<Float> { unsafeBitCast(v, to: SIMD8<Float>.self) }
+        // t: pairs of rows interleaved element by element, within each 128-bit half.
+        let t0 = pd(_mm256_unpacklo_ps(ps(r0), ps(r1)))
+        let t1 = pd(_mm256_unpackhi_ps(ps(r0), ps(r1)))
+        let t2 = pd(_mm256_unpacklo_ps(ps(r2), ps(r3)))
+        let t3 = pd(_mm256_unpackhi_ps(ps(r2), ps(r3)))
+        let t4 = pd(_mm256_unpacklo_ps(ps(r4), ps(r5)))
+        let t5 = pd(_mm256_unpackhi_ps(ps(r4), ps(r5)))
+        let t6 = pd(_mm256_unpacklo_ps(ps(r6), ps(r7)))
+        let t7 = pd(_mm256_unpackhi_ps(ps(r6), ps(r7)))
+        // u: columns (c | c+4) of rows 0–3 (u0…u3) and of rows 4–7 (u4…u7).
+        let u0 = v8(_mm256_unpacklo_pd(t0, t2))
+        let u1 = v8(_mm256_unpackhi_pd(t0, t2))
+        let u2 = v8(_mm256_unpacklo_pd(t1, t3))
+        let u3 = v8(_mm256_unpackhi_pd(t1, t3))
+        let u4 = v8(_mm256_unpacklo_pd(t4, t6))
+        let u5 = v8(_mm256_unpackhi_pd(t4, t6))
+        let u6 = v8(_mm256_unpacklo_pd(t5, t7))
+        let u7 = v8(_mm256_unpackhi_pd(t5, t7))
+        return (
+            SIMD8(lowHalf: u0.lowHalf, highHalf: u4.lowHalf), SIMD8(lowHalf: u1.lowHalf, highHalf: u5.lowHalf),
             SIMD8(lowHalf: u2.lowHalf, highHalf: u6.lowHalf), SIMD8(lowHalf: u3.lowHalf, highHalf: u7.lowHalf),
             SIMD8(lowHalf: u0.highHalf, highHalf: u4.highHalf), SIMD8(lowHalf: u1.highHalf, highHalf: u5.highHalf),
-            SIMD8(lowHalf: u2.highHalf, highHalf: u6.highHalf), SIMD8(lowHalf: u3.highHalf, highHalf: u7.highHalf))
+            SIMD8(lowHalf: u2.highHalf, highHalf: u6.highHalf), SIMD8(lowHalf: u3.highHalf, highHalf: u7.highHalf)
+        )
     #else
-    let rows = [r0, r1, r2, r3, r4, r5, r6, r7]
-    func column(_ c: Int) -> SIMD8<Float> { SIMD8((0..<8).map { rows[$0][c] }) }
-    return (column(0), column(1), column(2), column(3), column(4), column(5), column(6), column(7))
+        let rows = [r0, r1, r2, r3, r4, r5, r6, r7]
+        func column(_ c: Int) -> SIMD8<Float> { SIMD8((0..<8).map { rows[$0][c] }) }
+        return (column(0), column(1), column(2), column(3), column(4), column(5), column(6), column(7))
     #endif
 }
 
 /// Packs rows p0..<p0+k of op(B) into NR-wide panels, each `k × NR` contiguous, zero-padded past n.
 @inline(__always)
-func packB(k: Int, n: Int, from b: UnsafePointer<Float>, ldb: Int, transposed: Bool, p0: Int,
-           into dst: UnsafeMutablePointer<Float>) {
+func packB(
+    k: Int, n: Int, from b: UnsafePointer<Float>, ldb: Int, transposed: Bool, p0: Int,
+    into dst: UnsafeMutablePointer<Float>
+) {
     let panels = (n + nr - 1) / nr
     for panel in 0..<panels {
         let j0 = panel * nr
@@ -357,11 +400,20 @@ func packB(k: Int, n: Int, from b: UnsafePointer<Float>, ldb: Int, transposed: B
                 while p + 8 <= k {
                     var jb = 0
                     while jb < nr {
-                        let t = transpose8x8(src + jb * ldb + p, rowOffsets: (0, ldb, 2 * ldb, 3 * ldb, 4 * ldb, 5 * ldb,
-                                                                              6 * ldb, 7 * ldb))
+                        let t = transpose8x8(
+                            src + jb * ldb + p,
+                            rowOffsets: (
+                                0, ldb, 2 * ldb, 3 * ldb, 4 * ldb, 5 * ldb,
+                                6 * ldb, 7 * ldb
+                            ))
                         let o = out + p * nr + jb
-                        storeVec8(t.0, o); storeVec8(t.1, o + nr); storeVec8(t.2, o + 2 * nr); storeVec8(t.3, o + 3 * nr)
-                        storeVec8(t.4, o + 4 * nr); storeVec8(t.5, o + 5 * nr); storeVec8(t.6, o + 6 * nr)
+                        storeVec8(t.0, o)
+                        storeVec8(t.1, o + nr)
+                        storeVec8(t.2, o + 2 * nr)
+                        storeVec8(t.3, o + 3 * nr)
+                        storeVec8(t.4, o + 4 * nr)
+                        storeVec8(t.5, o + 5 * nr)
+                        storeVec8(t.6, o + 6 * nr)
                         storeVec8(t.7, o + 7 * nr)
                         jb += 8
                     }
@@ -395,75 +447,141 @@ func packB(k: Int, n: Int, from b: UnsafePointer<Float>, ldb: Int, transposed: B
 /// (from a packed strip: aRow 1, aK 6; or in place). Rows past `rows` repeat the last valid row (same
 /// arithmetic, never stored).
 @inline(__always)
-func wideTile(k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int,
-              b: UnsafePointer<Float>, bK: Int,
-              c: UnsafeMutablePointer<Float>, ldc: Int, cols: Int, row: Int, col: Int,
-              accumulate: Bool, epilogue: GemmEpilogue) {
+func wideTile(
+    k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int,
+    b: UnsafePointer<Float>, bK: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, cols: Int, row: Int, col: Int,
+    accumulate: Bool, epilogue: GemmEpilogue
+) {
     let last = rows - 1
-    let a0 = a, a1 = a + min(1, last) * aRow, a2 = a + min(2, last) * aRow
-    let a3 = a + min(3, last) * aRow, a4 = a + min(4, last) * aRow, a5 = a + min(5, last) * aRow
-    var c00 = Vec(), c01 = Vec(), c10 = Vec(), c11 = Vec(), c20 = Vec(), c21 = Vec()
-    var c30 = Vec(), c31 = Vec(), c40 = Vec(), c41 = Vec(), c50 = Vec(), c51 = Vec()
+    let a0 = a
+    let a1 = a + min(1, last) * aRow
+    let a2 = a + min(2, last) * aRow
+    let a3 = a + min(3, last) * aRow
+    let a4 = a + min(4, last) * aRow
+    let a5 = a + min(5, last) * aRow
+    var c00 = Vec()
+    var c01 = Vec()
+    var c10 = Vec()
+    var c11 = Vec()
+    var c20 = Vec()
+    var c21 = Vec()
+    var c30 = Vec()
+    var c31 = Vec()
+    var c40 = Vec()
+    var c41 = Vec()
+    var c50 = Vec()
+    var c51 = Vec()
     var bp = b
     var ap = 0
     for _ in 0..<k {
-        let b0 = loadVec(bp), b1 = loadVec(bp + vecLanes)
-        var x = Vec(repeating: a0[ap]); c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
-        x = Vec(repeating: a1[ap]); c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1)
-        x = Vec(repeating: a2[ap]); c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1)
-        x = Vec(repeating: a3[ap]); c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1)
-        x = Vec(repeating: a4[ap]); c40 = c40.addingProduct(x, b0); c41 = c41.addingProduct(x, b1)
-        x = Vec(repeating: a5[ap]); c50 = c50.addingProduct(x, b0); c51 = c51.addingProduct(x, b1)
+        let b0 = loadVec(bp)
+        let b1 = loadVec(bp + vecLanes)
+        var x = Vec(repeating: a0[ap])
+        c00 = c00.addingProduct(x, b0)
+        c01 = c01.addingProduct(x, b1)
+        x = Vec(repeating: a1[ap])
+        c10 = c10.addingProduct(x, b0)
+        c11 = c11.addingProduct(x, b1)
+        x = Vec(repeating: a2[ap])
+        c20 = c20.addingProduct(x, b0)
+        c21 = c21.addingProduct(x, b1)
+        x = Vec(repeating: a3[ap])
+        c30 = c30.addingProduct(x, b0)
+        c31 = c31.addingProduct(x, b1)
+        x = Vec(repeating: a4[ap])
+        c40 = c40.addingProduct(x, b0)
+        c41 = c41.addingProduct(x, b1)
+        x = Vec(repeating: a5[ap])
+        c50 = c50.addingProduct(x, b0)
+        c51 = c51.addingProduct(x, b1)
         bp += bK
         ap += aK
     }
     if rows == mr, let (bias, relu, mask, maskLd) = rowEpilogue(epilogue, cols: cols, row: row, col: col) {
-        storeFullTile((c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51), rows: mr, c, ldc: ldc,
-                      accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskLd: maskLd)
+        storeFullTile(
+            (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51), rows: mr, c, ldc: ldc,
+            accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskLd: maskLd)
         return
     }
     storeRow(c00, c01, c, cols: cols, row: row, col: col, accumulate: accumulate, epilogue: epilogue)
-    if rows > 1 { storeRow(c10, c11, c + ldc, cols: cols, row: row + 1, col: col, accumulate: accumulate, epilogue: epilogue) }
-    if rows > 2 { storeRow(c20, c21, c + 2 * ldc, cols: cols, row: row + 2, col: col, accumulate: accumulate, epilogue: epilogue) }
-    if rows > 3 { storeRow(c30, c31, c + 3 * ldc, cols: cols, row: row + 3, col: col, accumulate: accumulate, epilogue: epilogue) }
-    if rows > 4 { storeRow(c40, c41, c + 4 * ldc, cols: cols, row: row + 4, col: col, accumulate: accumulate, epilogue: epilogue) }
-    if rows > 5 { storeRow(c50, c51, c + 5 * ldc, cols: cols, row: row + 5, col: col, accumulate: accumulate, epilogue: epilogue) }
+    if rows > 1 {
+        storeRow(c10, c11, c + ldc, cols: cols, row: row + 1, col: col, accumulate: accumulate, epilogue: epilogue)
+    }
+    if rows > 2 {
+        storeRow(c20, c21, c + 2 * ldc, cols: cols, row: row + 2, col: col, accumulate: accumulate, epilogue: epilogue)
+    }
+    if rows > 3 {
+        storeRow(c30, c31, c + 3 * ldc, cols: cols, row: row + 3, col: col, accumulate: accumulate, epilogue: epilogue)
+    }
+    if rows > 4 {
+        storeRow(c40, c41, c + 4 * ldc, cols: cols, row: row + 4, col: col, accumulate: accumulate, epilogue: epilogue)
+    }
+    if rows > 5 {
+        storeRow(c50, c51, c + 5 * ldc, cols: cols, row: row + 5, col: col, accumulate: accumulate, epilogue: epilogue)
+    }
 }
 
 /// The 4 × NR tile for short strips of packed A (4 values per depth): 8 accumulators, enough to keep both FMA
 /// pipes busy (4 cycles latency × 2), with the same per-element FMA chain as `wideTile`.
 @inline(__always)
-func quadTile(k: Int, a: UnsafePointer<Float>, rows: Int, b: UnsafePointer<Float>, bK: Int,
-              c: UnsafeMutablePointer<Float>, ldc: Int, cols: Int, row: Int, col: Int,
-              accumulate: Bool, epilogue: GemmEpilogue) {
-    var c00 = Vec(), c01 = Vec(), c10 = Vec(), c11 = Vec(), c20 = Vec(), c21 = Vec(), c30 = Vec(), c31 = Vec()
+func quadTile(
+    k: Int, a: UnsafePointer<Float>, rows: Int, b: UnsafePointer<Float>, bK: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, cols: Int, row: Int, col: Int,
+    accumulate: Bool, epilogue: GemmEpilogue
+) {
+    var c00 = Vec()
+    var c01 = Vec()
+    var c10 = Vec()
+    var c11 = Vec()
+    var c20 = Vec()
+    var c21 = Vec()
+    var c30 = Vec()
+    var c31 = Vec()
     var bp = b
     var ap = a
     for _ in 0..<k {
-        let b0 = loadVec(bp), b1 = loadVec(bp + vecLanes)
-        var x = Vec(repeating: ap[0]); c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
-        x = Vec(repeating: ap[1]); c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1)
-        x = Vec(repeating: ap[2]); c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1)
-        x = Vec(repeating: ap[3]); c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1)
+        let b0 = loadVec(bp)
+        let b1 = loadVec(bp + vecLanes)
+        var x = Vec(repeating: ap[0])
+        c00 = c00.addingProduct(x, b0)
+        c01 = c01.addingProduct(x, b1)
+        x = Vec(repeating: ap[1])
+        c10 = c10.addingProduct(x, b0)
+        c11 = c11.addingProduct(x, b1)
+        x = Vec(repeating: ap[2])
+        c20 = c20.addingProduct(x, b0)
+        c21 = c21.addingProduct(x, b1)
+        x = Vec(repeating: ap[3])
+        c30 = c30.addingProduct(x, b0)
+        c31 = c31.addingProduct(x, b1)
         bp += bK
         ap += 4
     }
     if rows == 4, let (bias, relu, mask, maskLd) = rowEpilogue(epilogue, cols: cols, row: row, col: col) {
-        storeFullTile((c00, c01, c10, c11, c20, c21, c30, c31), rows: 4, c, ldc: ldc,
-                      accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskLd: maskLd)
+        storeFullTile(
+            (c00, c01, c10, c11, c20, c21, c30, c31), rows: 4, c, ldc: ldc,
+            accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskLd: maskLd)
         return
     }
     storeRow(c00, c01, c, cols: cols, row: row, col: col, accumulate: accumulate, epilogue: epilogue)
-    if rows > 1 { storeRow(c10, c11, c + ldc, cols: cols, row: row + 1, col: col, accumulate: accumulate, epilogue: epilogue) }
-    if rows > 2 { storeRow(c20, c21, c + 2 * ldc, cols: cols, row: row + 2, col: col, accumulate: accumulate, epilogue: epilogue) }
-    if rows > 3 { storeRow(c30, c31, c + 3 * ldc, cols: cols, row: row + 3, col: col, accumulate: accumulate, epilogue: epilogue) }
+    if rows > 1 {
+        storeRow(c10, c11, c + ldc, cols: cols, row: row + 1, col: col, accumulate: accumulate, epilogue: epilogue)
+    }
+    if rows > 2 {
+        storeRow(c20, c21, c + 2 * ldc, cols: cols, row: row + 2, col: col, accumulate: accumulate, epilogue: epilogue)
+    }
+    if rows > 3 {
+        storeRow(c30, c31, c + 3 * ldc, cols: cols, row: row + 3, col: col, accumulate: accumulate, epilogue: epilogue)
+    }
 }
 
 /// For a tile whose rows are all full (`cols` = NR): the epilogue as the tile's rows apply it inline — the bias
 /// vectors (or nil), whether relu follows, and the relu mask's first row (or nil) and row stride.
 @inline(__always)
 func rowEpilogue(_ epilogue: GemmEpilogue, cols: Int, row: Int, col: Int)
-    -> (bias: (Vec, Vec)?, relu: Bool, mask: UnsafePointer<Float>?, maskLd: Int)? {
+    -> (bias: (Vec, Vec)?, relu: Bool, mask: UnsafePointer<Float>?, maskLd: Int)?
+{
     guard cols == nr else { return nil }
     switch epilogue {
     case .none: return (nil, false, nil, 0)
@@ -476,14 +594,17 @@ func rowEpilogue(_ epilogue: GemmEpilogue, cols: Int, row: Int, col: Int)
 /// Stores the `rows` full rows of a tile whose accumulators are `accs` (two vectors a row, in row order): one
 /// loop over `storeFullRow`, so the tile inlines one copy of the epilogue rather than one per row.
 @inline(__always)
-func storeFullTile<Accumulators>(_ accs: Accumulators, rows: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
-                                 accumulate: Bool, bias: (Vec, Vec)?, relu: Bool, mask: UnsafePointer<Float>?,
-                                 maskLd: Int) {
+func storeFullTile<Accumulators>(
+    _ accs: Accumulators, rows: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
+    accumulate: Bool, bias: (Vec, Vec)?, relu: Bool, mask: UnsafePointer<Float>?,
+    maskLd: Int
+) {
     withUnsafeBytes(of: accs) { raw in
         let v = raw.baseAddress!.assumingMemoryBound(to: Float.self)
         for r in 0..<rows {
-            storeFullRow(loadVec(v + 2 * r * vecLanes), loadVec(v + (2 * r + 1) * vecLanes), c + r * ldc,
-                         accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: r * maskLd)
+            storeFullRow(
+                loadVec(v + 2 * r * vecLanes), loadVec(v + (2 * r + 1) * vecLanes), c + r * ldc,
+                accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskOffset: r * maskLd)
         }
     }
 }
@@ -491,34 +612,57 @@ func storeFullTile<Accumulators>(_ accs: Accumulators, rows: Int, _ c: UnsafeMut
 /// One full row of a tile, as `storeVector` computes it: (acc + C when accumulating) + bias, then relu, or
 /// zero where the mask row is ≤ 0.
 @inline(__always)
-func storeFullRow(_ lo: Vec, _ hi: Vec, _ c: UnsafeMutablePointer<Float>, accumulate: Bool, bias: (Vec, Vec)?,
-                  relu: Bool, mask: UnsafePointer<Float>?, maskOffset: Int) {
-    var l = lo, h = hi
-    if accumulate { l += loadVec(c); h += loadVec(c + vecLanes) }
-    if let bias { l += bias.0; h += bias.1 }
-    if relu { l = l.replacing(with: 0, where: l .< 0); h = h.replacing(with: 0, where: h .< 0) }
+func storeFullRow(
+    _ lo: Vec, _ hi: Vec, _ c: UnsafeMutablePointer<Float>, accumulate: Bool, bias: (Vec, Vec)?,
+    relu: Bool, mask: UnsafePointer<Float>?, maskOffset: Int
+) {
+    var l = lo
+    var h = hi
+    if accumulate {
+        l += loadVec(c)
+        h += loadVec(c + vecLanes)
+    }
+    if let bias {
+        l += bias.0
+        h += bias.1
+    }
+    if relu {
+        l = l.replacing(with: 0, where: l .< 0)
+        h = h.replacing(with: 0, where: h .< 0)
+    }
     if let mask {
         let m = mask + maskOffset
-        l = l.replacing(with: 0, where: loadVec(m) .<= 0); h = h.replacing(with: 0, where: loadVec(m + vecLanes) .<= 0)
+        l = l.replacing(with: 0, where: loadVec(m) .<= 0)
+        h = h.replacing(with: 0, where: loadVec(m + vecLanes) .<= 0)
     }
-    storeVec(l, c); storeVec(h, c + vecLanes)
+    storeVec(l, c)
+    storeVec(h, c + vecLanes)
 }
 
 /// Stores one row of a wide tile (two vectors): C = (accumulate ? C : 0) + acc, then the epilogue.
 @inline(__always)
-func storeRow(_ lo: Vec, _ hi: Vec, _ c: UnsafeMutablePointer<Float>, cols: Int,
-              row: Int, col: Int, accumulate: Bool, epilogue: GemmEpilogue) {
+func storeRow(
+    _ lo: Vec, _ hi: Vec, _ c: UnsafeMutablePointer<Float>, cols: Int,
+    row: Int, col: Int, accumulate: Bool, epilogue: GemmEpilogue
+) {
     // The common case (a full row, no epilogue: every K block but the last, and the weight gradients) without
     // the general path's dispatch — the same arithmetic: C = acc or C = C + acc.
     if cols == nr, case .none = epilogue {
         let h = c + vecLanes
-        if accumulate { storeVec(loadVec(c) + lo, c); storeVec(loadVec(h) + hi, h) } else { storeVec(lo, c); storeVec(hi, h) }
+        if accumulate {
+            storeVec(loadVec(c) + lo, c)
+            storeVec(loadVec(h) + hi, h)
+        } else {
+            storeVec(lo, c)
+            storeVec(hi, h)
+        }
         return
     }
     storeVector(lo, c, lanes: min(cols, vecLanes), row: row, col: col, accumulate: accumulate, epilogue: epilogue)
     if cols > vecLanes {
-        storeVector(hi, c + vecLanes, lanes: cols - vecLanes, row: row, col: col + vecLanes, accumulate: accumulate,
-                    epilogue: epilogue)
+        storeVector(
+            hi, c + vecLanes, lanes: cols - vecLanes, row: row, col: col + vecLanes, accumulate: accumulate,
+            epilogue: epilogue)
     }
 }
 
@@ -526,8 +670,10 @@ func storeRow(_ lo: Vec, _ hi: Vec, _ c: UnsafeMutablePointer<Float>, cols: Int,
 /// written, for full and partial vectors alike (partial lanes are zero-filled), so a value never depends on
 /// where a tile edge falls.
 @inline(__always)
-func storeVector(_ acc: Vec, _ c: UnsafeMutablePointer<Float>, lanes: Int, row: Int, col: Int,
-                 accumulate: Bool, epilogue: GemmEpilogue) {
+func storeVector(
+    _ acc: Vec, _ c: UnsafeMutablePointer<Float>, lanes: Int, row: Int, col: Int,
+    accumulate: Bool, epilogue: GemmEpilogue
+) {
     var v = acc
     if accumulate { v += loadLanes(c, lanes) }
     switch epilogue {
@@ -544,8 +690,10 @@ func storeVector(_ acc: Vec, _ c: UnsafeMutablePointer<Float>, lanes: Int, row: 
 
 /// Stores `count` values produced lane by lane by `acc`, a vector at a time, through `storeVector`.
 @inline(__always)
-func storeEpilogueScalar(_ c: UnsafeMutablePointer<Float>, count: Int, row: Int, col: Int, accumulate: Bool,
-                         epilogue: GemmEpilogue, _ acc: (Int) -> Float) {
+func storeEpilogueScalar(
+    _ c: UnsafeMutablePointer<Float>, count: Int, row: Int, col: Int, accumulate: Bool,
+    epilogue: GemmEpilogue, _ acc: (Int) -> Float
+) {
     var j = 0
     while j < count {
         let n = min(vecLanes, count - j)
@@ -558,11 +706,13 @@ func storeEpilogueScalar(_ c: UnsafeMutablePointer<Float>, count: Int, row: Int,
 
 /// n ≤ one vector: B is packed once into a k × lanes zero-padded panel (a few KB), A is read in place, and a
 /// 12 × 1-vector tile (12 accumulators, 12 FMAs per B load) sweeps the rows.
-func narrowGemm(m: Int, n: Int, k: Int,
-                a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
-                b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-                c: UnsafeMutablePointer<Float>, ldc: Int,
-                accumulate: Bool, epilogue: GemmEpilogue, workspace: GemmWorkspace) {
+func narrowGemm(
+    m: Int, n: Int, k: Int,
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+    c: UnsafeMutablePointer<Float>, ldc: Int,
+    accumulate: Bool, epilogue: GemmEpilogue, workspace: GemmWorkspace
+) {
     let panel = workspace.pointer
     for p in 0..<k {
         let row = panel + p * vecLanes
@@ -573,28 +723,50 @@ func narrowGemm(m: Int, n: Int, k: Int,
     while i0 < m {
         let rows = min(mrNarrow, m - i0)
         if transposeA {
-            narrowTile(k: k, a: a + i0, aRow: 1, aK: lda, rows: rows, b: panel, c: c + i0 * ldc, ldc: ldc, cols: n,
-                       row: i0, accumulate: accumulate, epilogue: epilogue)
+            narrowTile(
+                k: k, a: a + i0, aRow: 1, aK: lda, rows: rows, b: panel, c: c + i0 * ldc, ldc: ldc, cols: n,
+                row: i0, accumulate: accumulate, epilogue: epilogue)
         } else {
-            narrowTile(k: k, a: a + i0 * lda, aRow: lda, aK: 1, rows: rows, b: panel, c: c + i0 * ldc, ldc: ldc,
-                       cols: n, row: i0, accumulate: accumulate, epilogue: epilogue)
+            narrowTile(
+                k: k, a: a + i0 * lda, aRow: lda, aK: 1, rows: rows, b: panel, c: c + i0 * ldc, ldc: ldc,
+                cols: n, row: i0, accumulate: accumulate, epilogue: epilogue)
         }
         i0 += mrNarrow
     }
 }
 
 @inline(__always)
-func narrowTile(k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int, b: UnsafePointer<Float>,
-                c: UnsafeMutablePointer<Float>, ldc: Int, cols: Int, row: Int,
-                accumulate: Bool, epilogue: GemmEpilogue) {
+func narrowTile(
+    k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int, b: UnsafePointer<Float>,
+    c: UnsafeMutablePointer<Float>, ldc: Int, cols: Int, row: Int,
+    accumulate: Bool, epilogue: GemmEpilogue
+) {
     // Twelve row streams; rows past `rows` repeat the last valid one.
     let last = rows - 1
-    let a0 = a, a1 = a + min(1, last) * aRow, a2 = a + min(2, last) * aRow, a3 = a + min(3, last) * aRow
-    let a4 = a + min(4, last) * aRow, a5 = a + min(5, last) * aRow, a6 = a + min(6, last) * aRow
-    let a7 = a + min(7, last) * aRow, a8 = a + min(8, last) * aRow, a9 = a + min(9, last) * aRow
-    let a10 = a + min(10, last) * aRow, a11 = a + min(11, last) * aRow
-    var c0 = Vec(), c1 = Vec(), c2 = Vec(), c3 = Vec(), c4 = Vec(), c5 = Vec()
-    var c6 = Vec(), c7 = Vec(), c8 = Vec(), c9 = Vec(), c10 = Vec(), c11 = Vec()
+    let a0 = a
+    let a1 = a + min(1, last) * aRow
+    let a2 = a + min(2, last) * aRow
+    let a3 = a + min(3, last) * aRow
+    let a4 = a + min(4, last) * aRow
+    let a5 = a + min(5, last) * aRow
+    let a6 = a + min(6, last) * aRow
+    let a7 = a + min(7, last) * aRow
+    let a8 = a + min(8, last) * aRow
+    let a9 = a + min(9, last) * aRow
+    let a10 = a + min(10, last) * aRow
+    let a11 = a + min(11, last) * aRow
+    var c0 = Vec()
+    var c1 = Vec()
+    var c2 = Vec()
+    var c3 = Vec()
+    var c4 = Vec()
+    var c5 = Vec()
+    var c6 = Vec()
+    var c7 = Vec()
+    var c8 = Vec()
+    var c9 = Vec()
+    var c10 = Vec()
+    var c11 = Vec()
     var bp = b
     var ap = 0
     for _ in 0..<k {
@@ -618,8 +790,10 @@ func narrowTile(k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int, 
     withUnsafeBytes(of: accs) { raw in
         let v = raw.bindMemory(to: Float.self)
         for r in 0..<rows {
-            storeEpilogueScalar(c + r * ldc, count: cols, row: row + r, col: 0, accumulate: accumulate,
-                                epilogue: epilogue) { v[r * vecLanes + $0] }
+            storeEpilogueScalar(
+                c + r * ldc, count: cols, row: row + r, col: 0, accumulate: accumulate,
+                epilogue: epilogue
+            ) { v[r * vecLanes + $0] }
         }
     }
 }
@@ -629,10 +803,12 @@ func narrowTile(k: Int, a: UnsafePointer<Float>, aRow: Int, aK: Int, rows: Int, 
 /// padded to whole vectors, ~20 KB); a 2-row × 5-column block keeps 10 accumulators, each k chunk loads 2 A
 /// vectors and 5 B vectors for 10 FMAs. The partial sums are reduced across lanes at the end — a fixed order
 /// for a given (n, k), whatever m is.
-func dotGemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
-             b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-             c: UnsafeMutablePointer<Float>, ldc: Int,
-             accumulate: Bool, epilogue: GemmEpilogue, workspace: GemmWorkspace) {
+func dotGemm(
+    m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+    c: UnsafeMutablePointer<Float>, ldc: Int,
+    accumulate: Bool, epilogue: GemmEpilogue, workspace: GemmWorkspace
+) {
     let chunks = k / vecLanes
     let kp = (chunks + 1) * vecLanes  // one extra vector holds the k tail, zero-padded
     let bt = workspace.pointer
@@ -645,25 +821,50 @@ func dotGemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
     var i0 = 0
     while i0 < m {
         let r1 = min(i0 + 1, m - 1)
-        let x0 = a + i0 * lda, x1 = a + r1 * lda
+        let x0 = a + i0 * lda
+        let x1 = a + r1 * lda
         // The k tail of each row, zero-padded into a vector (same lanes, same order, any m).
-        var t0 = Vec(), t1 = Vec()
-        for p in 0..<tail { t0[p] = x0[chunks * vecLanes + p]; t1[p] = x1[chunks * vecLanes + p] }
+        var t0 = Vec()
+        var t1 = Vec()
+        for p in 0..<tail {
+            t0[p] = x0[chunks * vecLanes + p]
+            t1[p] = x1[chunks * vecLanes + p]
+        }
         var j0 = 0
         while j0 < n {
             let lastCol = n - 1
-            let w0 = UnsafePointer(bt + j0 * kp), w1 = UnsafePointer(bt + min(j0 + 1, lastCol) * kp)
-            let w2 = UnsafePointer(bt + min(j0 + 2, lastCol) * kp), w3 = UnsafePointer(bt + min(j0 + 3, lastCol) * kp)
+            let w0 = UnsafePointer(bt + j0 * kp)
+            let w1 = UnsafePointer(bt + min(j0 + 1, lastCol) * kp)
+            let w2 = UnsafePointer(bt + min(j0 + 2, lastCol) * kp)
+            let w3 = UnsafePointer(bt + min(j0 + 3, lastCol) * kp)
             let w4 = UnsafePointer(bt + min(j0 + 4, lastCol) * kp)
-            var s00 = Vec(), s01 = Vec(), s02 = Vec(), s03 = Vec(), s04 = Vec()
-            var s10 = Vec(), s11 = Vec(), s12 = Vec(), s13 = Vec(), s14 = Vec()
+            var s00 = Vec()
+            var s01 = Vec()
+            var s02 = Vec()
+            var s03 = Vec()
+            var s04 = Vec()
+            var s10 = Vec()
+            var s11 = Vec()
+            var s12 = Vec()
+            var s13 = Vec()
+            var s14 = Vec()
             // Whole vectors along k, then the zero-padded tail as one more (none when k is a multiple).
             @inline(__always) func chunk(_ u0: Vec, _ u1: Vec, _ p: Int) {
-                var w = loadVec(w0 + p); s00 = s00.addingProduct(u0, w); s10 = s10.addingProduct(u1, w)
-                w = loadVec(w1 + p); s01 = s01.addingProduct(u0, w); s11 = s11.addingProduct(u1, w)
-                w = loadVec(w2 + p); s02 = s02.addingProduct(u0, w); s12 = s12.addingProduct(u1, w)
-                w = loadVec(w3 + p); s03 = s03.addingProduct(u0, w); s13 = s13.addingProduct(u1, w)
-                w = loadVec(w4 + p); s04 = s04.addingProduct(u0, w); s14 = s14.addingProduct(u1, w)
+                var w = loadVec(w0 + p)
+                s00 = s00.addingProduct(u0, w)
+                s10 = s10.addingProduct(u1, w)
+                w = loadVec(w1 + p)
+                s01 = s01.addingProduct(u0, w)
+                s11 = s11.addingProduct(u1, w)
+                w = loadVec(w2 + p)
+                s02 = s02.addingProduct(u0, w)
+                s12 = s12.addingProduct(u1, w)
+                w = loadVec(w3 + p)
+                s03 = s03.addingProduct(u0, w)
+                s13 = s13.addingProduct(u1, w)
+                w = loadVec(w4 + p)
+                s04 = s04.addingProduct(u0, w)
+                s14 = s14.addingProduct(u1, w)
             }
             var p = 0
             for _ in 0..<chunks {
@@ -676,14 +877,18 @@ func dotGemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
             let row1 = (s10.sum(), s11.sum(), s12.sum(), s13.sum(), s14.sum())
             withUnsafeBytes(of: row0) { r0 in
                 let v = r0.bindMemory(to: Float.self)
-                storeEpilogueScalar(c + i0 * ldc + j0, count: cols, row: i0, col: j0, accumulate: accumulate,
-                                    epilogue: epilogue) { v[$0] }
+                storeEpilogueScalar(
+                    c + i0 * ldc + j0, count: cols, row: i0, col: j0, accumulate: accumulate,
+                    epilogue: epilogue
+                ) { v[$0] }
             }
             if i0 + 1 < m {
                 withUnsafeBytes(of: row1) { r1 in
                     let v = r1.bindMemory(to: Float.self)
-                    storeEpilogueScalar(c + (i0 + 1) * ldc + j0, count: cols, row: i0 + 1, col: j0,
-                                        accumulate: accumulate, epilogue: epilogue) { v[$0] }
+                    storeEpilogueScalar(
+                        c + (i0 + 1) * ldc + j0, count: cols, row: i0 + 1, col: j0,
+                        accumulate: accumulate, epilogue: epilogue
+                    ) { v[$0] }
                 }
             }
             j0 += 5

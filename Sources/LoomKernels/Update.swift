@@ -12,7 +12,9 @@
 /// flat arrays: element i of each belongs to parameter i.
 public struct UpdateRule: @unchecked Sendable {
     // Sendable: plain pointers into buffers owned by the optimizer and model; see LoomEngine's SharedState.
-    public enum Kind: Sendable { case sgd, momentum, nesterov, rmsprop, rmspropMomentum, rmspropCentered, rmspropCenteredMomentum, adam }
+    public enum Kind: Sendable {
+        case sgd, momentum, nesterov, rmsprop, rmspropMomentum, rmspropCentered, rmspropCenteredMomentum, adam
+    }
     public var kind: Kind
     public var learningRate: Float
     /// momentum (sgd, rmsprop), or β₁ (adam)
@@ -28,18 +30,32 @@ public struct UpdateRule: @unchecked Sendable {
     public var slot1: UnsafeMutablePointer<Float>
     public var slot2: UnsafeMutablePointer<Float>
 
-    public init(kind: Kind, learningRate: Float, a: Float = 0, b: Float = 0, epsilon: Float = 0, alpha: Float = 0,
-                parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
-                slot0: UnsafeMutablePointer<Float>, slot1: UnsafeMutablePointer<Float>, slot2: UnsafeMutablePointer<Float>) {
-        self.kind = kind; self.learningRate = learningRate; self.a = a; self.b = b; self.epsilon = epsilon
-        self.alpha = alpha; self.parameters = parameters; self.gradients = gradients
-        self.slot0 = slot0; self.slot1 = slot1; self.slot2 = slot2
+    public init(
+        kind: Kind, learningRate: Float, a: Float = 0, b: Float = 0, epsilon: Float = 0, alpha: Float = 0,
+        parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+        slot0: UnsafeMutablePointer<Float>, slot1: UnsafeMutablePointer<Float>, slot2: UnsafeMutablePointer<Float>
+    ) {
+        self.kind = kind
+        self.learningRate = learningRate
+        self.a = a
+        self.b = b
+        self.epsilon = epsilon
+        self.alpha = alpha
+        self.parameters = parameters
+        self.gradients = gradients
+        self.slot0 = slot0
+        self.slot1 = slot1
+        self.slot2 = slot2
     }
 
     /// The same rule for the parameters from `offset` on: every pointer (parameters, gradients, slots) advanced.
     public func advanced(by offset: Int) -> UpdateRule {
         var r = self
-        r.parameters += offset; r.gradients += offset; r.slot0 += offset; r.slot1 += offset; r.slot2 += offset
+        r.parameters += offset
+        r.gradients += offset
+        r.slot0 += offset
+        r.slot1 += offset
+        r.slot2 += offset
         return r
     }
 
@@ -79,7 +95,8 @@ public struct UpdateRule: @unchecked Sendable {
                 storeLanes(loadLanes(w, n) - increment, w, n)
             }
         case .adam:
-            let mp = slot0 + i, vp = slot1 + i
+            let mp = slot0 + i
+            let vp = slot1 + i
             var mi = loadLanes(mp, n)
             mi += (g - mi) * (1 - a)
             var vi = loadLanes(vp, n)

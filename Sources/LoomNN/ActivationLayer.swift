@@ -28,14 +28,17 @@ public final class ActivationLayer: Layer {
 
     public func backward(x: Rows, y: Rows, dy: Rows, dx: Rows?, pass: Pass, workspace: GemmWorkspace) {
         if !incomingMasked && !(kind == .softmax && emitsLogits) {
-            multiplyActivationDerivative(kind, rows: dy.count, cols: dy.width, y: y.base, ldy: y.ld,
-                                         dy: dy.base, ld: dy.ld)
+            multiplyActivationDerivative(
+                kind, rows: dy.count, cols: dy.width, y: y.base, ldy: y.ld,
+                dy: dy.base, ld: dy.ld)
         }
         if let dx { copyRows(dy, dx) }
     }
 
-    public func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
-                                  workspace: GemmWorkspace) -> ParameterSlices { .none }
+    public func parameterGradient(
+        x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
+        workspace: GemmWorkspace
+    ) -> ParameterSlices { .none }
 }
 
 /// Copies a block of rows (same shape) from `src` to `dst`.

@@ -25,26 +25,34 @@ public final class Dense: Layer {
     private var dw: UnsafeMutablePointer<Float>!
     private var db: UnsafeMutablePointer<Float>!
 
-    public init(units: Int, activation: ActivationKind = .linear,
-                kernelInitializer: Initializer = .glorotUniform, biasInitializer: Initializer = .zeros) {
+    public init(
+        units: Int, activation: ActivationKind = .linear,
+        kernelInitializer: Initializer = .glorotUniform, biasInitializer: Initializer = .zeros
+    ) {
         precondition(units > 0, "Dense needs at least one unit")
-        self.units = units; self.activation = activation
-        self.kernelInitializer = kernelInitializer; self.biasInitializer = biasInitializer
+        self.units = units
+        self.activation = activation
+        self.kernelInitializer = kernelInitializer
+        self.biasInitializer = biasInitializer
     }
 
     public var typeName: String { "Dense" }
     public var detail: String { activation.rawValue }
     public var outputWidth: Int { units }
     public var parameterTensors: [ParameterTensor] {
-        [ParameterTensor(name: "kernel", shape: [inputWidth, units], offset: 0),
-         ParameterTensor(name: "bias", shape: [units], offset: inputWidth * units)]
+        [
+            ParameterTensor(name: "kernel", shape: [inputWidth, units], offset: 0),
+            ParameterTensor(name: "bias", shape: [units], offset: inputWidth * units),
+        ]
     }
 
     public func build(inputWidth: Int) { self.inputWidth = inputWidth }
 
     public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) {
-        w = parameters; b = parameters + inputWidth * units
-        dw = gradients; db = gradients + inputWidth * units
+        w = parameters
+        b = parameters + inputWidth * units
+        dw = gradients
+        db = gradients + inputWidth * units
     }
 
     public func initialize(rng: inout Random) {
@@ -54,8 +62,9 @@ public final class Dense: Layer {
 
     public func forward(_ x: Rows, _ y: Rows, pass: Pass, workspace: GemmWorkspace) {
         let epilogue: GemmEpilogue = activation == .relu ? .biasRelu(b) : .bias(b)
-        gemm(m: x.count, n: units, k: inputWidth, a: x.base, lda: x.ld, transposeA: false,
-             b: w, ldb: units, transposeB: false, c: y.base, ldc: y.ld, epilogue: epilogue, workspace: workspace)
+        gemm(
+            m: x.count, n: units, k: inputWidth, a: x.base, lda: x.ld, transposeA: false,
+            b: w, ldb: units, transposeB: false, c: y.base, ldc: y.ld, epilogue: epilogue, workspace: workspace)
         if activation != .relu && !(activation == .softmax && emitsLogits) {
             applyActivation(activation, rows: y.count, cols: units, y.base, ld: y.ld)
         }
@@ -63,32 +72,40 @@ public final class Dense: Layer {
 
     public func backward(x: Rows, y: Rows, dy: Rows, dx: Rows?, pass: Pass, workspace: GemmWorkspace) {
         if !incomingMasked && !(activation == .softmax && emitsLogits) {
-            multiplyActivationDerivative(activation, rows: dy.count, cols: units, y: y.base, ldy: y.ld,
-                                         dy: dy.base, ld: dy.ld)
+            multiplyActivationDerivative(
+                activation, rows: dy.count, cols: units, y: y.base, ldy: y.ld,
+                dy: dy.base, ld: dy.ld)
         }
         guard let dx else { return }
-        gemm(m: dy.count, n: inputWidth, k: units, a: dy.base, lda: dy.ld, transposeA: false,
-             b: w, ldb: units, transposeB: true, c: dx.base, ldc: dx.ld,
-             epilogue: masksInputGradient ? .reluMask(x.base, ld: x.ld) : .none, workspace: workspace)
+        gemm(
+            m: dy.count, n: inputWidth, k: units, a: dy.base, lda: dy.ld, transposeA: false,
+            b: w, ldb: units, transposeB: true, c: dx.base, ldc: dx.ld,
+            epilogue: masksInputGradient ? .reluMask(x.base, ld: x.ld) : .none, workspace: workspace)
     }
 
-    public func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
-                                  workspace: GemmWorkspace) -> ParameterSlices {
-        let i0 = inputWidth * part / parts, i1 = inputWidth * (part + 1) / parts
+    public func parameterGradient(
+        x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
+        workspace: GemmWorkspace
+    ) -> ParameterSlices {
+        let i0 = inputWidth * part / parts
+        let i1 = inputWidth * (part + 1) / parts
         // With an update and a wide layer, dW is consumed block by block as it is computed and never stored
         // (`gemmUpdate`: the same values, three fewer memory streams); otherwise it is stored, then applied.
         let fused = update != nil && gemmUpdateSupports(n: units, k: x.count)
         if i1 > i0 {
             if fused, let update {
-                gemmUpdate(m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
-                           b: dy.base, ldb: dy.ld, transposeB: false, update: update.advanced(by: i0 * units),
-                           workspace: workspace)
+                gemmUpdate(
+                    m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
+                    b: dy.base, ldb: dy.ld, transposeB: false, update: update.advanced(by: i0 * units),
+                    workspace: workspace)
             } else {
-                gemm(m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
-                     b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units, workspace: workspace)
+                gemm(
+                    m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
+                    b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units, workspace: workspace)
             }
         }
-        let j0 = units * part / parts, j1 = units * (part + 1) / parts
+        let j0 = units * part / parts
+        let j1 = units * (part + 1) / parts
         columnSums(rows: dy.count, columns: j0..<j1, dy.base, ld: dy.ld, into: db, accumulate: false)
         let biasOffset = inputWidth * units
         if let update {

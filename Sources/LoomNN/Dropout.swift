@@ -30,7 +30,8 @@ public final class Dropout: Layer {
     public func forward(_ x: Rows, _ y: Rows, pass: Pass, workspace: GemmWorkspace) {
         guard pass.training && rate > 0 else { return copyRows(x, y) }
         for i in 0..<x.count {
-            let xr = x.row(i), yr = y.row(i)
+            let xr = x.row(i)
+            let yr = y.row(i)
             for j in 0..<x.width { yr[j] = xr[j] * keep(pass, row: i, unit: j) }
         }
     }
@@ -39,11 +40,14 @@ public final class Dropout: Layer {
         guard let dx else { return }
         guard pass.training && rate > 0 else { return copyRows(dy, dx) }
         for i in 0..<dy.count {
-            let g = dy.row(i), out = dx.row(i)
+            let g = dy.row(i)
+            let out = dx.row(i)
             for j in 0..<dy.width { out[j] = g[j] * keep(pass, row: i, unit: j) }
         }
     }
 
-    public func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
-                                  workspace: GemmWorkspace) -> ParameterSlices { .none }
+    public func parameterGradient(
+        x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
+        workspace: GemmWorkspace
+    ) -> ParameterSlices { .none }
 }

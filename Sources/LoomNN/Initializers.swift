@@ -16,8 +16,10 @@ public enum Initializer: Equatable, Sendable, CustomStringConvertible {
     case zeros, ones
 
     /// The names accepted in configs (Keras' spellings, plus `xavier` for glorot_normal).
-    public static let names = ["glorot_uniform", "glorot_normal", "xavier", "he_uniform", "he_normal",
-                               "lecun_normal", "random_normal", "random_uniform", "zeros", "ones"]
+    public static let names = [
+        "glorot_uniform", "glorot_normal", "xavier", "he_uniform", "he_normal",
+        "lecun_normal", "random_normal", "random_uniform", "zeros", "ones",
+    ]
 
     public var description: String {
         switch self {

@@ -14,7 +14,10 @@ public struct Rows {
     public var ld: Int
 
     public init(_ base: UnsafeMutablePointer<Float>, count: Int, width: Int, ld: Int? = nil) {
-        self.base = base; self.count = count; self.width = width; self.ld = ld ?? width
+        self.base = base
+        self.count = count
+        self.width = width
+        self.ld = ld ?? width
     }
     /// Rows `range` of this block.
     @inline(__always) public func slice(_ range: Range<Int>) -> Rows {
@@ -34,7 +37,10 @@ public struct Pass: Sendable {
     public var firstRow: Int
 
     public init(training: Bool, seed: UInt64 = 0, step: UInt64 = 0, firstRow: Int = 0) {
-        self.training = training; self.seed = seed; self.step = step; self.firstRow = firstRow
+        self.training = training
+        self.seed = seed
+        self.step = step
+        self.firstRow = firstRow
     }
 }
 
@@ -79,8 +85,10 @@ public protocol Layer: AnyObject {
     /// buffer; with it, the optimizer step is applied to those parameters instead (`update`'s pointers are the
     /// layer's own parameter, gradient and slot views), and a gradient consumed in cache may never reach the
     /// gradient buffer (a wide dense layer's kernel gradient: `gemmUpdate`).
-    func parameterGradient(x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
-                           workspace: GemmWorkspace) -> ParameterSlices
+    func parameterGradient(
+        x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
+        workspace: GemmWorkspace
+    ) -> ParameterSlices
 }
 
 extension Layer {

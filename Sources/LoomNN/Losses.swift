@@ -20,13 +20,16 @@ public enum Loss: String, CaseIterable, Sendable {
     /// For a block of rows: each row's loss and whether its prediction is right, and with `dy` the gradient
     /// ∂L/∂y scaled by `scale` (= 1/B). With `fusedSoftmax`, `y` holds logits: the gradient is ∂L/∂z, and when no
     /// gradient is asked `y` is overwritten by the probabilities.
-    public func evaluate(y: Rows, labels: UnsafePointer<Int32>, scale: Float, dy: Rows?, fusedSoftmax: Bool,
-                         loss: UnsafeMutablePointer<Float>, correct: UnsafeMutablePointer<Float>) {
+    public func evaluate(
+        y: Rows, labels: UnsafePointer<Int32>, scale: Float, dy: Rows?, fusedSoftmax: Bool,
+        loss: UnsafeMutablePointer<Float>, correct: UnsafeMutablePointer<Float>
+    ) {
         let c = y.width
         if fusedSoftmax {
             let out = dy ?? y
-            softmaxCrossEntropyRows(rows: y.count, cols: c, y.base, ld: y.ld, out: out.base, ldOut: out.ld,
-                                    labels: labels, scale: scale, gradient: dy != nil, loss: loss, correct: correct)
+            softmaxCrossEntropyRows(
+                rows: y.count, cols: c, y.base, ld: y.ld, out: out.base, ldOut: out.ld,
+                labels: labels, scale: scale, gradient: dy != nil, loss: loss, correct: correct)
             return
         }
         for i in 0..<y.count {

@@ -15,14 +15,19 @@ import LoomKernels
 /// Which optimizer, with its hyperparameters (Keras 3 defaults).
 public enum OptimizerSpec: Equatable, Sendable, CustomStringConvertible {
     case sgd(learningRate: Float = 0.01, momentum: Float = 0, nesterov: Bool = false)
-    case rmsprop(learningRate: Float = 0.001, rho: Float = 0.9, epsilon: Float = 1e-7, momentum: Float = 0,
-                 centered: Bool = false)
+    case rmsprop(
+        learningRate: Float = 0.001, rho: Float = 0.9, epsilon: Float = 1e-7, momentum: Float = 0,
+        centered: Bool = false)
     case adam(learningRate: Float = 0.001, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-7)
 
     public static let names = ["sgd", "rmsprop", "adam"]
 
     public var name: String {
-        switch self { case .sgd: "sgd"; case .rmsprop: "rmsprop"; case .adam: "adam" }
+        switch self {
+        case .sgd: "sgd"
+        case .rmsprop: "rmsprop"
+        case .adam: "adam"
+        }
     }
     public var learningRate: Float {
         switch self {
@@ -43,7 +48,8 @@ public enum OptimizerSpec: Equatable, Sendable, CustomStringConvertible {
     public var slotNames: [String] {
         switch self {
         case .sgd(_, let m, _): m != 0 ? ["momentum"] : []
-        case .rmsprop(_, _, _, let m, let c): ["velocity"] + (m != 0 ? ["momentum"] : []) + (c ? ["average_gradient"] : [])
+        case .rmsprop(_, _, _, let m, let c):
+            ["velocity"] + (m != 0 ? ["momentum"] : []) + (c ? ["average_gradient"] : [])
         case .adam: ["m", "v"]
         }
     }
@@ -70,31 +76,39 @@ public final class Optimizer: @unchecked Sendable {
     }
 
     /// The update rule of optimizer step `step` (1-based) for these parameters and gradients.
-    public func rule(step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) -> UpdateRule {
+    public func rule(step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>)
+        -> UpdateRule
+    {
         switch spec {
         case .sgd(let lr, let m, let nesterov):
-            return UpdateRule(kind: m == 0 ? .sgd : (nesterov ? .nesterov : .momentum), learningRate: lr, a: m,
-                              parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
+            return UpdateRule(
+                kind: m == 0 ? .sgd : (nesterov ? .nesterov : .momentum), learningRate: lr, a: m,
+                parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
         case .rmsprop(let lr, let rho, let eps, let m, let centered):
-            let kind: UpdateRule.Kind = centered ? (m != 0 ? .rmspropCenteredMomentum : .rmspropCentered)
-                                                 : (m != 0 ? .rmspropMomentum : .rmsprop)
-            return UpdateRule(kind: kind, learningRate: lr, a: m, b: rho, epsilon: eps,
-                              parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
+            let kind: UpdateRule.Kind =
+                centered
+                ? (m != 0 ? .rmspropCenteredMomentum : .rmspropCentered)
+                : (m != 0 ? .rmspropMomentum : .rmsprop)
+            return UpdateRule(
+                kind: kind, learningRate: lr, a: m, b: rho, epsilon: eps,
+                parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
         case .adam(let lr, let b1, let b2, let eps):
             let t = Float(step)
             let alpha = lr * (1 - Foundation.pow(b2, t)).squareRoot() / (1 - Foundation.pow(b1, t))
-            return UpdateRule(kind: .adam, learningRate: lr, a: b1, b: b2, epsilon: eps, alpha: alpha,
-                              parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
+            return UpdateRule(
+                kind: .adam, learningRate: lr, a: b1, b: b2, epsilon: eps, alpha: alpha,
+                parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
         }
     }
 
     /// Applies step `step` (1-based) to parameters `range`, reading their gradients.
-    public func update(_ range: Range<Int>, parameters: UnsafeMutablePointer<Float>,
-                       gradients: UnsafeMutablePointer<Float>, step: Int) {
+    public func update(
+        _ range: Range<Int>, parameters: UnsafeMutablePointer<Float>,
+        gradients: UnsafeMutablePointer<Float>, step: Int
+    ) {
         applyUpdate(rule(step: step, parameters: parameters, gradients: gradients), range)
     }
 
     /// Resets every slot to zero (a fresh run).
     public func reset() { for s in slots { s.fill(0) } }
 }
-

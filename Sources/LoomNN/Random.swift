@@ -16,7 +16,10 @@ public struct Random: RandomNumberGenerator, Sendable, Equatable {
     public mutating func next() -> UInt64 {
         let result = rotl(state.1 &* 5, 7) &* 9
         let t = state.1 << 17
-        state.2 ^= state.0; state.3 ^= state.1; state.1 ^= state.2; state.0 ^= state.3
+        state.2 ^= state.0
+        state.3 ^= state.1
+        state.1 ^= state.2
+        state.0 ^= state.3
         state.2 ^= t
         state.3 = rotl(state.3, 45)
         return result
@@ -60,6 +63,8 @@ public func shuffledIndices(_ n: Int, rng: inout Random, into out: UnsafeMutable
     if n < 2 { return }
     for i in stride(from: n - 1, to: 0, by: -1) {
         let j = Int(rng.next() % UInt64(i + 1))
-        let t = out[i]; out[i] = out[j]; out[j] = t
+        let t = out[i]
+        out[i] = out[j]
+        out[j] = t
     }
 }

@@ -47,17 +47,25 @@ public final class Sequential: @unchecked Sendable {
         // Fuse softmax into a cross-entropy loss (stable log-sum-exp, one pass per row).
         var fused = false
         if loss.isCrossEntropy {
-            if let dense = layers.last as? Dense, dense.activation == .softmax { dense.emitsLogits = true; fused = true }
-            if let act = layers.last as? ActivationLayer, act.kind == .softmax { act.emitsLogits = true; fused = true }
+            if let dense = layers.last as? Dense, dense.activation == .softmax {
+                dense.emitsLogits = true
+                fused = true
+            }
+            if let act = layers.last as? ActivationLayer, act.kind == .softmax {
+                act.emitsLogits = true
+                fused = true
+            }
         }
         fusedSoftmax = fused
         // Fuse each relu's derivative into the store of the input gradient of the dense layer above it.
         for l in 1..<layers.count {
             guard let above = layers[l] as? Dense else { continue }
             if let below = layers[l - 1] as? Dense, below.activation == .relu {
-                above.masksInputGradient = true; below.incomingMasked = true
+                above.masksInputGradient = true
+                below.incomingMasked = true
             } else if let below = layers[l - 1] as? ActivationLayer, below.kind == .relu {
-                above.masksInputGradient = true; below.incomingMasked = true
+                above.masksInputGradient = true
+                below.incomingMasked = true
             }
         }
     }
@@ -76,7 +84,8 @@ public final class Sequential: @unchecked Sendable {
         var result: [ParameterTensor] = []
         for (l, layer) in layers.enumerated() {
             for t in layer.parameterTensors {
-                result.append(ParameterTensor(name: "layers.\(l).\(t.name)", shape: t.shape, offset: offsets[l] + t.offset))
+                result.append(
+                    ParameterTensor(name: "layers.\(l).\(t.name)", shape: t.shape, offset: offsets[l] + t.offset))
             }
         }
         return result
@@ -84,12 +93,15 @@ public final class Sequential: @unchecked Sendable {
 
     /// A Keras-style table: layer, output shape, parameter count, and the total.
     public func summary() -> String {
-        var lines = ["Model: \"sequential\"",
-                     pad("Layer (type)", 30) + pad("Output Shape", 20) + "Param #",
-                     String(repeating: "─", count: 60)]
+        var lines = [
+            "Model: \"sequential\"",
+            pad("Layer (type)", 30) + pad("Output Shape", 20) + "Param #",
+            String(repeating: "─", count: 60),
+        ]
         for (l, layer) in layers.enumerated() {
-            lines.append(pad("\(layer.typeName.lowercased())_\(l) (\(layer.typeName), \(layer.detail))", 30)
-                         + pad("(None, \(layer.outputWidth))", 20) + grouped(layer.parameterCount))
+            lines.append(
+                pad("\(layer.typeName.lowercased())_\(l) (\(layer.typeName), \(layer.detail))", 30)
+                    + pad("(None, \(layer.outputWidth))", 20) + grouped(layer.parameterCount))
         }
         lines.append(String(repeating: "─", count: 60))
         lines.append("Total params: \(grouped(parameterCount)) (\(formatBytes(parameterCount * 4)))")
@@ -109,32 +121,39 @@ public final class Sequential: @unchecked Sendable {
     /// The loss of rows `rows` against their labels, into `a.rowLoss`/`a.rowCorrect`; with `gradient`, also
     /// ∂L/∂(last output) scaled by 1/`batchSize`; without, the last output is left as the model's prediction
     /// (probabilities, when softmax is fused into the loss).
-    public func lossAndGradient(_ a: ActivationBuffers, rows: Range<Int>, labels: UnsafePointer<Int32>,
-                                batchSize: Int, gradient: Bool) {
+    public func lossAndGradient(
+        _ a: ActivationBuffers, rows: Range<Int>, labels: UnsafePointer<Int32>,
+        batchSize: Int, gradient: Bool
+    ) {
         let last = layers.count - 1
-        loss.evaluate(y: a.output(last, rows), labels: labels + rows.lowerBound, scale: 1 / Float(batchSize),
-                      dy: gradient ? a.gradient(last, rows) : nil, fusedSoftmax: fusedSoftmax,
-                      loss: a.rowLoss + rows.lowerBound, correct: a.rowCorrect + rows.lowerBound)
+        loss.evaluate(
+            y: a.output(last, rows), labels: labels + rows.lowerBound, scale: 1 / Float(batchSize),
+            dy: gradient ? a.gradient(last, rows) : nil, fusedSoftmax: fusedSoftmax,
+            loss: a.rowLoss + rows.lowerBound, correct: a.rowCorrect + rows.lowerBound)
     }
 
     /// Backpropagates the activation gradients of rows `rows` down to the first layer.
     public func backward(_ a: ActivationBuffers, rows: Range<Int>, pass: Pass, workspace: GemmWorkspace) {
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
-            layers[l].backward(x: a.output(l - 1, rows), y: a.output(l, rows), dy: a.gradient(l, rows),
-                               dx: l > 0 ? a.gradient(l - 1, rows) : nil, pass: pass, workspace: workspace)
+            layers[l].backward(
+                x: a.output(l - 1, rows), y: a.output(l, rows), dy: a.gradient(l, rows),
+                dx: l > 0 ? a.gradient(l - 1, rows) : nil, pass: pass, workspace: workspace)
         }
     }
 
     /// Computes part `part` of `parts` of every layer's parameter gradient over the batch's first `batchSize`
     /// rows, into `gradients`. With `update` (a rule over the whole model's flat buffers), the optimizer step
     /// is then applied to exactly those parameters, while they are still in this worker's cache.
-    public func parameterGradients(_ a: ActivationBuffers, batchSize: Int, part: Int, of parts: Int,
-                                   update: UpdateRule? = nil, workspace: GemmWorkspace) {
+    public func parameterGradients(
+        _ a: ActivationBuffers, batchSize: Int, part: Int, of parts: Int,
+        update: UpdateRule? = nil, workspace: GemmWorkspace
+    ) {
         for l in 0..<layers.count where counts[l] > 0 {  // (not `parameterCount`: it builds arrays)
             // The layer sees its own slice of every flat buffer.
             let local = update?.advanced(by: offsets[l])
-            _ = layers[l].parameterGradient(x: a.output(l - 1, 0..<batchSize), dy: a.gradient(l, 0..<batchSize),
-                                            part: part, of: parts, update: local, workspace: workspace)
+            _ = layers[l].parameterGradient(
+                x: a.output(l - 1, 0..<batchSize), dy: a.gradient(l, 0..<batchSize),
+                part: part, of: parts, update: local, workspace: workspace)
         }
     }
 
@@ -162,7 +181,9 @@ public final class ActivationBuffers: @unchecked Sendable {
         widths = model.widths
         var owned: [AlignedBuffer] = []
         func make(_ n: Int) -> UnsafeMutablePointer<Float> {
-            let b = AlignedBuffer(count: n, zeroed: false); owned.append(b); return b.pointer
+            let b = AlignedBuffer(count: n, zeroed: false)
+            owned.append(b)
+            return b.pointer
         }
         outputs = .allocate(capacity: widths.count)
         gradients = .allocate(capacity: widths.count)
@@ -175,7 +196,10 @@ public final class ActivationBuffers: @unchecked Sendable {
         self.owned = owned
     }
 
-    deinit { outputs.deallocate(); gradients.deallocate() }
+    deinit {
+        outputs.deallocate()
+        gradients.deallocate()
+    }
 
     /// The model's input rows (layer −1's output).
     @inline(__always) public var input: UnsafeMutablePointer<Float> { outputs[0] }
@@ -209,12 +233,15 @@ public func grouped(_ n: Int) -> String {
 public func formatBytes(_ n: Int) -> String {
     if n < 1024 { return "\(n) B" }
     if n < 1024 * 1024 { return String(format2(Double(n) / 1024)) + " KB" }
-    return String(format2(Double(n) / 1048576)) + " MB"
+    return String(format2(Double(n) / 1_048_576)) + " MB"
 }
 
 func format2(_ x: Double) -> String {
     let r = (x * 100).rounded() / 100
     var s = String(r)
-    if let dot = s.firstIndex(of: ".") { let decimals = s.distance(from: dot, to: s.endIndex) - 1; if decimals == 1 { s += "0" } }
+    if let dot = s.firstIndex(of: ".") {
+        let decimals = s.distance(from: dot, to: s.endIndex) - 1
+        if decimals == 1 { s += "0" }
+    }
     return s
 }

@@ -2,7 +2,8 @@ import Foundation
 import LoomData
 import Testing
 
-let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
 
 /// The `loom` binary built beside the test bundle.
 let loomBinary: String = {
@@ -14,19 +15,28 @@ let loomBinary: String = {
     return Bundle.main.bundleURL.appendingPathComponent("loom").path
 }()
 
-struct Outcome { var status: Int32; var stdout: String; var stderr: String }
+struct Outcome {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
 
 func loom(_ args: [String], cwd: String = root) throws -> Outcome {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: loomBinary)
     p.arguments = args
     p.currentDirectoryURL = URL(fileURLWithPath: cwd)
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out; p.standardError = err
+    let out = Pipe()
+    let err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
     try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return Outcome(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    return Outcome(
+        status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+        stderr: String(decoding: e, as: UTF8.self))
 }
 
 func scratch() -> String {
@@ -44,20 +54,20 @@ func idx(_ dims: [Int], _ data: [UInt8], magic: UInt8 = 8) -> Data {
 /// A config training a tiny model on an IDX pair in `dir`.
 func idxConfig(_ dir: String, extra: String = "") -> String {
     let text = """
-    model:
-      layers:
-        - {type: dense, units: 8, activation: relu}
-        - {type: dense, units: 3, activation: softmax}
-    loss: sparse_categorical_crossentropy
-    optimizer: {name: sgd, learning_rate: 0.1}
-    data:
-      dataset: idx
-      train_images: \(dir)/train-images
-      train_labels: \(dir)/train-labels
-      test_images: \(dir)/test-images
-      test_labels: \(dir)/test-labels
-    training: {epochs: 2, batch_size: 4\(extra)}
-    """
+        model:
+          layers:
+            - {type: dense, units: 8, activation: relu}
+            - {type: dense, units: 3, activation: softmax}
+        loss: sparse_categorical_crossentropy
+        optimizer: {name: sgd, learning_rate: 0.1}
+        data:
+          dataset: idx
+          train_images: \(dir)/train-images
+          train_labels: \(dir)/train-labels
+          test_images: \(dir)/test-images
+          test_labels: \(dir)/test-labels
+        training: {epochs: 2, batch_size: 4\(extra)}
+        """
     let path = dir + "/c.yaml"
     FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
     return path
@@ -90,8 +100,13 @@ struct CLITests {
         let o = try loom(["train", idxConfig(dir), "--workers", "2", "--report", dir + "/r.json"])
         #expect(o.status == 0, "\(o.stderr)")
         #expect(o.stdout.contains("Epoch 2/2") && o.stdout.contains("3/3 ") && o.stdout.contains("weights_digest: "))
-        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))) as! [String: Any]
-        for key in ["test_accuracy", "test_loss", "epochs", "steps", "train_seconds", "samples_per_second", "workers", "weights_digest"] {
+        let report =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/r.json")))
+            as! [String: Any]
+        for key in [
+            "test_accuracy", "test_loss", "epochs", "steps", "train_seconds", "samples_per_second", "workers",
+            "weights_digest",
+        ] {
             #expect(report[key] != nil, "report lacks \(key)")
         }
         #expect(report["workers"] as? Int == 2 && report["steps"] as? Int == 6)
@@ -111,9 +126,18 @@ struct CLITests {
         let text = try String(contentsOfFile: path, encoding: .utf8)
         for (broken, mentions) in [
             (text.replacingOccurrences(of: "epochs: 2,", with: "epochs: [2,"), ["bad.yaml:", "YAML syntax error"]),
-            (text.replacingOccurrences(of: "epochs: 2", with: "epoch: 2"), ["bad.yaml:13:", "training.epoch", "did you mean 'epochs'"]),
-            (text.replacingOccurrences(of: "units: 8", with: "units: eight"), ["bad.yaml:3:", "model.layers.0.units", "'eight'"]),
-            (text.replacingOccurrences(of: "batch_size: 4", with: "batch_size: -4"), ["bad.yaml:13:", "training.batch_size", "-4"]),
+            (
+                text.replacingOccurrences(of: "epochs: 2", with: "epoch: 2"),
+                ["bad.yaml:13:", "training.epoch", "did you mean 'epochs'"]
+            ),
+            (
+                text.replacingOccurrences(of: "units: 8", with: "units: eight"),
+                ["bad.yaml:3:", "model.layers.0.units", "'eight'"]
+            ),
+            (
+                text.replacingOccurrences(of: "batch_size: 4", with: "batch_size: -4"),
+                ["bad.yaml:13:", "training.batch_size", "-4"]
+            ),
         ] {
             FileManager.default.createFile(atPath: dir + "/bad.yaml", contents: Data(broken.utf8))
             let o = try loom(["train", dir + "/bad.yaml"])
@@ -121,18 +145,43 @@ struct CLITests {
             #expect(o.status == 2)
         }
         expectOneLineError(try loom(["train", path, "--batch-size", "-1"]), ["training.batch_size", "-1"])
-        expectOneLineError(try loom(["train", path, "--set", "training.epohcs=1"]), ["--set", "did you mean 'epochs'"])
+        expectOneLineError(
+            try loom(["train", path, "--set", "training.epohcs=1"]), ["--set", "did you mean 'epochs'"])
     }
 
     @Test("missing data file, wrong magic, truncated IDX, image and label counts that disagree")
     func badData() throws {
         let fm = FileManager.default
         for (name, damage, mentions) in [
-            ("missing", { (d: String) in try? fm.removeItem(atPath: d + "/train-images") }, ["train-images", "no such file"]),
-            ("magic", { (d: String) in fm.createFile(atPath: d + "/train-images", contents: idx([12, 2, 2], [UInt8](repeating: 0, count: 48), magic: 0x0D)) }, ["train-images", "magic number"]),
-            ("truncated", { (d: String) in fm.createFile(atPath: d + "/test-labels", contents: idx([3], [0, 1, 2]).prefix(10)) }, ["test-labels", "truncated"]),
-            ("counts", { (d: String) in fm.createFile(atPath: d + "/train-labels", contents: idx([11], [UInt8](repeating: 0, count: 11))) }, ["train-labels", "11 labels", "12 images"]),
-            ("labels", { (d: String) in fm.createFile(atPath: d + "/train-labels", contents: idx([12], [UInt8](repeating: 7, count: 12))) }, ["labels go up to 7", "3 outputs"]),
+            (
+                "missing", { (d: String) in try? fm.removeItem(atPath: d + "/train-images") },
+                ["train-images", "no such file"]
+            ),
+            (
+                "magic",
+                { (d: String) in
+                    fm.createFile(
+                        atPath: d + "/train-images",
+                        contents: idx([12, 2, 2], [UInt8](repeating: 0, count: 48), magic: 0x0D))
+                }, ["train-images", "magic number"]
+            ),
+            (
+                "truncated",
+                { (d: String) in fm.createFile(atPath: d + "/test-labels", contents: idx([3], [0, 1, 2]).prefix(10)) },
+                ["test-labels", "truncated"]
+            ),
+            (
+                "counts",
+                { (d: String) in
+                    fm.createFile(atPath: d + "/train-labels", contents: idx([11], [UInt8](repeating: 0, count: 11)))
+                }, ["train-labels", "11 labels", "12 images"]
+            ),
+            (
+                "labels",
+                { (d: String) in
+                    fm.createFile(atPath: d + "/train-labels", contents: idx([12], [UInt8](repeating: 7, count: 12)))
+                }, ["labels go up to 7", "3 outputs"]
+            ),
         ] as [(String, (String) -> Void, [String])] {
             let dir = scratch()
             writeGoodIDX(dir)
@@ -163,15 +212,21 @@ struct CLITests {
     func benchCommands() throws {
         let dir = scratch()
         writeGoodIDX(dir)
-        let step = try loom(["bench", "step", idxConfig(dir), "--steps", "2", "--rounds", "2", "--json", dir + "/step.json"])
+        let step = try loom([
+            "bench", "step", idxConfig(dir), "--steps", "2", "--rounds", "2", "--json", dir + "/step.json",
+        ])
         #expect(step.status == 0, "\(step.stderr)")
         #expect(step.stdout.contains("training step, 1 worker:") && step.stdout.contains("% of the GEMM rate"))
-        let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/step.json"))) as! [[String: Any]]
+        let rows =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/step.json")))
+            as! [[String: Any]]
         #expect(rows.count == 1 && (rows[0]["ratio"] as? Double ?? 0) > 0 && rows[0]["gemm_name"] as? String == "4×8×4")
         // 2·4·(4·8)·2 + 3·2·4·(8·3): the first layer has no input gradient.
         #expect(rows[0]["flops_per_step"] as? Double == 1088)
-        let scaling = try loom(["bench", "scaling", idxConfig(dir), "--workers", "1,2", "--steps", "2", "--repeats", "1",
-                                "--out", dir + "/out"])
+        let scaling = try loom([
+            "bench", "scaling", idxConfig(dir), "--workers", "1,2", "--steps", "2", "--repeats", "1",
+            "--out", dir + "/out",
+        ])
         #expect(scaling.status == 0, "\(scaling.stderr)")
         for file in ["scaling.csv", "scaling.json", "scaling.svg"] {
             #expect(FileManager.default.fileExists(atPath: dir + "/out/" + file), "\(file) missing")
@@ -197,7 +252,8 @@ func longConfig(_ dir: String, epochs: Int = 3, units: Int = 64, checkpoint: Str
     fm.createFile(atPath: dir + "/train-labels", contents: idx([4000], (0..<4000).map { UInt8($0 % 3) }))
     let path = idxConfig(dir)
     var text = try String(contentsOfFile: path, encoding: .utf8)
-    text = text.replacingOccurrences(of: "units: 8", with: "units: \(units)").replacingOccurrences(of: "epochs: 2", with: "epochs: \(epochs)")
+    text = text.replacingOccurrences(of: "units: 8", with: "units: \(units)").replacingOccurrences(
+        of: "epochs: 2", with: "epochs: \(epochs)")
     text += "\ncheckpoint: \(checkpoint ?? "{dir: \(dir)/ckpt}")\n"
     try text.write(toFile: path, atomically: true, encoding: .utf8)
     return path
@@ -209,7 +265,8 @@ struct KillTests {
     func killDuringCheckpoints() throws {
         let dir = scratch()
         let fm = FileManager.default
-        let config = try longConfig(dir, epochs: 1000, units: 256, checkpoint: "{dir: \(dir)/ckpt, every_steps: 1, keep: 2}")
+        let config = try longConfig(
+            dir, epochs: 1000, units: 256, checkpoint: "{dir: \(dir)/ckpt, every_steps: 1, keep: 2}")
         var loaded = 0
         for round in 0..<12 {
             let p = Process()
@@ -221,7 +278,8 @@ struct KillTests {
             usleep(UInt32(150_000 + (round * 37_000) % 250_000))
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
-            let files = ((try? fm.contentsOfDirectory(atPath: dir + "/ckpt")) ?? []).filter { $0.hasPrefix("ckpt-") }.sorted()
+            let files = ((try? fm.contentsOfDirectory(atPath: dir + "/ckpt")) ?? []).filter { $0.hasPrefix("ckpt-") }
+                .sorted()
             guard let newest = files.last else { continue }
             // The newest visible checkpoint must be complete: it parses and validates.
             let o = try loom(["evaluate", dir + "/ckpt/" + newest])
@@ -240,11 +298,13 @@ struct KillTests {
         let full = try Data(contentsOf: URL(fileURLWithPath: dir + "/w.safetensors"))
         FileManager.default.createFile(atPath: dir + "/cut.safetensors", contents: full.prefix(full.count - 10))
         expectOneLineError(try loom(["evaluate", dir + "/cut.safetensors"]), ["cut.safetensors", "truncated"])
-        var bad = full; bad[12] = 0
+        var bad = full
+        bad[12] = 0
         FileManager.default.createFile(atPath: dir + "/bad.safetensors", contents: bad)
         expectOneLineError(try loom(["predict", dir + "/bad.safetensors", dir + "/test-images"]), ["bad.safetensors"])
         expectOneLineError(try loom(["evaluate", dir + "/none.safetensors"]), ["none.safetensors", "no such file"])
-        expectOneLineError(try loom(["train", idxConfig(dir), "--init-weights", dir + "/cut.safetensors"]), ["cut.safetensors"])
+        expectOneLineError(
+            try loom(["train", idxConfig(dir), "--init-weights", dir + "/cut.safetensors"]), ["cut.safetensors"])
         let ok = try loom(["predict", dir + "/w.safetensors", dir + "/test-images"])
         #expect(ok.status == 0 && ok.stdout.split(separator: "\n").count == 3)
     }
@@ -262,14 +322,18 @@ struct FaultTests {
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir + "/ckpt")) ?? []).isEmpty)
         #expect(!FileManager.default.fileExists(atPath: dir + "/r.json"))
         // skip_batch skips bad batches, and stops after max_skipped_batches of them in a row.
-        let s = try loom(["train", path, "--set", "optimizer.learning_rate=1e30", "--set", "training.on_nan=skip_batch",
-                          "--set", "training.max_skipped_batches=5"])
+        let s = try loom([
+            "train", path, "--set", "optimizer.learning_rate=1e30", "--set", "training.on_nan=skip_batch",
+            "--set", "training.max_skipped_batches=5",
+        ])
         #expect(s.status == 3 && s.stderr.contains("diverged"))
-        expectOneLineError(try loom(["train", path, "--set", "training.on_nan=ignore"]), ["training.on_nan", "stop, skip_batch"])
+        expectOneLineError(
+            try loom(["train", path, "--set", "training.on_nan=ignore"]), ["training.on_nan", "stop, skip_batch"])
     }
 
-    @Test("SIGINT and SIGTERM: finish the step, checkpoint, say how to resume, exit 130 / 143; the resumed run ends as if never stopped",
-          arguments: [SIGINT, SIGTERM])
+    @Test(
+        "SIGINT and SIGTERM: finish the step, checkpoint, say how to resume, exit 130 / 143; the resumed run ends as if never stopped",
+        arguments: [SIGINT, SIGTERM])
     func signals(signal: Int32) throws {
         let dir = scratch()
         let path = try longConfig(dir, epochs: 8)  // ~2 s: the signal at 0.4 s lands mid-run
@@ -290,7 +354,8 @@ struct FaultTests {
         #expect(p.terminationStatus == 128 + signal, "\(message)")
         #expect(message.contains("interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM") after step"))
         #expect(message.split(separator: "\n").count == 1)
-        let checkpoint = try #require(message.split(separator: " ").first { $0.hasSuffix(".safetensors;") }.map { String($0.dropLast()) })
+        let checkpoint = try #require(
+            message.split(separator: " ").first { $0.hasSuffix(".safetensors;") }.map { String($0.dropLast()) })
         let resumed = try loom(["train", path, "--resume", checkpoint, "--workers", "1"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(resumed.stdout.split(separator: "\n").first { $0.hasPrefix("weights_digest") } == digest)
@@ -300,8 +365,10 @@ struct FaultTests {
     func tooBig() throws {
         let dir = scratch()
         writeGoodIDX(dir)
-        let o = try loom(["train", idxConfig(dir), "--set", "model.layers.0.units=1000000",
-                          "--set", "model.layers.1={type: dense, units: 1000000, activation: softmax}"])
+        let o = try loom([
+            "train", idxConfig(dir), "--set", "model.layers.0.units=1000000",
+            "--set", "model.layers.1={type: dense, units: 1000000, activation: softmax}",
+        ])
         expectOneLineError(o, ["the model needs", "GiB", "this machine has"])
     }
 }
@@ -318,10 +385,13 @@ struct PredictInputTests {
         fm.createFile(atPath: dir + "/ascii.pgm", contents: Data("P2\n# a comment\n2 2\n15\n0 5 10 15\n".utf8))
         fm.createFile(atPath: dir + "/big.pgm", contents: Data("P5\n3 3\n255\n".utf8) + Data(repeating: 9, count: 9))
         #expect(writePNG(dir + "/ok.png", width: 2, height: 2, pixels: [0, 64, 128, 255]))
-        let o = try loom(["predict", dir + "/w.safetensors", dir + "/ok.pgm", dir + "/ascii.pgm", dir + "/ok.png", "--top", "2"])
+        let o = try loom([
+            "predict", dir + "/w.safetensors", dir + "/ok.pgm", dir + "/ascii.pgm", dir + "/ok.png", "--top", "2",
+        ])
         #expect(o.status == 0, "\(o.stderr)")
         #expect(o.stdout.split(separator: "\n").count == 3 && o.stdout.contains("ok.png: "))
-        expectOneLineError(try loom(["predict", dir + "/w.safetensors", dir + "/big.pgm"]), ["big.pgm", "is 3×3", "2×2"])
+        expectOneLineError(
+            try loom(["predict", dir + "/w.safetensors", dir + "/big.pgm"]), ["big.pgm", "is 3×3", "2×2"])
         expectOneLineError(try loom(["predict", dir + "/w.safetensors", dir + "/c.yaml"]), ["c.yaml", "not a PGM"])
     }
 

@@ -4,26 +4,27 @@ import LoomKernels
 import LoomNN
 import Testing
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
 
 let good = """
-model:
-  layers:
-    - type: dense
-      units: 512
-      activation: relu
-    - type: dense
-      units: 10
-      activation: softmax
-loss: sparse_categorical_crossentropy
-optimizer:
-  name: rmsprop
-data:
-  dataset: mnist
-training:
-  epochs: 5
-  batch_size: 128
-"""
+    model:
+      layers:
+        - type: dense
+          units: 512
+          activation: relu
+        - type: dense
+          units: 10
+          activation: softmax
+    loss: sparse_categorical_crossentropy
+    optimizer:
+      name: rmsprop
+    data:
+      dataset: mnist
+    training:
+      epochs: 5
+      batch_size: 128
+    """
 
 func message(_ text: String, overrides: [String] = []) -> String {
     do {
@@ -40,8 +41,11 @@ struct ConfigTests {
             _ = try ConfigLoader.load(path: "\(repoRoot)/configs/\(name).yaml")
         }
         let c = try ConfigLoader.load(path: "\(repoRoot)/configs/mnist.yaml")
-        #expect(c.layers == [.dense(units: 512, activation: .relu, kernelInitializer: .glorotUniform, biasInitializer: .zeros),
-                             .dense(units: 10, activation: .softmax, kernelInitializer: .glorotUniform, biasInitializer: .zeros)])
+        #expect(
+            c.layers == [
+                .dense(units: 512, activation: .relu, kernelInitializer: .glorotUniform, biasInitializer: .zeros),
+                .dense(units: 10, activation: .softmax, kernelInitializer: .glorotUniform, biasInitializer: .zeros),
+            ])
         #expect(c.optimizer == .rmsprop() && c.loss == .sparseCategoricalCrossentropy)
         #expect(c.training.epochs == 5 && c.training.batchSize == 128)
     }
@@ -49,15 +53,21 @@ struct ConfigTests {
     @Test("defaults follow Keras; the resolved YAML loads back to the same config")
     func roundTrip() throws {
         let c = try ConfigLoader.parse(good, file: "c.yaml")
-        #expect(c.training.seed == 1 && c.training.shuffle && c.training.workers == nil && c.training.validationSplit == 0)
+        #expect(
+            c.training.seed == 1 && c.training.shuffle && c.training.workers == nil && c.training.validationSplit == 0)
         let again = try ConfigLoader.parse(c.yaml, file: "resolved.yaml")
-        #expect(again.layers == c.layers && again.optimizer == c.optimizer && again.training == c.training && again.data == c.data)
+        #expect(
+            again.layers == c.layers && again.optimizer == c.optimizer && again.training == c.training
+                && again.data == c.data)
     }
 
     @Test("an unknown key names file, line, key path and the key meant")
     func unknownKey() {
         let text = good.replacingOccurrences(of: "  epochs: 5", with: "  epoch: 5")
-        #expect(message(text) == "c.yaml:15:3: training.epoch: unknown key; did you mean 'epochs'? (valid keys: epochs, batch_size, seed, shuffle, validation_split, workers, on_nan, max_skipped_batches)")
+        #expect(
+            message(text)
+                == "c.yaml:15:3: training.epoch: unknown key; did you mean 'epochs'? (valid keys: epochs, batch_size, seed, shuffle, validation_split, workers, on_nan, max_skipped_batches)"
+        )
     }
 
     @Test("a wrong type")
@@ -69,19 +79,28 @@ struct ConfigTests {
     @Test("a negative batch size")
     func negativeBatch() {
         let text = good.replacingOccurrences(of: "batch_size: 128", with: "batch_size: -3")
-        #expect(message(text) == "c.yaml:16:15: training.batch_size: expected a positive batch size in 1...1048576, found -3")
+        #expect(
+            message(text)
+                == "c.yaml:16:15: training.batch_size: expected a positive batch size in 1...1048576, found -3")
     }
 
     @Test("an unknown activation lists the valid ones")
     func unknownActivation() {
         let text = good.replacingOccurrences(of: "activation: relu", with: "activation: rellu")
-        #expect(message(text) == "c.yaml:5:19: model.layers.0.activation: unknown activation 'rellu'; did you mean 'relu'? (valid: linear, relu, sigmoid, tanh, softmax)")
+        #expect(
+            message(text)
+                == "c.yaml:5:19: model.layers.0.activation: unknown activation 'rellu'; did you mean 'relu'? (valid: linear, relu, sigmoid, tanh, softmax)"
+        )
     }
 
     @Test("an unknown optimizer, a bad learning rate, a key of another optimizer")
     func optimizer() {
-        #expect(message(good.replacingOccurrences(of: "name: rmsprop", with: "name: rmsprob")).hasPrefix("c.yaml:11:9: optimizer.name: unknown optimizer 'rmsprob'; did you mean 'rmsprop'?"))
-        #expect(message(good, overrides: ["optimizer.learning_rate=-1"]).contains("optimizer.learning_rate: expected a positive learning rate, found -1"))
+        #expect(
+            message(good.replacingOccurrences(of: "name: rmsprop", with: "name: rmsprob")).hasPrefix(
+                "c.yaml:11:9: optimizer.name: unknown optimizer 'rmsprob'; did you mean 'rmsprop'?"))
+        #expect(
+            message(good, overrides: ["optimizer.learning_rate=-1"]).contains(
+                "optimizer.learning_rate: expected a positive learning rate, found -1"))
         #expect(message(good, overrides: ["optimizer.nesterov=true"]).contains("optimizer.nesterov: unknown key"))
     }
 
@@ -101,17 +120,31 @@ struct ConfigTests {
 
     @Test("--set overrides any key, including list elements, and is validated like the file")
     func overrides() throws {
-        let c = try ConfigLoader.parse(good, file: "c.yaml", overrides: [
-            "training.epochs=2", "model.layers.0.units=64", "optimizer.learning_rate=0.01", "training.workers=3",
-            "model.layers.1.kernel_initializer={name: random_normal, stddev: 0.1}",
-        ])
+        let c = try ConfigLoader.parse(
+            good, file: "c.yaml",
+            overrides: [
+                "training.epochs=2", "model.layers.0.units=64", "optimizer.learning_rate=0.01", "training.workers=3",
+                "model.layers.1.kernel_initializer={name: random_normal, stddev: 0.1}",
+            ])
         #expect(c.training.epochs == 2 && c.training.workers == 3 && c.optimizer.learningRate == 0.01)
-        #expect(c.layers[0] == .dense(units: 64, activation: .relu, kernelInitializer: .glorotUniform, biasInitializer: .zeros))
-        #expect(c.layers[1] == .dense(units: 10, activation: .softmax, kernelInitializer: .randomNormal(mean: 0, stddev: 0.1), biasInitializer: .zeros))
-        #expect(message(good, overrides: ["training.epochz=2"]).contains("training.epochz: unknown key; did you mean 'epochs'?"))
-        #expect(message(good, overrides: ["model.layers.5.units=2"]).contains("model.layers.5: model.layers is a list of 2"))
+        #expect(
+            c.layers[0]
+                == .dense(units: 64, activation: .relu, kernelInitializer: .glorotUniform, biasInitializer: .zeros))
+        #expect(
+            c.layers[1]
+                == .dense(
+                    units: 10, activation: .softmax, kernelInitializer: .randomNormal(mean: 0, stddev: 0.1),
+                    biasInitializer: .zeros))
+        #expect(
+            message(good, overrides: ["training.epochz=2"]).contains(
+                "training.epochz: unknown key; did you mean 'epochs'?"))
+        #expect(
+            message(good, overrides: ["model.layers.5.units=2"]).contains("model.layers.5: model.layers is a list of 2")
+        )
         #expect(message(good, overrides: ["noequals"]).contains("not of the form key.path=value"))
-        #expect(message(good, overrides: ["training.batch_size=0"]) == "--set: training.batch_size: expected a positive batch size in 1...1048576, found 0")
+        #expect(
+            message(good, overrides: ["training.batch_size=0"])
+                == "--set: training.batch_size: expected a positive batch size in 1...1048576, found 0")
     }
 }
 
@@ -121,12 +154,15 @@ struct ConfigMutationTests {
     func mutations() throws {
         var state: UInt64 = 0x1234_5678
         func next(_ n: Int) -> Int {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             return Int((state >> 33) % UInt64(max(1, n)))
         }
-        let tokens = ["{", "}", "[", "]", ":", "- ", "\n", "  ", "&a ", "*a", "!!int ", "'", "\"", "#", "~", "null",
-                      "-1", "1e309", "0x10", ".nan", "type: dense", "units:", "layers:", "\t", "\u{0}", "é", "---\n"]
-        var parsed = 0, rejected = 0
+        let tokens = [
+            "{", "}", "[", "]", ":", "- ", "\n", "  ", "&a ", "*a", "!!int ", "'", "\"", "#", "~", "null",
+            "-1", "1e309", "0x10", ".nan", "type: dense", "units:", "layers:", "\t", "\u{0}", "é", "---\n",
+        ]
+        var parsed = 0
+        var rejected = 0
         for name in ["mnist", "fashion-mnist", "xor", "fizzbuzz"] {
             let original = Array(try String(contentsOfFile: "\(repoRoot)/configs/\(name).yaml", encoding: .utf8).utf8)
             for _ in 0..<500 {
@@ -144,7 +180,8 @@ struct ConfigMutationTests {
                 }
                 let text = String(decoding: bytes, as: UTF8.self)
                 do {
-                    _ = try ConfigLoader.parse(text, file: "m.yaml", overrides: next(3) == 0 ? ["training.epochs=\(next(9))"] : [])
+                    _ = try ConfigLoader.parse(
+                        text, file: "m.yaml", overrides: next(3) == 0 ? ["training.epochs=\(next(9))"] : [])
                     parsed += 1
                 } catch {
                     #expect(!error.description.contains("\n"), "multi-line error: \(error.description)")

@@ -1,6 +1,7 @@
 import Foundation
-@testable import LoomData
 import Testing
+
+@testable import LoomData
 
 /// Writes an IDX file of unsigned bytes: magic 0 0 8 ndims, big-endian dimensions, data.
 func idxBytes(_ dims: [Int], _ data: [UInt8], magicType: UInt8 = 0x08) -> [UInt8] {
@@ -21,7 +22,8 @@ func write(_ bytes: [UInt8], _ path: String, gzip: Bool = false) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/gzip")
         p.arguments = ["-f", path]
-        try! p.run(); p.waitUntilExit()
+        try! p.run()
+        p.waitUntilExit()
     }
 }
 
@@ -39,9 +41,11 @@ struct IDXTests {
         var rows = [Float](repeating: -1, count: 12)
         var labels = [Int32](repeating: -1, count: 3)
         let order: [Int32] = [2, 0, 1]
-        rows.withUnsafeMutableBufferPointer { r in labels.withUnsafeMutableBufferPointer { l in
-            d.gather(order, count: 3, into: r.baseAddress!, ld: 4, labels: l.baseAddress!)
-        } }
+        rows.withUnsafeMutableBufferPointer { r in
+            labels.withUnsafeMutableBufferPointer { l in
+                d.gather(order, count: 3, into: r.baseAddress!, ld: 4, labels: l.baseAddress!)
+            }
+        }
         #expect(labels == [9, 7, 0])
         #expect(abs(rows[0] - 160 / 255) < 1e-7 && rows[4] == 0 && abs(rows[11] - 140 / 255) < 1e-7)
     }
@@ -58,7 +62,8 @@ struct IDXTests {
     @Test("a truncated file says how many bytes the header promised", arguments: [false, true])
     func truncated(gzip: Bool) {
         let dir = tempDir()
-        write(Array(idxBytes([10, 28, 28], [UInt8](repeating: 1, count: 7840)).prefix(5000)), dir + "/images", gzip: gzip)
+        write(
+            Array(idxBytes([10, 28, 28], [UInt8](repeating: 1, count: 7840)).prefix(5000)), dir + "/images", gzip: gzip)
         let path = dir + "/images" + (gzip ? ".gz" : "")
         #expect(throws: DataError.truncated(path, expected: 16 + 7840, found: 5000)) { try readIDX(path: path) }
     }
@@ -99,7 +104,8 @@ struct IDXTests {
 
     @Test("the shipped MNIST: 60,000 + 10,000 images of 784 pixels, labels 0-9")
     func mnist() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
         let d = try loadDataset(DataSource(dataset: "mnist", path: root + "/data/mnist"))
         #expect(d.train.count == 60000 && d.test.count == 10000 && d.train.features == 784 && d.train.classes == 10)
         #expect(d.train.label(0) == 5 && d.test.label(0) == 7)

@@ -1,10 +1,11 @@
 import Foundation
-import LoomData
-@testable import LoomEngine
 import LoomConfig
+import LoomData
 import LoomKernels
 import LoomNN
 import Testing
+
+@testable import LoomEngine
 
 func tempFolder() -> String {
     let dir = NSTemporaryDirectory() + "loom-ckpt-\(UUID().uuidString)"
@@ -12,29 +13,32 @@ func tempFolder() -> String {
     return dir
 }
 
-let smallConfig = try! ConfigLoader.parse("""
-model:
-  layers:
-    - {type: dense, units: 24, activation: relu}
-    - {type: dropout, rate: 0.1}
-    - {type: dense, units: 4, activation: softmax}
-loss: sparse_categorical_crossentropy
-optimizer: {name: rmsprop, learning_rate: 0.01, momentum: 0.5}
-data: {dataset: fizzbuzz}
-training: {epochs: 3, batch_size: 50, seed: 3}
-""", file: "small.yaml")
+let smallConfig = try! ConfigLoader.parse(
+    """
+    model:
+      layers:
+        - {type: dense, units: 24, activation: relu}
+        - {type: dropout, rate: 0.1}
+        - {type: dense, units: 4, activation: softmax}
+    loss: sparse_categorical_crossentropy
+    optimizer: {name: rmsprop, learning_rate: 0.01, momentum: 0.5}
+    data: {dataset: fizzbuzz}
+    training: {epochs: 3, batch_size: 50, seed: 3}
+    """, file: "small.yaml")
 
 @Suite("Checkpoints and safetensors", .serialized)
 struct CheckpointTests {
     func freshTrainer(workers: Int) -> Trainer {
         let model = smallConfig.makeModel(inputWidth: 10)
         model.initialize(seed: 3)
-        return Trainer(model: model, optimizer: smallConfig.optimizer, placements: Topology.detect().placement(workers: workers),
-                       batchSize: 50, seed: 3)
+        return Trainer(
+            model: model, optimizer: smallConfig.optimizer, placements: Topology.detect().placement(workers: workers),
+            batchSize: 50, seed: 3)
     }
 
-    @Test("a run cut mid-epoch and resumed (same or other worker count) ends bitwise equal to an uninterrupted one",
-          arguments: [(2, 2, 23), (2, 3, 23), (1, 4, 19), (3, 1, 40)])
+    @Test(
+        "a run cut mid-epoch and resumed (same or other worker count) ends bitwise equal to an uninterrupted one",
+        arguments: [(2, 2, 23), (2, 3, 23), (1, 4, 19), (3, 1, 40)])
     func exactResume(first: Int, second: Int, cut: Int) throws {
         let data = fizzBuzz().train
         let full = freshTrainer(workers: 2)
@@ -69,7 +73,8 @@ struct CheckpointTests {
         try Checkpoint.saveWeights(t.model, config: smallConfig, to: path)
         let (tensors, meta) = try SafeTensors.read(path)
         #expect(meta["format"] == "loom-weights" && meta["weights_digest"] == t.model.weightsDigest())
-        #expect(tensors.map(\.name).sorted() == ["layers.0.bias", "layers.0.kernel", "layers.2.bias", "layers.2.kernel"])
+        #expect(
+            tensors.map(\.name).sorted() == ["layers.0.bias", "layers.0.kernel", "layers.2.bias", "layers.2.kernel"])
         #expect(tensors.first { $0.name == "layers.0.kernel" }?.shape == [10, 24])
         let saved = try SavedModel(path: path)
         #expect(try saved.makeModel().weightsDigest() == t.model.weightsDigest())
@@ -87,9 +92,11 @@ struct CheckpointTests {
         }
         check(good.prefix(5), "shorter than the 8-byte header")
         check(good.prefix(good.count - 7), "truncated")
-        var huge = good; huge[7] = 0x7f
+        var huge = good
+        huge[7] = 0x7f
         check(huge, "runs past the end")
-        var json = good; json[9] = UInt8(ascii: "!")
+        var json = good
+        json[9] = UInt8(ascii: "!")
         check(json, "not a JSON object")
         let text = String(decoding: good, as: UTF8.self)
         check(Data(text.replacingOccurrences(of: "\"F32\"", with: "\"I64\"").utf8), "dtype I64")
@@ -106,11 +113,13 @@ struct CheckpointTests {
         while h.count % 8 != 0 { h.append(0x20) }
         var n = UInt64(h.count).littleEndian
         var overlapping = Data(bytes: &n, count: 8)
-        overlapping.append(h); overlapping.append(good[(8 + header)...])
+        overlapping.append(h)
+        overlapping.append(good[(8 + header)...])
         check(overlapping, "overlaps")
         // Wrong shapes for the model.
-        let other = Sequential(inputWidth: 10, layers: [Dense(units: 7, activation: .relu), Dense(units: 4, activation: .softmax)],
-                               loss: .sparseCategoricalCrossentropy)
+        let other = Sequential(
+            inputWidth: 10, layers: [Dense(units: 7, activation: .relu), Dense(units: 4, activation: .softmax)],
+            loss: .sparseCategoricalCrossentropy)
         #expect { try Checkpoint.load(SafeTensors.decode(good, path: "g").tensors, into: other, path: "g") } throws: {
             "\($0)".contains("layers.0.kernel") && "\($0)".contains("[10, 24]") && "\($0)".contains("[10, 7]")
         }

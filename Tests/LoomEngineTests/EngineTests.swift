@@ -1,10 +1,11 @@
 import CSupport
 import Foundation
 import LoomData
-@testable import LoomEngine
 import LoomKernels
 import LoomNN
 import Testing
+
+@testable import LoomEngine
 
 func smallModel(dropout: Bool = true) -> Sequential {
     var layers: [any Layer] = [Dense(units: 24, activation: .relu)]
@@ -15,8 +16,9 @@ func smallModel(dropout: Bool = true) -> Sequential {
 
 func trainer(_ model: Sequential, workers: Int, optimizer: OptimizerSpec, batch: Int, seed: UInt64 = 7) -> Trainer {
     model.initialize(seed: seed)
-    return Trainer(model: model, optimizer: optimizer, placements: Topology.detect().placement(workers: workers),
-                   batchSize: batch, seed: seed)
+    return Trainer(
+        model: model, optimizer: optimizer, placements: Topology.detect().placement(workers: workers),
+        batchSize: batch, seed: seed)
 }
 
 @Suite("Data-parallel engine", .serialized)
@@ -39,8 +41,9 @@ struct EngineTests {
         }
     }
 
-    @Test("the parallel gradient is the whole batch's gradient (one SGD step, against a single-threaded reference)",
-          arguments: [1, 2, 3, 5])
+    @Test(
+        "the parallel gradient is the whole batch's gradient (one SGD step, against a single-threaded reference)",
+        arguments: [1, 2, 3, 5])
     func parallelGradient(workers: Int) {
         let data = fizzBuzz().train.subset(0..<40)
         let lr: Float = 0.5
@@ -77,7 +80,9 @@ struct EngineTests {
         var accuracies: [Int: Double] = [:]
         for workers in [1, 2, 3, 4, 8] {
             let model = smallModel()
-            let t = trainer(model, workers: workers, optimizer: .rmsprop(learningRate: 0.01, momentum: 0.5, centered: true), batch: 50)
+            let t = trainer(
+                model, workers: workers, optimizer: .rmsprop(learningRate: 0.01, momentum: 0.5, centered: true),
+                batch: 50)
             let history = t.fit(data.train, epochs: 3)
             #expect(history.count == 3 && history[0].steps == 19)
             digests[workers] = model.weightsDigest()
@@ -89,9 +94,13 @@ struct EngineTests {
 
     @Test("training on small data learns: XOR with sum of squared errors and SGD")
     func xorLearns() {
-        let model = Sequential(inputWidth: 2, layers: [Dense(units: 2, activation: .sigmoid, kernelInitializer: .glorotNormal),
-                                                       Dense(units: 1, activation: .sigmoid, kernelInitializer: .glorotNormal)],
-                               loss: .sumSquaredError)
+        let model = Sequential(
+            inputWidth: 2,
+            layers: [
+                Dense(units: 2, activation: .sigmoid, kernelInitializer: .glorotNormal),
+                Dense(units: 1, activation: .sigmoid, kernelInitializer: .glorotNormal),
+            ],
+            loss: .sumSquaredError)
         let t = trainer(model, workers: 2, optimizer: .sgd(learningRate: 1.0), batch: 4, seed: 1)
         _ = t.fit(xor().train, epochs: 3000, shuffle: false)
         #expect(t.evaluate(xor().test).accuracy == 1.0)
@@ -143,7 +152,10 @@ struct EngineTests {
         let bad = UnsafeMutablePointer<Int>.allocate(capacity: workers * 16)
         slots.initialize(repeating: 0, count: workers * 16)
         bad.initialize(repeating: 0, count: workers * 16)
-        defer { slots.deallocate(); bad.deallocate() }
+        defer {
+            slots.deallocate()
+            bad.deallocate()
+        }
         let (s, b) = (PointerBox(slots), PointerBox(bad))
         pool.run { w in
             for round in 1...2000 {

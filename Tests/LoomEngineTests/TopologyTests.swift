@@ -1,6 +1,7 @@
 import Foundation
-@testable import LoomEngine
 import Testing
+
+@testable import LoomEngine
 
 /// Writes a sysfs-like folder: node/nodeN/cpulist, node/nodeN/meminfo, cpu/cpuN/topology/{core_id,physical_package_id}.
 func sysfs(nodes: [(cpus: String, memoryKB: Int)], cores: [Int: Int] = [:]) -> String {
@@ -10,7 +11,9 @@ func sysfs(nodes: [(cpus: String, memoryKB: Int)], cores: [Int: Int] = [:]) -> S
         let dir = "\(root)/node/node\(i)"
         try! fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
         fm.createFile(atPath: dir + "/cpulist", contents: Data((n.cpus + "\n").utf8))
-        fm.createFile(atPath: dir + "/meminfo", contents: Data("Node \(i) MemTotal:       \(n.memoryKB) kB\nNode \(i) MemFree: 1 kB\n".utf8))
+        fm.createFile(
+            atPath: dir + "/meminfo",
+            contents: Data("Node \(i) MemTotal:       \(n.memoryKB) kB\nNode \(i) MemFree: 1 kB\n".utf8))
     }
     for (cpu, core) in cores {
         let dir = "\(root)/cpu/cpu\(cpu)/topology"
@@ -34,7 +37,8 @@ struct TopologyTests {
     @Test("one node: workers fill physical cores before SMT siblings")
     func oneNodeSMT() throws {
         // 4 cores with 2 threads each: CPUs 0-3 are first threads, 4-7 their siblings.
-        let t = try Topology.fromSysfs(root: sysfs(nodes: [("0-7", 8_000_000)], cores: [0: 0, 1: 1, 2: 2, 3: 3, 4: 0, 5: 1, 6: 2, 7: 3]))
+        let t = try Topology.fromSysfs(
+            root: sysfs(nodes: [("0-7", 8_000_000)], cores: [0: 0, 1: 1, 2: 2, 3: 3, 4: 0, 5: 1, 6: 2, 7: 3]))
         #expect(t.nodes.count == 1 && t.nodes[0].memoryBytes == 8_000_000 * 1024)
         #expect(t.placement(workers: 4).map(\.cpu) == [0, 1, 2, 3])
         #expect(t.placement(workers: 6).map(\.cpu) == [0, 1, 2, 3, 4, 5])

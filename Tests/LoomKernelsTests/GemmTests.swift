@@ -20,13 +20,20 @@ func referenceGemm(m: Int, n: Int, k: Int, a: [Float], lda: Int, ta: Bool, b: [F
 
 struct Lcg {
     var s: UInt64
-    mutating func next() -> Float { s = s &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: s >> 11) % 2001 - 1000) / 1000 }
+    mutating func next() -> Float {
+        s = s &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Float(Int64(bitPattern: s >> 11) % 2001 - 1000) / 1000
+    }
 }
 
-func checkGemm(m: Int, n: Int, k: Int, ta: Bool, tb: Bool, accumulate: Bool = false, epilogue: String = "none",
-               seed: UInt64 = 1, workspace: GemmWorkspace = GemmWorkspace()) {
+func checkGemm(
+    m: Int, n: Int, k: Int, ta: Bool, tb: Bool, accumulate: Bool = false, epilogue: String = "none",
+    seed: UInt64 = 1, workspace: GemmWorkspace = GemmWorkspace()
+) {
     var rng = Lcg(s: seed &+ UInt64(m * 1_000_003 + n * 1009 + k))
-    let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2
+    let lda = (ta ? m : k) + 3
+    let ldb = (tb ? k : n) + 1
+    let ldc = n + 2
     let a = (0..<(ta ? k : m) * lda).map { _ in rng.next() }
     let b = (0..<(tb ? n : k) * ldb).map { _ in rng.next() }
     let bias = (0..<n).map { _ in rng.next() }
@@ -46,18 +53,28 @@ func checkGemm(m: Int, n: Int, k: Int, ta: Bool, tb: Bool, accumulate: Bool = fa
         }
     }
     var c = c0
-    a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in bias.withUnsafeBufferPointer { biasp in
-        mask.withUnsafeBufferPointer { mp in c.withUnsafeMutableBufferPointer { cp in
-            let e: GemmEpilogue = switch epilogue {
-            case "bias": .bias(biasp.baseAddress!)
-            case "biasRelu": .biasRelu(biasp.baseAddress!)
-            case "reluMask": .reluMask(mp.baseAddress!, ld: n)
-            default: .none
+    a.withUnsafeBufferPointer { ap in
+        b.withUnsafeBufferPointer { bp in
+            bias.withUnsafeBufferPointer { biasp in
+                mask.withUnsafeBufferPointer { mp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        let e: GemmEpilogue =
+                            switch epilogue {
+                            case "bias": .bias(biasp.baseAddress!)
+                            case "biasRelu": .biasRelu(biasp.baseAddress!)
+                            case "reluMask": .reluMask(mp.baseAddress!, ld: n)
+                            default: .none
+                            }
+                        gemm(
+                            m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, transposeA: ta, b: bp.baseAddress!,
+                            ldb: ldb,
+                            transposeB: tb, c: cp.baseAddress!, ldc: ldc, accumulate: accumulate, epilogue: e,
+                            workspace: workspace)
+                    }
+                }
             }
-            gemm(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, transposeA: ta, b: bp.baseAddress!, ldb: ldb,
-                 transposeB: tb, c: cp.baseAddress!, ldc: ldc, accumulate: accumulate, epilogue: e, workspace: workspace)
-        } }
-    } } }
+        }
+    }
     var worst = 0.0
     for i in 0..<m {
         for j in 0..<n {
@@ -67,7 +84,9 @@ func checkGemm(m: Int, n: Int, k: Int, ta: Bool, tb: Bool, accumulate: Bool = fa
         // Padding between rows is untouched.
         for j in n..<ldc { #expect(c[i * ldc + j] == c0[i * ldc + j], "wrote past the row at (\(i), \(j))") }
     }
-    #expect(worst < 1e-5 * Double(max(1, k)).squareRoot(), "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) acc \(accumulate) \(epilogue): error \(worst)")
+    #expect(
+        worst < 1e-5 * Double(max(1, k)).squareRoot(),
+        "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) acc \(accumulate) \(epilogue): error \(worst)")
 }
 
 @Suite("GEMM against a reference")
@@ -82,7 +101,9 @@ struct GemmTests {
         }
     }
 
-    @Test("the workload's shapes, K not a multiple of the block, the 10-wide layer", arguments: [false, true], [false, true])
+    @Test(
+        "the workload's shapes, K not a multiple of the block, the 10-wide layer", arguments: [false, true],
+        [false, true])
     func workloadShapes(ta: Bool, tb: Bool) {
         let ws = GemmWorkspace()
         checkGemm(m: 128, n: 512, k: 784, ta: ta, tb: tb, workspace: ws)
@@ -105,14 +126,23 @@ struct GemmTests {
     @Test("a row's result does not depend on which other rows are computed with it", arguments: [40, 80])
     func rowIndependence(n: Int) {
         var rng = Lcg(s: 9)
-        let m = 50, k = 300
-        let a = (0..<m * k).map { _ in rng.next() }, b = (0..<k * n).map { _ in rng.next() }
+        let m = 50
+        let k = 300
+        let a = (0..<m * k).map { _ in rng.next() }
+        let b = (0..<k * n).map { _ in rng.next() }
         func run(_ rows: Range<Int>) -> [Float] {
             var c = [Float](repeating: 0, count: rows.count * n)
-            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
-                gemm(m: rows.count, n: n, k: k, a: ap.baseAddress! + rows.lowerBound * k, lda: k, transposeA: false,
-                     b: bp.baseAddress!, ldb: n, transposeB: false, c: cp.baseAddress!, ldc: n, workspace: GemmWorkspace())
-            } } }
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        gemm(
+                            m: rows.count, n: n, k: k, a: ap.baseAddress! + rows.lowerBound * k, lda: k,
+                            transposeA: false,
+                            b: bp.baseAddress!, ldb: n, transposeB: false, c: cp.baseAddress!, ldc: n,
+                            workspace: GemmWorkspace())
+                    }
+                }
+            }
             return c
         }
         let all = run(0..<m)
@@ -126,12 +156,16 @@ struct GemmTests {
 struct GemmUpdateTests {
     /// gemmUpdate must leave parameters and slots bit for bit where `gemm` into a gradient buffer followed by
     /// `applyUpdate` leaves them: the engine's determinism does not depend on which path ran.
-    @Test("equals gemm then applyUpdate, bit for bit",
-          arguments: [(100, 512, 128, true), (50, 40, 7, true), (97, 17, 300, false), (6, 33, 512, true), (200, 100, 65, false)])
+    @Test(
+        "equals gemm then applyUpdate, bit for bit",
+        arguments: [
+            (100, 512, 128, true), (50, 40, 7, true), (97, 17, 300, false), (6, 33, 512, true), (200, 100, 65, false),
+        ])
     func matchesUnfused(shape: (Int, Int, Int, Bool)) {
         let (m, n, k, ta) = shape
         var rng = Lcg(s: UInt64(m * 31 + n))
-        let a = AlignedBuffer(count: m * k), b = AlignedBuffer(count: k * n)
+        let a = AlignedBuffer(count: m * k)
+        let b = AlignedBuffer(count: k * n)
         for i in 0..<a.count { a.pointer[i] = rng.next() }
         for i in 0..<b.count { b.pointer[i] = rng.next() }
         let kinds: [UpdateRule.Kind] = [.sgd, .momentum, .rmsprop, .rmspropCenteredMomentum, .adam]
@@ -140,25 +174,36 @@ struct GemmUpdateTests {
             let count = m * n
             let buffers = (0..<10).map { _ in AlignedBuffer(count: count) }
             for i in 0..<count {
-                let w = rng.next(), s0 = abs(rng.next()) + 0.01, s1 = rng.next() * 0.1, s2 = rng.next() * 0.01
-                for (j, v) in [w, s0, s1, s2].enumerated() { buffers[j].pointer[i] = v; buffers[5 + j].pointer[i] = v }
+                let w = rng.next()
+                let s0 = abs(rng.next()) + 0.01
+                let s1 = rng.next() * 0.1
+                let s2 = rng.next() * 0.01
+                for (j, v) in [w, s0, s1, s2].enumerated() {
+                    buffers[j].pointer[i] = v
+                    buffers[5 + j].pointer[i] = v
+                }
             }
             let initialW = buffers[0].array
             func rule(_ base: Int) -> UpdateRule {
-                UpdateRule(kind: kind, learningRate: 0.01, a: 0.9, b: 0.9, epsilon: 1e-7, alpha: 0.001,
-                           parameters: buffers[base].pointer, gradients: buffers[base + 4].pointer,
-                           slot0: buffers[base + 1].pointer, slot1: buffers[base + 2].pointer, slot2: buffers[base + 3].pointer)
+                UpdateRule(
+                    kind: kind, learningRate: 0.01, a: 0.9, b: 0.9, epsilon: 1e-7, alpha: 0.001,
+                    parameters: buffers[base].pointer, gradients: buffers[base + 4].pointer,
+                    slot0: buffers[base + 1].pointer, slot1: buffers[base + 2].pointer, slot2: buffers[base + 3].pointer
+                )
             }
             let lda = ta ? m : k
-            gemm(m: m, n: n, k: k, a: a.pointer, lda: lda, transposeA: ta, b: b.pointer, ldb: n, transposeB: false,
-                 c: buffers[4].pointer, ldc: n, workspace: GemmWorkspace())
+            gemm(
+                m: m, n: n, k: k, a: a.pointer, lda: lda, transposeA: ta, b: b.pointer, ldb: n, transposeB: false,
+                c: buffers[4].pointer, ldc: n, workspace: GemmWorkspace())
             applyUpdate(rule(0), 0..<count)
             #expect(gemmUpdateSupports(n: n, k: k))
-            gemmUpdate(m: m, n: n, k: k, a: a.pointer, lda: lda, transposeA: ta, b: b.pointer, ldb: n,
-                       transposeB: false, update: rule(5), workspace: GemmWorkspace())
+            gemmUpdate(
+                m: m, n: n, k: k, a: a.pointer, lda: lda, transposeA: ta, b: b.pointer, ldb: n,
+                transposeB: false, update: rule(5), workspace: GemmWorkspace())
             for j in 0..<4 {
-                #expect(buffers[j].array.map(\.bitPattern) == buffers[5 + j].array.map(\.bitPattern),
-                        "\(kind), buffer \(j), shape \(shape)")
+                #expect(
+                    buffers[j].array.map(\.bitPattern) == buffers[5 + j].array.map(\.bitPattern),
+                    "\(kind), buffer \(j), shape \(shape)")
             }
             #expect(buffers[0].array != initialW, "\(kind): the update moved the parameters")
         }

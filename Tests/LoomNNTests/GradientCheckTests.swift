@@ -1,11 +1,14 @@
 import LoomKernels
-@testable import LoomNN
 import Testing
+
+@testable import LoomNN
 
 /// Runs one full batch through the model the way a single worker does and returns the mean loss; with
 /// `gradients`, also leaves ∂L/∂θ in `model.gradients` (parameter gradients computed as one part, no update).
-func batchLoss(_ model: Sequential, _ buffers: ActivationBuffers, x: [Float], labels: [Int32], gradients: Bool,
-               pass: Pass = Pass(training: true, seed: 3, step: 1)) -> Double {
+func batchLoss(
+    _ model: Sequential, _ buffers: ActivationBuffers, x: [Float], labels: [Int32], gradients: Bool,
+    pass: Pass = Pass(training: true, seed: 3, step: 1)
+) -> Double {
     let n = labels.count
     let ws = GemmWorkspace()
     x.withUnsafeBufferPointer { buffers.input.update(from: $0.baseAddress!, count: x.count) }
@@ -23,8 +26,10 @@ func batchLoss(_ model: Sequential, _ buffers: ActivationBuffers, x: [Float], la
 }
 
 /// Central finite differences of the loss against every parameter (or a sample of them) vs backprop.
-func gradientCheck(_ layers: [any Layer], inputs: Int, loss: Loss, classes: Int, rows: Int = 5, seed: UInt64 = 1,
-                   positiveInputs: Bool = false) {
+func gradientCheck(
+    _ layers: [any Layer], inputs: Int, loss: Loss, classes: Int, rows: Int = 5, seed: UInt64 = 1,
+    positiveInputs: Bool = false
+) {
     let model = Sequential(inputWidth: inputs, layers: layers, loss: loss)
     model.initialize(seed: seed)
     var rng = Random(seed: seed + 100)
@@ -49,8 +54,9 @@ func gradientCheck(_ layers: [any Layer], inputs: Int, loss: Loss, classes: Int,
         p.pointee = saved
         let numeric = (plus - minus) / Double(2 * h)
         let a = Double(analytic[i])
-        #expect(abs(numeric - a) <= 2e-3 + 2e-2 * max(abs(numeric), abs(a)),
-                "parameter \(i): backprop \(a), finite difference \(numeric)")
+        #expect(
+            abs(numeric - a) <= 2e-3 + 2e-2 * max(abs(numeric), abs(a)),
+            "parameter \(i): backprop \(a), finite difference \(numeric)")
         checked += 1
     }
     #expect(checked > 0)
@@ -60,50 +66,62 @@ func gradientCheck(_ layers: [any Layer], inputs: Int, loss: Loss, classes: Int,
 struct GradientCheckTests {
     @Test("Dense with each activation, under mean squared error", arguments: ActivationKind.allCases)
     func denseActivations(_ activation: ActivationKind) {
-        gradientCheck([Dense(units: 6, activation: activation), Dense(units: 3)], inputs: 4, loss: .meanSquaredError, classes: 3)
+        gradientCheck(
+            [Dense(units: 6, activation: activation), Dense(units: 3)], inputs: 4, loss: .meanSquaredError, classes: 3)
     }
 
     @Test("Activation layers, each kind", arguments: ActivationKind.allCases)
     func activationLayers(_ kind: ActivationKind) {
-        gradientCheck([Dense(units: 7), ActivationLayer(kind), Dense(units: 3)], inputs: 5, loss: .sumSquaredError, classes: 3)
+        gradientCheck(
+            [Dense(units: 7), ActivationLayer(kind), Dense(units: 3)], inputs: 5, loss: .sumSquaredError, classes: 3)
     }
 
     @Test("every loss", arguments: Loss.allCases)
     func losses(_ loss: Loss) {
         // Cross-entropies with a softmax output (fused), squared errors with a sigmoid output.
         let last: ActivationKind = loss.isCrossEntropy ? .softmax : .sigmoid
-        gradientCheck([Dense(units: 8, activation: .tanh), Dense(units: 4, activation: last)], inputs: 3, loss: loss, classes: 4)
+        gradientCheck(
+            [Dense(units: 8, activation: .tanh), Dense(units: 4, activation: last)], inputs: 3, loss: loss, classes: 4)
     }
 
     @Test("cross-entropy without the fused softmax (sigmoid outputs)")
     func unfusedCrossEntropy() {
-        gradientCheck([Dense(units: 6, activation: .relu), Dense(units: 3, activation: .sigmoid)], inputs: 4,
-                      loss: .sparseCategoricalCrossentropy, classes: 3)
+        gradientCheck(
+            [Dense(units: 6, activation: .relu), Dense(units: 3, activation: .sigmoid)], inputs: 4,
+            loss: .sparseCategoricalCrossentropy, classes: 3)
     }
 
     @Test("one output unit (binary target), sum of squared errors")
     func oneOutput() {
-        gradientCheck([Dense(units: 2, activation: .sigmoid), Dense(units: 1, activation: .sigmoid)], inputs: 2,
-                      loss: .sumSquaredError, classes: 2)
+        gradientCheck(
+            [Dense(units: 2, activation: .sigmoid), Dense(units: 1, activation: .sigmoid)], inputs: 2,
+            loss: .sumSquaredError, classes: 2)
     }
 
     @Test("Dropout with a fixed mask (same seed and step in every pass)")
     func dropout() {
-        gradientCheck([Dense(units: 12, activation: .relu), Dropout(rate: 0.4), Dense(units: 3, activation: .softmax)],
-                      inputs: 4, loss: .sparseCategoricalCrossentropy, classes: 3)
+        gradientCheck(
+            [Dense(units: 12, activation: .relu), Dropout(rate: 0.4), Dense(units: 3, activation: .softmax)],
+            inputs: 4, loss: .sparseCategoricalCrossentropy, classes: 3)
     }
 
     @Test("relu below a dense layer: the mask fused into the input-gradient GEMM")
     func fusedReluMask() {
-        gradientCheck([Dense(units: 9, activation: .relu), Dense(units: 8, activation: .relu), Dense(units: 5, activation: .softmax)],
-                      inputs: 6, loss: .sparseCategoricalCrossentropy, classes: 5, rows: 7)
-        gradientCheck([Dense(units: 9), ActivationLayer(.relu), Dense(units: 4, activation: .softmax)],
-                      inputs: 6, loss: .categoricalCrossentropy, classes: 4)
+        gradientCheck(
+            [
+                Dense(units: 9, activation: .relu), Dense(units: 8, activation: .relu),
+                Dense(units: 5, activation: .softmax),
+            ],
+            inputs: 6, loss: .sparseCategoricalCrossentropy, classes: 5, rows: 7)
+        gradientCheck(
+            [Dense(units: 9), ActivationLayer(.relu), Dense(units: 4, activation: .softmax)],
+            inputs: 6, loss: .categoricalCrossentropy, classes: 4)
     }
 
     @Test("a wide layer: more units than one register tile, many rows")
     func wide() {
-        gradientCheck([Dense(units: 40, activation: .relu), Dense(units: 10, activation: .softmax)],
-                      inputs: 35, loss: .sparseCategoricalCrossentropy, classes: 10, rows: 13)
+        gradientCheck(
+            [Dense(units: 40, activation: .relu), Dense(units: 10, activation: .softmax)],
+            inputs: 35, loss: .sparseCategoricalCrossentropy, classes: 10, rows: 13)
     }
 }

@@ -8,7 +8,8 @@ import Testing
 func runSteps(_ spec: OptimizerSpec, w0: [Float], grads: [[Float]]) -> [Float] {
     let n = w0.count
     let opt = Optimizer(spec, parameterCount: n)
-    let w = AlignedBuffer(count: n), g = AlignedBuffer(count: n)
+    let w = AlignedBuffer(count: n)
+    let g = AlignedBuffer(count: n)
     for i in 0..<n { w.pointer[i] = w0[i] }
     for (t, step) in grads.enumerated() {
         for i in 0..<n { g.pointer[i] = step[i] }
@@ -40,40 +41,61 @@ struct OptimizerTests {
 
     @Test(arguments: [false, true])
     func sgdMomentum(nesterov: Bool) {
-        var w = w0.map(Double.init), v = [Double](repeating: 0, count: 19)
-        let lr = 0.05, m = 0.9
+        var w = w0.map(Double.init)
+        var v = [Double](repeating: 0, count: 19)
+        let lr = 0.05
+        let m = 0.9
         for g in gradients {
             for i in w.indices {
                 v[i] = m * v[i] - lr * Double(g[i])
                 w[i] += nesterov ? m * v[i] - lr * Double(g[i]) : v[i]
             }
         }
-        expectClose(runSteps(.sgd(learningRate: 0.05, momentum: 0.9, nesterov: nesterov), w0: w0, grads: gradients), w,
-                    "sgd momentum nesterov=\(nesterov)")
+        expectClose(
+            runSteps(.sgd(learningRate: 0.05, momentum: 0.9, nesterov: nesterov), w0: w0, grads: gradients), w,
+            "sgd momentum nesterov=\(nesterov)")
     }
 
     @Test(arguments: [(0.0, false), (0.9, false), (0.0, true), (0.5, true)])
     func rmsprop(momentum: Double, centered: Bool) {
-        var w = w0.map(Double.init), a = [Double](repeating: 0, count: 19)
-        var v = a, gbar = a
-        let lr = 0.01, rho = 0.9, eps = 1e-7
+        var w = w0.map(Double.init)
+        var a = [Double](repeating: 0, count: 19)
+        var v = a
+        var gbar = a
+        let lr = 0.01
+        let rho = 0.9
+        let eps = 1e-7
         for g in gradients {
             for i in w.indices {
                 let gi = Double(g[i])
                 a[i] = rho * a[i] + (1 - rho) * gi * gi
                 var denominator = a[i] + eps
-                if centered { gbar[i] = rho * gbar[i] + (1 - rho) * gi; denominator = a[i] - gbar[i] * gbar[i] + eps }
+                if centered {
+                    gbar[i] = rho * gbar[i] + (1 - rho) * gi
+                    denominator = a[i] - gbar[i] * gbar[i] + eps
+                }
                 let increment = lr * gi / denominator.squareRoot()
-                if momentum > 0 { v[i] = momentum * v[i] + increment; w[i] -= v[i] } else { w[i] -= increment }
+                if momentum > 0 {
+                    v[i] = momentum * v[i] + increment
+                    w[i] -= v[i]
+                } else {
+                    w[i] -= increment
+                }
             }
         }
-        let spec = OptimizerSpec.rmsprop(learningRate: 0.01, rho: 0.9, epsilon: 1e-7, momentum: Float(momentum), centered: centered)
+        let spec = OptimizerSpec.rmsprop(
+            learningRate: 0.01, rho: 0.9, epsilon: 1e-7, momentum: Float(momentum), centered: centered)
         expectClose(runSteps(spec, w0: w0, grads: gradients), w, "rmsprop m=\(momentum) centered=\(centered)")
     }
 
     @Test func adam() {
-        var w = w0.map(Double.init), m = [Double](repeating: 0, count: 19), v = m
-        let lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-7
+        var w = w0.map(Double.init)
+        var m = [Double](repeating: 0, count: 19)
+        var v = m
+        let lr = 0.01
+        let b1 = 0.9
+        let b2 = 0.999
+        let eps = 1e-7
         for (s, g) in gradients.enumerated() {
             let t = Double(s + 1)
             let alpha = lr * (1 - pow(b2, t)).squareRoot() / (1 - pow(b1, t))
@@ -90,7 +112,9 @@ struct OptimizerTests {
     @Test("Keras 3 defaults")
     func defaults() {
         #expect(OptimizerSpec.sgd() == .sgd(learningRate: 0.01, momentum: 0, nesterov: false))
-        #expect(OptimizerSpec.rmsprop() == .rmsprop(learningRate: 0.001, rho: 0.9, epsilon: 1e-7, momentum: 0, centered: false))
+        #expect(
+            OptimizerSpec.rmsprop()
+                == .rmsprop(learningRate: 0.001, rho: 0.9, epsilon: 1e-7, momentum: 0, centered: false))
         #expect(OptimizerSpec.adam() == .adam(learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7))
     }
 
@@ -107,13 +131,17 @@ struct OptimizerTests {
 struct ModelTests {
     @Test("the reference model has 407,050 parameters and a Keras-style summary")
     func summary() {
-        let model = Sequential(inputWidth: 784, layers: [Dense(units: 512, activation: .relu), Dense(units: 10, activation: .softmax)],
-                               loss: .sparseCategoricalCrossentropy)
+        let model = Sequential(
+            inputWidth: 784, layers: [Dense(units: 512, activation: .relu), Dense(units: 10, activation: .softmax)],
+            loss: .sparseCategoricalCrossentropy)
         #expect(model.parameterCount == 407_050)
         let s = model.summary()
         #expect(s.contains("407,050"))
         #expect(s.contains("(None, 512)") && s.contains("401,920") && s.contains("5,130"))
-        #expect(model.namedParameters.map(\.name) == ["layers.0.kernel", "layers.0.bias", "layers.1.kernel", "layers.1.bias"])
+        #expect(
+            model.namedParameters.map(\.name) == [
+                "layers.0.kernel", "layers.0.bias", "layers.1.kernel", "layers.1.bias",
+            ])
         #expect(model.namedParameters[0].shape == [784, 512])
     }
 
@@ -126,8 +154,10 @@ struct ModelTests {
         let limit = Float((6.0 / 1296).squareRoot())
         #expect(buf.array.allSatisfy { abs($0) <= limit })
         #expect(buf.array.max()! > limit * 0.99)
-        for (ini, std) in [(Initializer.heNormal, (2.0 / 100).squareRoot()), (.glorotNormal, (2.0 / 300).squareRoot()),
-                           (.lecunNormal, (1.0 / 100).squareRoot())] {
+        for (ini, std) in [
+            (Initializer.heNormal, (2.0 / 100).squareRoot()), (.glorotNormal, (2.0 / 300).squareRoot()),
+            (.lecunNormal, (1.0 / 100).squareRoot()),
+        ] {
             ini.fill(buf.pointer, count: n, fanIn: 100, fanOut: 200, rng: &rng)
             let xs = buf.array.map(Double.init)
             let sd = (xs.map { $0 * $0 }.reduce(0, +) / Double(n)).squareRoot()
@@ -145,7 +175,9 @@ struct ModelTests {
         func hex(_ s: String) -> String { Array(s.utf8).withUnsafeBytes { SHA256.hex($0) } }
         #expect(hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(hex(String(repeating: "a", count: 1000)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+        #expect(
+            hex(String(repeating: "a", count: 1000))
+                == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
     }
 
     @Test("vexp against exp")
@@ -156,8 +188,12 @@ struct ModelTests {
             let e = vexp(v)
             for l in 0..<Vec.scalarCount {
                 let want = Float(exp(Double(v[l])))
-                if want.isInfinite { #expect(e[l].isInfinite); continue }
-                #expect(abs(e[l] - want) <= 3 * want.ulp + Float.leastNormalMagnitude, "exp(\(v[l])): \(e[l]) vs \(want)")
+                if want.isInfinite {
+                    #expect(e[l].isInfinite)
+                    continue
+                }
+                #expect(
+                    abs(e[l] - want) <= 3 * want.ulp + Float.leastNormalMagnitude, "exp(\(v[l])): \(e[l]) vs \(want)")
             }
         }
     }
