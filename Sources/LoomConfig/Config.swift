@@ -10,6 +10,15 @@ public enum LayerConfig: Equatable, Sendable {
     case activation(ActivationKind)
     case dropout(rate: Double)
 
+    /// The layer as the loss check sees it.
+    public var shape: OutputDescription.LayerShape {
+        switch self {
+        case .dense(let units, let activation, _, _): .dense(units: units, activation: activation)
+        case .activation(let kind): .activation(kind)
+        case .dropout: .dropout
+        }
+    }
+
     /// The layer object.
     public func makeLayer() -> any Layer {
         switch self {

@@ -243,10 +243,12 @@ struct Reader {
         let input = try model["input"].map { n throws(ConfigError) in
             try int(n, "model.input", min: 1, what: "a positive integer")
         }
-        let loss = try Loss(
-            rawValue: name(
-                required(top, "loss", "", parent: root), "loss",
-                from: Loss.allCases.map(\.rawValue), what: "loss"))!
+        let lossNode = try required(top, "loss", "", parent: root)
+        let loss = try Loss(rawValue: name(lossNode, "loss", from: Loss.allCases.map(\.rawValue), what: "loss"))!
+        // The loss must be defined for the model's output, or nothing past this point may size a buffer from it.
+        if let refusal = loss.refusal(for: OutputDescription(layers: layers.map(\.shape), inputWidth: input)) {
+            throw fail(lossNode, "loss", refusal)
+        }
         let optimizer = try optimizer(required(top, "optimizer", "", parent: root))
         let data = try data(required(top, "data", "", parent: root))
         let training = try training(top["training"] ?? .mapping(Node.Mapping([])))

@@ -87,6 +87,7 @@ public final class Dataset: @unchecked Sendable {
         labels: UnsafeMutablePointer<Int32>
     ) {
         for r in 0..<n {
+            assert(indices[r] >= 0 && Int(indices[r]) < count, "sample \(indices[r]) of \(count)")
             let i = first + Int(indices[r])
             let out = rows + r * ld
             switch storage {

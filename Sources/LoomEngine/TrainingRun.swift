@@ -130,21 +130,14 @@ public final class TrainingRun {
                         "the model needs %.1f GiB for its parameters, gradients, optimizer state and batch buffers; this machine has %.1f GiB — use fewer or smaller layers, or a smaller batch",
                     Double(needed) / 1_073_741_824, Double(available) / 1_073_741_824))
         }
-        model = config.makeModel(inputWidth: features)
-        // Labels must fit the model's outputs.
-        let outputs = model.outputWidth
-        let (trainSet, testSet) = (data.train, data.test)
-        let maxLabel = (0..<trainSet.count).lazy.map { Int(trainSet.label($0)) }.max() ?? 0
-        let maxTest = (0..<testSet.count).lazy.map { Int(testSet.label($0)) }.max() ?? 0
-        let limit = outputs == 1 ? 2 : outputs
-        if max(maxLabel, maxTest) >= limit {
-            throw .data(
-                .mismatch(
-                    config.data.dataset,
-                    reason:
-                        "labels go up to \(max(maxLabel, maxTest)) but the model's last layer has \(outputs) output\(outputs == 1 ? "" : "s"); set its units to at least \(max(maxLabel, maxTest) + 1)"
-                ))
+        // The loss must be defined for the output (known in full only now that the input width is), and every
+        // label must index it: the loss kernels trust both (see `Loss.evaluate`).
+        let output = OutputDescription(layers: config.layers.map(\.shape), inputWidth: features)
+        if let refusal = config.loss.refusal(for: output) {
+            throw .config(ConfigError(file: config.source, keyPath: "loss", message: refusal))
         }
+        model = config.makeModel(inputWidth: features)
+        try TrainingRun.checkLabels(data, model: model, dataset: config.data.dataset)
         // Workers.
         var warnings: [String] = []
         let usable = topology.usableCPUs.count
@@ -167,6 +160,28 @@ public final class TrainingRun {
         placements = topology.placement(workers: workers)
         self.warnings = warnings
         model.initialize(seed: t.seed)
+    }
+
+    /// Every label of both splits must lie in `0..<loss.labelLimit(outputs:)`.
+    static func checkLabels(_ data: DataSplits, model: Sequential, dataset: String) throws(LoomError) {
+        let outputs = model.outputWidth
+        let limit = model.loss.labelLimit(outputs: outputs)
+        for set in [data.train, data.test] {
+            guard let bad = (0..<set.count).first(where: { set.label($0) < 0 || Int(set.label($0)) >= limit }) else {
+                continue
+            }
+            let label = set.label(bad)
+            let fix =
+                outputs == 1 && !model.loss.isCrossEntropy
+                ? "a one-output model reads the label as its target, 0 or 1; give the last layer one unit per class with softmax and sparse_categorical_crossentropy"
+                : "set the last layer's units to at least \(label + 1)"
+            throw .data(
+                .mismatch(
+                    dataset,
+                    reason:
+                        "\(set === data.test ? "test" : "training") sample \(bad) has label \(label), but the model's last layer has \(outputs) output\(outputs == 1 ? "" : "s"); \(fix)"
+                ))
+        }
     }
 
     /// Bytes a run allocates for a model: parameters, gradients and optimizer slots, and the batch buffers (each

@@ -167,6 +167,7 @@ public func softmaxCrossEntropyRows(
         let logits = z + i * ld
         let row = out + i * ldOut
         let label = Int(labels[i])
+        assert(label >= 0 && label < cols, "label \(label) indexes past a row of \(cols) outputs")
         var m = -Float.infinity
         var best = 0
         for j in 0..<cols where logits[j] > m {

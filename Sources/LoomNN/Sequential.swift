@@ -44,19 +44,16 @@ public final class Sequential: @unchecked Sendable {
         for (layer, offset) in zip(layers, offsets) {
             layer.bind(parameters: parameters.pointer + offset, gradients: gradients.pointer + offset)
         }
+        // The loss must be defined for this output (the config loader refuses the rest with a clear line; a
+        // library caller that skips it stops here rather than index past a row).
+        let output = OutputDescription(layers: layers.map(\.shape), inputWidth: inputWidth)
+        if let refusal = loss.refusal(for: output) { preconditionFailure(refusal) }
         // Fuse softmax into a cross-entropy loss (stable log-sum-exp, one pass per row).
-        var fused = false
         if loss.isCrossEntropy {
-            if let dense = layers.last as? Dense, dense.activation == .softmax {
-                dense.emitsLogits = true
-                fused = true
-            }
-            if let act = layers.last as? ActivationLayer, act.kind == .softmax {
-                act.emitsLogits = true
-                fused = true
-            }
+            (layers.last as? Dense)?.emitsLogits = true
+            (layers.last as? ActivationLayer)?.emitsLogits = true
         }
-        fusedSoftmax = fused
+        fusedSoftmax = loss.isCrossEntropy
         // Fuse each relu's derivative into the store of the input gradient of the dense layer above it.
         for l in 1..<layers.count {
             guard let above = layers[l] as? Dense else { continue }
@@ -128,7 +125,7 @@ public final class Sequential: @unchecked Sendable {
         let last = layers.count - 1
         loss.evaluate(
             y: a.output(last, rows), labels: labels + rows.lowerBound, scale: 1 / Float(batchSize),
-            dy: gradient ? a.gradient(last, rows) : nil, fusedSoftmax: fusedSoftmax,
+            dy: gradient ? a.gradient(last, rows) : nil,
             loss: a.rowLoss + rows.lowerBound, correct: a.rowCorrect + rows.lowerBound)
     }
 
@@ -244,4 +241,16 @@ func format2(_ x: Double) -> String {
         if decimals == 1 { s += "0" }
     }
     return s
+}
+
+extension Layer {
+    /// The layer as the output check sees it (`OutputDescription`).
+    var shape: OutputDescription.LayerShape {
+        switch self {
+        case let dense as Dense: .dense(units: dense.units, activation: dense.activation)
+        case let activation as ActivationLayer: .activation(activation.kind)
+        case is Dropout: .dropout
+        default: .dense(units: outputWidth, activation: .linear)
+        }
+    }
 }

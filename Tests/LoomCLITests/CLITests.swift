@@ -69,16 +69,16 @@ func idxConfig(_ dir: String, extra: String = "") -> String {
         training: {epochs: 2, batch_size: 4\(extra)}
         """
     let path = dir + "/c.yaml"
-    FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
     return path
 }
 
 func writeGoodIDX(_ dir: String) {
     let fm = FileManager.default
-    fm.createFile(atPath: dir + "/train-images", contents: idx([12, 2, 2], (0..<48).map { UInt8($0 * 5) }))
-    fm.createFile(atPath: dir + "/train-labels", contents: idx([12], (0..<12).map { UInt8($0 % 3) }))
-    fm.createFile(atPath: dir + "/test-images", contents: idx([3, 2, 2], (0..<12).map { UInt8($0 * 7) }))
-    fm.createFile(atPath: dir + "/test-labels", contents: idx([3], [0, 1, 2]))
+    _ = fm.createFile(atPath: dir + "/train-images", contents: idx([12, 2, 2], (0..<48).map { UInt8($0 * 5) }))
+    _ = fm.createFile(atPath: dir + "/train-labels", contents: idx([12], (0..<12).map { UInt8($0 % 3) }))
+    _ = fm.createFile(atPath: dir + "/test-images", contents: idx([3, 2, 2], (0..<12).map { UInt8($0 * 7) }))
+    _ = fm.createFile(atPath: dir + "/test-labels", contents: idx([3], [0, 1, 2]))
 }
 
 /// A user error: exit code ≠ 0, exactly one line on stderr that contains each of `mentions`, no crash.
@@ -139,7 +139,7 @@ struct CLITests {
                 ["bad.yaml:13:", "training.batch_size", "-4"]
             ),
         ] {
-            FileManager.default.createFile(atPath: dir + "/bad.yaml", contents: Data(broken.utf8))
+            _ = FileManager.default.createFile(atPath: dir + "/bad.yaml", contents: Data(broken.utf8))
             let o = try loom(["train", dir + "/bad.yaml"])
             expectOneLineError(o, mentions)
             #expect(o.status == 2)
@@ -160,27 +160,31 @@ struct CLITests {
             (
                 "magic",
                 { (d: String) in
-                    fm.createFile(
+                    _ = fm.createFile(
                         atPath: d + "/train-images",
                         contents: idx([12, 2, 2], [UInt8](repeating: 0, count: 48), magic: 0x0D))
                 }, ["train-images", "magic number"]
             ),
             (
                 "truncated",
-                { (d: String) in fm.createFile(atPath: d + "/test-labels", contents: idx([3], [0, 1, 2]).prefix(10)) },
+                { (d: String) in
+                    _ = fm.createFile(atPath: d + "/test-labels", contents: idx([3], [0, 1, 2]).prefix(10))
+                },
                 ["test-labels", "truncated"]
             ),
             (
                 "counts",
                 { (d: String) in
-                    fm.createFile(atPath: d + "/train-labels", contents: idx([11], [UInt8](repeating: 0, count: 11)))
+                    _ = fm.createFile(
+                        atPath: d + "/train-labels", contents: idx([11], [UInt8](repeating: 0, count: 11)))
                 }, ["train-labels", "11 labels", "12 images"]
             ),
             (
                 "labels",
                 { (d: String) in
-                    fm.createFile(atPath: d + "/train-labels", contents: idx([12], [UInt8](repeating: 7, count: 12)))
-                }, ["labels go up to 7", "3 outputs"]
+                    _ = fm.createFile(
+                        atPath: d + "/train-labels", contents: idx([12], [UInt8](repeating: 7, count: 12)))
+                }, ["has label 7", "3 outputs", "at least 8"]
             ),
         ] as [(String, (String) -> Void, [String])] {
             let dir = scratch()
@@ -248,8 +252,8 @@ struct CLITests {
 func longConfig(_ dir: String, epochs: Int = 3, units: Int = 64, checkpoint: String? = nil) throws -> String {
     writeGoodIDX(dir)
     let fm = FileManager.default
-    fm.createFile(atPath: dir + "/train-images", contents: idx([4000, 2, 2], (0..<16000).map { UInt8($0 % 251) }))
-    fm.createFile(atPath: dir + "/train-labels", contents: idx([4000], (0..<4000).map { UInt8($0 % 3) }))
+    _ = fm.createFile(atPath: dir + "/train-images", contents: idx([4000, 2, 2], (0..<16000).map { UInt8($0 % 251) }))
+    _ = fm.createFile(atPath: dir + "/train-labels", contents: idx([4000], (0..<4000).map { UInt8($0 % 3) }))
     let path = idxConfig(dir)
     var text = try String(contentsOfFile: path, encoding: .utf8)
     text = text.replacingOccurrences(of: "units: 8", with: "units: \(units)").replacingOccurrences(
@@ -296,11 +300,11 @@ struct KillTests {
         let o = try loom(["train", idxConfig(dir), "--save-weights", dir + "/w.safetensors"])
         #expect(o.status == 0)
         let full = try Data(contentsOf: URL(fileURLWithPath: dir + "/w.safetensors"))
-        FileManager.default.createFile(atPath: dir + "/cut.safetensors", contents: full.prefix(full.count - 10))
+        _ = FileManager.default.createFile(atPath: dir + "/cut.safetensors", contents: full.prefix(full.count - 10))
         expectOneLineError(try loom(["evaluate", dir + "/cut.safetensors"]), ["cut.safetensors", "truncated"])
         var bad = full
         bad[12] = 0
-        FileManager.default.createFile(atPath: dir + "/bad.safetensors", contents: bad)
+        _ = FileManager.default.createFile(atPath: dir + "/bad.safetensors", contents: bad)
         expectOneLineError(try loom(["predict", dir + "/bad.safetensors", dir + "/test-images"]), ["bad.safetensors"])
         expectOneLineError(try loom(["evaluate", dir + "/none.safetensors"]), ["none.safetensors", "no such file"])
         expectOneLineError(
@@ -381,9 +385,10 @@ struct PredictInputTests {
         writeGoodIDX(dir)
         #expect(try loom(["train", idxConfig(dir), "--save-weights", dir + "/w.safetensors"]).status == 0)
         let fm = FileManager.default
-        fm.createFile(atPath: dir + "/ok.pgm", contents: Data("P5\n2 2\n255\n".utf8) + Data([0, 128, 255, 7]))
-        fm.createFile(atPath: dir + "/ascii.pgm", contents: Data("P2\n# a comment\n2 2\n15\n0 5 10 15\n".utf8))
-        fm.createFile(atPath: dir + "/big.pgm", contents: Data("P5\n3 3\n255\n".utf8) + Data(repeating: 9, count: 9))
+        _ = fm.createFile(atPath: dir + "/ok.pgm", contents: Data("P5\n2 2\n255\n".utf8) + Data([0, 128, 255, 7]))
+        _ = fm.createFile(atPath: dir + "/ascii.pgm", contents: Data("P2\n# a comment\n2 2\n15\n0 5 10 15\n".utf8))
+        _ = fm.createFile(
+            atPath: dir + "/big.pgm", contents: Data("P5\n3 3\n255\n".utf8) + Data(repeating: 9, count: 9))
         #expect(writePNG(dir + "/ok.png", width: 2, height: 2, pixels: [0, 64, 128, 255]))
         let o = try loom([
             "predict", dir + "/w.safetensors", dir + "/ok.pgm", dir + "/ascii.pgm", dir + "/ok.png", "--top", "2",
@@ -399,8 +404,8 @@ struct PredictInputTests {
     func emptyDataset() throws {
         let dir = scratch()
         writeGoodIDX(dir)
-        FileManager.default.createFile(atPath: dir + "/train-images", contents: idx([0, 2, 2], []))
-        FileManager.default.createFile(atPath: dir + "/train-labels", contents: idx([0], []))
+        _ = FileManager.default.createFile(atPath: dir + "/train-images", contents: idx([0, 2, 2], []))
+        _ = FileManager.default.createFile(atPath: dir + "/train-labels", contents: idx([0], []))
         expectOneLineError(try loom(["train", idxConfig(dir)]), ["train-images", "holds no samples"])
     }
 }

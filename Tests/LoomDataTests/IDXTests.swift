@@ -17,7 +17,7 @@ func tempDir() -> String {
 }
 
 func write(_ bytes: [UInt8], _ path: String, gzip: Bool = false) {
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
     if gzip {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/gzip")
@@ -73,7 +73,7 @@ struct IDXTests {
         let dir = tempDir()
         write(idxBytes([100, 28, 28], (0..<78400).map { UInt8($0 % 251) }), dir + "/images", gzip: true)
         let full = try Data(contentsOf: URL(fileURLWithPath: dir + "/images.gz"))
-        FileManager.default.createFile(atPath: dir + "/cut.gz", contents: full.prefix(full.count / 2))
+        _ = FileManager.default.createFile(atPath: dir + "/cut.gz", contents: full.prefix(full.count / 2))
         #expect {
             try readIDX(path: dir + "/cut.gz")
         } throws: { error in

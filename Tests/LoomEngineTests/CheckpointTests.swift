@@ -87,7 +87,7 @@ struct CheckpointTests {
         let good = SafeTensors.encode(Checkpoint.weightTensors(t.model), metadata: ["format": "loom-weights"])
         func check(_ bytes: Data, _ fragment: String) {
             let path = dir + "/bad-\(UUID().uuidString)"
-            FileManager.default.createFile(atPath: path, contents: bytes)
+            _ = FileManager.default.createFile(atPath: path, contents: bytes)
             #expect { try SafeTensors.read(path) } throws: { "\($0)".contains(fragment) && "\($0)".hasPrefix(path) }
         }
         check(good.prefix(5), "shorter than the 8-byte header")

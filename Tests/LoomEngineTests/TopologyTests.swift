@@ -10,16 +10,16 @@ func sysfs(nodes: [(cpus: String, memoryKB: Int)], cores: [Int: Int] = [:]) -> S
     for (i, n) in nodes.enumerated() {
         let dir = "\(root)/node/node\(i)"
         try! fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        fm.createFile(atPath: dir + "/cpulist", contents: Data((n.cpus + "\n").utf8))
-        fm.createFile(
+        _ = fm.createFile(atPath: dir + "/cpulist", contents: Data((n.cpus + "\n").utf8))
+        _ = fm.createFile(
             atPath: dir + "/meminfo",
             contents: Data("Node \(i) MemTotal:       \(n.memoryKB) kB\nNode \(i) MemFree: 1 kB\n".utf8))
     }
     for (cpu, core) in cores {
         let dir = "\(root)/cpu/cpu\(cpu)/topology"
         try! fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        fm.createFile(atPath: dir + "/core_id", contents: Data("\(core)\n".utf8))
-        fm.createFile(atPath: dir + "/physical_package_id", contents: Data("0\n".utf8))
+        _ = fm.createFile(atPath: dir + "/core_id", contents: Data("\(core)\n".utf8))
+        _ = fm.createFile(atPath: dir + "/physical_package_id", contents: Data("0\n".utf8))
     }
     return root
 }

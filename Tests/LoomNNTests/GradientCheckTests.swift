@@ -84,11 +84,19 @@ struct GradientCheckTests {
             [Dense(units: 8, activation: .tanh), Dense(units: 4, activation: last)], inputs: 3, loss: loss, classes: 4)
     }
 
-    @Test("cross-entropy without the fused softmax (sigmoid outputs)")
-    func unfusedCrossEntropy() {
-        gradientCheck(
-            [Dense(units: 6, activation: .relu), Dense(units: 3, activation: .sigmoid)], inputs: 4,
-            loss: .sparseCategoricalCrossentropy, classes: 3)
+    @Test("cross-entropy is defined only after a softmax over 2 or more units; the rest is refused")
+    func crossEntropyNeedsSoftmax() {
+        func output(_ activation: ActivationKind, _ units: Int) -> OutputDescription {
+            OutputDescription(
+                layers: [.dense(units: 6, activation: .relu), .dense(units: units, activation: activation)],
+                inputWidth: 4)
+        }
+        #expect(Loss.sparseCategoricalCrossentropy.refusal(for: output(.sigmoid, 3)) != nil)
+        #expect(Loss.categoricalCrossentropy.refusal(for: output(.linear, 3)) != nil)
+        #expect(Loss.sparseCategoricalCrossentropy.refusal(for: output(.softmax, 1)) != nil)
+        #expect(Loss.sparseCategoricalCrossentropy.refusal(for: output(.softmax, 2)) == nil)
+        #expect(Loss.meanSquaredError.refusal(for: output(.softmax, 1)) != nil)
+        #expect(Loss.meanSquaredError.refusal(for: output(.relu, 1)) == nil)
     }
 
     @Test("one output unit (binary target), sum of squared errors")
