@@ -5,7 +5,10 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int loom_pin_current_thread(int cpu) {
@@ -67,17 +70,45 @@ void *loom_numa_alloc_onnode(uint64_t bytes, int node) {
 
 void loom_numa_free(void *p, uint64_t bytes) { numa_free(p, bytes); }
 
+/* Graceful stop on SIGINT/SIGTERM. The first signal is recorded; the trainer finishes its step, checkpoints and
+ * exits. The same stop often arrives more than once within microseconds (`timeout` signals the child and its
+ * process group, Ctrl-C in a shell signals the whole group, schedulers repeat themselves), so a signal within
+ * the grace period of the first, or while a checkpoint or the final weights are being written, is ignored.
+ * Only a deliberate later one exits at once (the files on disk are only ever renamed into place, so they stay
+ * whole; stdout is line-buffered, so no complete line is lost). */
+#define LOOM_SIGNAL_GRACE_NS 1000000000LL
+
 static volatile sig_atomic_t pending_signal = 0;
+static volatile sig_atomic_t critical_depth = 0;
+static volatile long long first_signal_ns = 0;
+
+static long long monotonic_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t); /* async-signal-safe */
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 
 static void on_signal(int sig) {
-    if (pending_signal != 0) _exit(128 + sig);  /* a second signal: leave now (files are only ever renamed into place) */
-    pending_signal = sig;
+    long long now = monotonic_ns();
+    if (pending_signal == 0) {
+        first_signal_ns = now;
+        pending_signal = sig;
+        return;
+    }
+    if (critical_depth > 0 || now - first_signal_ns < LOOM_SIGNAL_GRACE_NS) return;
+    static const char message[] = "\nloom: a second interrupt: stopping at once (checkpoints on disk are whole)\n";
+    ssize_t ignored = write(STDERR_FILENO, message, sizeof message - 1);
+    (void)ignored;
+    _exit(128 + sig);
 }
 
 void loom_install_signal_handlers(void) {
     struct sigaction action;
+    memset(&action, 0, sizeof action);
     action.sa_handler = on_signal;
     sigemptyset(&action.sa_mask);
+    sigaddset(&action.sa_mask, SIGINT); /* one handler at a time */
+    sigaddset(&action.sa_mask, SIGTERM);
     action.sa_flags = SA_RESTART;
     sigaction(SIGINT, &action, NULL);
     sigaction(SIGTERM, &action, NULL);
@@ -87,6 +118,15 @@ void loom_install_signal_handlers(void) {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+void loom_critical_begin(void) { critical_depth = critical_depth + 1; }
+
+void loom_critical_end(void) { critical_depth = critical_depth - 1; }
+
+void loom_line_buffer_output(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    setvbuf(stderr, NULL, _IONBF, 0);
 }
 
 int loom_pending_signal(void) { return pending_signal; }

@@ -40,15 +40,27 @@ public enum ConfigLoader {
             throw ConfigError(
                 file: path, keyPath: "", message: "no such config file (the shipped ones are in configs/)")
         }
+        if let kind = FileKind.of(path), kind != .yamlConfig && kind != .text {
+            let hint =
+                kind == .safetensors
+                ? "evaluate it with loom evaluate \(path), or start training from it with --init-weights \(path)"
+                : "a config is a YAML file such as configs/mnist.yaml"
+            throw ConfigError(file: path, keyPath: "", message: "is \(kind.rawValue), not a YAML config; \(hint)")
+        }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
         else {
             throw ConfigError(file: path, keyPath: "", message: "cannot read the file as UTF-8 text")
         }
-        return try parse(text, file: path, overrides: overrides)
+        let folder = (path as NSString).deletingLastPathComponent
+        return try parse(text, file: path, overrides: overrides, baseDirectory: folder.isEmpty ? "." : folder)
     }
 
     /// Parses YAML text (named `file` in messages).
-    public static func parse(_ text: String, file: String, overrides: [String] = []) throws(ConfigError) -> RunConfig {
+    /// Relative data paths written in the text are resolved against `baseDirectory` (a config file's folder);
+    /// without one, and for `--set` values, they stay relative to the working folder.
+    public static func parse(
+        _ text: String, file: String, overrides: [String] = [], baseDirectory: String? = nil
+    ) throws(ConfigError) -> RunConfig {
         var root: Node
         do {
             guard let node = try Yams.compose(yaml: text) else {
@@ -65,7 +77,7 @@ public enum ConfigLoader {
             throw ConfigError(file: file, keyPath: "", message: "YAML syntax error: \(error)")
         }
         for o in overrides { root = try applyOverride(o, to: root, file: file) }
-        return try Reader(file: file).runConfig(root)
+        return try Reader(file: file, baseDirectory: baseDirectory).runConfig(root)
     }
 
     static func yamlSyntaxError(_ e: YamlError, file: String) -> ConfigError {
@@ -152,6 +164,8 @@ public enum ConfigLoader {
 /// Walks the tree with the current key path, turning each problem into a located ConfigError.
 struct Reader {
     let file: String
+    /// The config file's folder, for relative data paths written in it.
+    var baseDirectory: String?
 
     func fail(_ node: Node?, _ path: String, _ message: String) -> ConfigError {
         ConfigError(
@@ -401,12 +415,15 @@ struct Reader {
             guard case .scalar(let v) = n, !v.string.isEmpty else {
                 throw fail(n, join(path, key), "expected a file path, found \(describe(n))")
             }
-            return v.string
+            // A path written in the file is relative to the file (as Hydra, Lightning and Keras users expect);
+            // one given with --set (no source mark) is relative to the working folder, as typed in a shell.
+            guard let base = baseDirectory, n.mark != nil, !v.string.hasPrefix("/") else { return v.string }
+            return shortPath(URL(fileURLWithPath: base).appendingPathComponent(v.string).standardizedFileURL.path)
         }
         return DataSource(
             dataset: dataset, path: try s("path"), trainImages: try s("train_images"),
-            trainLabels: try s("train_labels"),
-            testImages: try s("test_images"), testLabels: try s("test_labels"))
+            trainLabels: try s("train_labels"), testImages: try s("test_images"), testLabels: try s("test_labels"),
+            searchRoots: baseDirectory.map { DataSource.ancestors(of: $0) } ?? [])
     }
 
     func checkpoint(_ node: Node) throws(ConfigError) -> CheckpointConfig {
@@ -497,4 +514,10 @@ func editDistance(_ a: String, _ b: String) -> Int {
         prev = cur
     }
     return a.isEmpty ? b.count : prev[b.count]
+}
+
+/// `path` (absolute) relative to the working folder when it lies inside it, so messages stay short.
+func shortPath(_ path: String) -> String {
+    let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).standardizedFileURL.path
+    return path.hasPrefix(cwd + "/") ? String(path.dropFirst(cwd.count + 1)) : path
 }

@@ -1,5 +1,6 @@
 // The datasets Loom knows by name, and IDX image/label pairs by path.
-//   mnist          data/mnist/ (shipped in the repository; the four original gzip files)
+//   mnist          data.path, else data/mnist/ (shipped in the repository; the four original gzip files), looked
+//                  for in the working folder, then beside the config file and above it
 //   fashion-mnist  data.path, else /usr/share/datasets/fashion-mnist/ (Debian's dataset-fashion-mnist)
 //   fizzbuzz       Data Science from Scratch ch. 18/19: n in 101...1023 binary-encoded (10 bits) for training,
 //                  1...100 for testing; classes: number, fizz, buzz, fizzbuzz
@@ -7,7 +8,9 @@
 //   idx            any pair: data.train_images, data.train_labels, data.test_images, data.test_labels
 import Foundation
 
-/// Where to find a dataset's files.
+/// Where to find a dataset's files. Paths written in a config file are already resolved against the config's
+/// folder by the loader; `searchRoots` are the folders in which a dataset's default folder (`data/mnist`) is
+/// looked for when `path` is not set: the working folder first, then the config's folder and its parents.
 public struct DataSource: Sendable, Equatable {
     public var dataset: String
     public var path: String?
@@ -15,10 +18,11 @@ public struct DataSource: Sendable, Equatable {
     public var trainLabels: String?
     public var testImages: String?
     public var testLabels: String?
+    public var searchRoots: [String]
 
     public init(
         dataset: String, path: String? = nil, trainImages: String? = nil, trainLabels: String? = nil,
-        testImages: String? = nil, testLabels: String? = nil
+        testImages: String? = nil, testLabels: String? = nil, searchRoots: [String] = []
     ) {
         self.dataset = dataset
         self.path = path
@@ -26,47 +30,80 @@ public struct DataSource: Sendable, Equatable {
         self.trainLabels = trainLabels
         self.testImages = testImages
         self.testLabels = testLabels
+        self.searchRoots = searchRoots
     }
 
     public static let known = ["mnist", "fashion-mnist", "fizzbuzz", "xor", "idx"]
+
+    /// The folders above `directory` (itself first), for `searchRoots`.
+    public static func ancestors(of directory: String) -> [String] {
+        var result: [String] = []
+        var url = URL(fileURLWithPath: directory).standardizedFileURL
+        while result.last != url.path {
+            result.append(url.path)
+            url = url.deletingLastPathComponent()
+        }
+        return result
+    }
+
+    /// The folder of a named dataset: `path`, else the first of its default locations that exists.
+    func folder(default relative: String) -> String {
+        if let path { return path }
+        if relative.hasPrefix("/") { return relative }
+        for root in [""] + searchRoots {
+            let candidate = root.isEmpty ? relative : (root as NSString).appendingPathComponent(relative)
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+        }
+        return relative
+    }
+}
+
+/// The two halves of a data set.
+public enum Split: String, Sendable {
+    case train, test
 }
 
 /// Loads the train and test sets a source names.
 public func loadDataset(_ source: DataSource) throws(DataError) -> DataSplits {
+    let train = try loadSplit(source, .train)
+    let test = try loadSplit(source, .test)
+    guard train.features == test.features else {
+        throw .mismatch(
+            source.testImages ?? source.dataset,
+            reason: "test samples have \(test.features) values, training samples \(train.features)")
+    }
+    return DataSplits(train: train, test: test)
+}
+
+/// Loads one split of a source (`loom evaluate` needs only the test files).
+public func loadSplit(_ source: DataSource, _ split: Split) throws(DataError) -> Dataset {
     switch source.dataset {
     case "mnist":
-        return try loadIDXPair(
-            directory: source.path ?? "data/mnist", name: "mnist",
-            hint: "MNIST ships in the repository's data/mnist/; run loom from the repository root.")
+        return try loadIDXFolder(
+            source.folder(default: "data/mnist"), split, name: "mnist",
+            hint: "MNIST ships in the repository's data/mnist/; set data.path to the folder holding its four files")
     case "fashion-mnist":
-        return try loadIDXPair(
-            directory: source.path ?? "/usr/share/datasets/fashion-mnist", name: "fashion-mnist",
-            hint: "Install it with `apt-get install dataset-fashion-mnist`, or set data.path.")
-    case "fizzbuzz": return fizzBuzz()
-    case "xor": return xor()
+        return try loadIDXFolder(
+            source.folder(default: "/usr/share/datasets/fashion-mnist"), split, name: "fashion-mnist",
+            hint: "install it with `apt-get install dataset-fashion-mnist`, or set data.path to its folder")
+    case "fizzbuzz": return split == .train ? fizzBuzz().train : fizzBuzz().test
+    case "xor": return xor().train
     case "idx":
-        func need(_ v: String?, _ key: String) throws(DataError) -> String {
-            guard let v else { throw .mismatch("data", reason: "dataset 'idx' needs data.\(key)") }
-            return v
-        }
-        let train = try loadIDX(
-            images: need(source.trainImages, "train_images"),
-            labels: need(source.trainLabels, "train_labels"), name: "train")
-        let test = try loadIDX(
-            images: need(source.testImages, "test_images"),
-            labels: need(source.testLabels, "test_labels"), name: "test")
-        guard train.features == test.features else {
-            throw .mismatch(
-                source.testImages!,
-                reason: "test images have \(test.features) values per sample, training images \(train.features)")
-        }
-        return DataSplits(train: train, test: test)
+        let (imagesKey, labelsKey) = ("\(split)_images", "\(split)_labels")
+        let (images, labels) =
+            split == .train ? (source.trainImages, source.trainLabels) : (source.testImages, source.testLabels)
+        guard let images else { throw .mismatch("data", reason: "dataset 'idx' needs data.\(imagesKey)") }
+        guard let labels else { throw .mismatch("data", reason: "dataset 'idx' needs data.\(labelsKey)") }
+        let hint = "set data.%@ to the file's path (relative to the config file, or absolute)"
+        return try loadIDX(
+            images: images, labels: labels, name: "\(split)",
+            hints: (String(format: hint, imagesKey), String(format: hint, labelsKey)))
     default: throw .unknownDataset(source.dataset, known: DataSource.known)
     }
 }
 
-/// The four MNIST-named files of a directory (gzip or raw).
-func loadIDXPair(directory: String, name: String, hint: String) throws(DataError) -> DataSplits {
+/// One split of the four MNIST-named files of a folder (gzip or raw).
+func loadIDXFolder(_ directory: String, _ split: Split, name: String, hint: String) throws(DataError) -> Dataset {
     func file(_ base: String) throws(DataError) -> String {
         let gz = (directory as NSString).appendingPathComponent(base + ".gz")
         if FileManager.default.fileExists(atPath: gz) { return gz }
@@ -74,16 +111,19 @@ func loadIDXPair(directory: String, name: String, hint: String) throws(DataError
         if FileManager.default.fileExists(atPath: plain) { return plain }
         throw .missingFile(gz, hint: hint)
     }
-    let train = try loadIDX(
-        images: file("train-images-idx3-ubyte"), labels: file("train-labels-idx1-ubyte"), name: name)
-    let test = try loadIDX(images: file("t10k-images-idx3-ubyte"), labels: file("t10k-labels-idx1-ubyte"), name: name)
-    return DataSplits(train: train, test: test)
+    let prefix = split == .train ? "train" : "t10k"
+    return try loadIDX(
+        images: file("\(prefix)-images-idx3-ubyte"), labels: file("\(prefix)-labels-idx1-ubyte"), name: name,
+        hints: (hint, hint))
 }
 
-/// An image file (N × rows × cols, or N × features) and its label file (N), checked against each other.
-public func loadIDX(images: String, labels: String, name: String) throws(DataError) -> Dataset {
-    let x = try readIDX(path: images)
-    let y = try readIDX(path: labels)
+/// An image file (N × rows × cols, or N × features) and its label file (N), checked against each other;
+/// `hints` say which key to change when either file is missing.
+public func loadIDX(
+    images: String, labels: String, name: String, hints: (images: String, labels: String) = ("", "")
+) throws(DataError) -> Dataset {
+    let x = try readIDX(path: images, hint: hints.images)
+    let y = try readIDX(path: labels, hint: hints.labels)
     guard x.dimensions.count >= 2 else {
         throw .mismatch(
             images,

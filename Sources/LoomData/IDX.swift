@@ -15,7 +15,7 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case .missingFile(let p, let hint): "\(p): no such file. \(hint)"
+        case .missingFile(let p, let hint): "\(p): no such file; \(hint)"
         case .unreadable(let p, let reason): "\(p): cannot read: \(reason)"
         case .badMagic(let p, let found):
             "\(p): not an IDX file of unsigned bytes (magic number \(found), expected 0x00000801 or 0x00000803)"
@@ -36,9 +36,10 @@ public struct IDXArray {
 }
 
 /// Reads an IDX file of unsigned bytes (gzip or raw), validating magic, dimensions and length.
-public func readIDX(path: String) throws(DataError) -> IDXArray {
+/// `hint` says what to change when the file does not exist.
+public func readIDX(path: String, hint: String = "") throws(DataError) -> IDXArray {
     guard FileManager.default.fileExists(atPath: path) else {
-        throw .missingFile(path, hint: "Check data.path in the config (or --set data.path=DIR).")
+        throw .missingFile(path, hint: hint.isEmpty ? "check the path" : hint)
     }
     guard let raw = FileManager.default.contents(atPath: path) else {
         throw .unreadable(path, reason: "permission denied or not a regular file")

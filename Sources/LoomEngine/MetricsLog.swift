@@ -1,4 +1,5 @@
-// MetricsLog: a run's history on disk — metrics.csv and metrics.jsonl (a row per epoch: epoch, step, loss,
+// MetricsLog: a run's history on disk — metrics.csv and metrics.jsonl (a row per epoch, and one for an epoch the
+// run stopped in: epoch, epoch_fraction, step (the global optimizer step), loss,
 // accuracy, val_loss, val_accuracy, learning_rate, samples_per_second, seconds), config.yaml (the resolved
 // config), and at the end metrics.svg (loss and accuracy per epoch). Each file is rewritten atomically, so an
 // interrupted run leaves complete files.
@@ -9,7 +10,6 @@ import LoomConfig
 public final class MetricsLog {
     public let dir: String
     private var rows: [[String: Any]] = []
-    private var step = 0
 
     /// Creates the folder, writes config.yaml; when resuming, keeps the rows already in metrics.jsonl.
     public init(dir: String, config: RunConfig, resuming: Bool) throws(LoomError) {
@@ -24,7 +24,6 @@ public final class MetricsLog {
                     rows.append(row)
                 }
             }
-            step = rows.last?["step"] as? Int ?? 0
         }
     }
 
@@ -35,9 +34,9 @@ public final class MetricsLog {
 
     /// Adds an epoch's row and rewrites metrics.csv and metrics.jsonl.
     public func append(_ r: EpochRecord, learningRate: Double) {
-        step += r.steps
         var row: [String: Any] = [
-            "epoch": r.epoch, "step": step, "loss": r.loss, "accuracy": r.accuracy,
+            "epoch": r.epoch, "epoch_fraction": r.fraction, "step": r.globalStep, "loss": r.loss,
+            "accuracy": r.accuracy,
             "learning_rate": learningRate, "samples_per_second": r.samplesPerSecond, "seconds": r.seconds,
         ]
         if let v = r.valLoss { row["val_loss"] = v }

@@ -14,6 +14,16 @@ public struct SavedModel {
 
     /// Reads `path` (a Loom weights file or checkpoint) and checks its config.
     public init(path: String) throws(LoomError) {
+        if let kind = FileKind.of(path), kind != .safetensors {
+            let hint =
+                kind == .yamlConfig || kind == .text
+                ? "to train from a config: loom train \(path)" : "name the file loom train --save-weights wrote"
+            throw .weights(
+                .mismatch(
+                    path,
+                    "is \(kind.rawValue), not a weights file; this command takes a weights file or checkpoint (\(hint))"
+                ))
+        }
         let read: (tensors: [NamedTensor], metadata: [String: String])
         do { read = try SafeTensors.read(path) } catch { throw .weights(error) }
         guard let yaml = read.metadata["config"], let width = read.metadata["input_width"].flatMap({ Int($0) }),
@@ -38,16 +48,27 @@ public struct SavedModel {
         return model
     }
 
-    /// Loss, accuracy and confusion matrix on a data set's test split (the saved config's data, or `data`).
-    public func evaluate(data: DataSource?, workers: Int?) throws(LoomError) -> (Evaluation, Dataset) {
-        var config = self.config
-        if let data { config.data = data }
-        config.training.workers = workers
-        config.training.validationSplit = 0
-        let run = try TrainingRun(config: config)
+    /// Loss, accuracy and confusion matrix on a data set's test split (the saved config's data, or `data`);
+    /// only the test files are read. Also returns the test set and a name for it ("the mnist test set").
+    public func evaluate(data: DataSource?, workers: Int?) throws(LoomError) -> (Evaluation, Dataset, String) {
+        let source = data ?? config.data
+        let test: Dataset
+        do { test = try loadSplit(source, .test) } catch { throw .data(error) }
+        guard test.features == inputWidth else {
+            throw .data(
+                .mismatch(
+                    source.testImages ?? source.dataset,
+                    reason: "test samples have \(test.features) values; the model takes \(inputWidth)"))
+        }
         let model = try makeModel()
-        run.model.parameters.pointer.update(from: model.parameters.pointer, count: model.parameterCount)
-        return (run.trainer.evaluate(run.data.test), run.data.test)
+        try TrainingRun.checkLabels([(test, "test")], model: model, dataset: source.dataset)
+        let topology = Topology.detect()
+        let n = max(1, min(workers ?? topology.usableCPUs.count, test.count))
+        let trainer = Trainer(
+            model: model, optimizer: config.optimizer, placements: topology.placement(workers: n),
+            batchSize: max(n, config.training.batchSize), seed: 0)
+        let name = source.dataset == "idx" ? "test set \(source.testImages ?? "")" : "\(source.dataset) test set"
+        return (trainer.evaluate(test), test, name)
     }
 
     /// Class probabilities of each sample of `inputs` (rows of `inputWidth` values in [0, 1]).
@@ -75,13 +96,17 @@ public func readPredictionInputs(_ path: String, features: Int) throws(LoomError
         let array: IDXArray
         do { array = try readIDX(path: path) } catch { throw .data(error) }
         let per = array.dimensions.dropFirst().reduce(1, *)
-        guard array.dimensions.count >= 2, per == features else {
+        guard array.dimensions.count >= 2 else {
             throw .data(
                 .mismatch(
                     path,
                     reason:
-                        "holds samples of \(array.dimensions.dropFirst().map(String.init).joined(separator: "×")) values; the model takes \(features)"
+                        "holds one value per sample (a label file?), not images; the model takes \(features) values per image"
                 ))
+        }
+        guard per == features else {
+            let shape = array.dimensions.dropFirst().map(String.init).joined(separator: "×")
+            throw .data(.mismatch(path, reason: "holds samples of \(shape) values; the model takes \(features)"))
         }
         return (0..<array.dimensions[0]).map { i in
             ("\(path)[\(i)]", array.bytes[i * per..<(i + 1) * per].map { Float($0) / 255 })

@@ -75,16 +75,26 @@ public enum FitStop: Sendable, Equatable {
     case stepLimit
 }
 
-/// One epoch's results.
+/// One epoch's results, as far as this process ran it. A run that stops mid-epoch (`--max-steps`, a signal)
+/// records that part with `complete` false; a resumed epoch counts only the steps run after resuming, while its
+/// loss and accuracy cover the whole epoch so far (the checkpoint carries the earlier sums).
 public struct EpochRecord: Sendable, Codable, Equatable {
     public var epoch: Int
+    /// Optimizer steps this process ran in the epoch, and the samples they processed.
     public var steps: Int
+    public var samples: Int
+    /// How far through the epoch the record ends (1 for a complete epoch), and the global optimizer step there.
+    public var fraction: Double
+    public var globalStep: Int
     public var loss: Double
     public var accuracy: Double
     public var valLoss: Double?
     public var valAccuracy: Double?
+    /// Seconds this process spent on the epoch's steps (validation excluded), and samples / seconds.
     public var seconds: Double
     public var samplesPerSecond: Double
+
+    public var complete: Bool { fraction >= 1 }
 }
 
 /// What the progress callback sees while an epoch runs.
@@ -150,7 +160,8 @@ public final class Trainer: @unchecked Sendable {
     /// Trains for `epochs` epochs. `progress` is called on this thread about 10 times a second and at each
     /// epoch's end. With `shuffle`, each epoch visits the samples in a new order from a generator seeded by
     /// the run's seed. `stepsPerEpoch` cuts each epoch short (benchmarks); `control` resumes, stops after a
-    /// number of steps and asks for checkpoints.
+    /// number of steps and asks for checkpoints. Returns a record per epoch this call ran steps of, the last one
+    /// partial when the run stopped mid-epoch.
     public func fit(
         _ train: Dataset, validation: Dataset? = nil, epochs: Int, shuffle: Bool = true,
         stepsPerEpoch: Int? = nil, control: FitControl = FitControl(),
@@ -174,22 +185,47 @@ public final class Trainer: @unchecked Sendable {
             } else {
                 for i in 0..<train.count { order[i] = Int32(i) }
             }
-            var position = 0
             shared.resetProgress()
+            var position = 0
             if let r = control.resume, epoch == firstEpoch {
                 position = r.position
                 shared.restoreProgress(steps: r.position, lossSum: r.lossSum, correctSum: r.correctSum, seen: r.seen)
             }
             let epochBase = step - position  // the global step count when this epoch began
+            var clock = EpochClock(
+                epoch: epoch, steps: steps, start: position, batchSize: batchSize, samples: train.count)
             shared.order = UnsafePointer(order)
-            let began = Date()
             func report(_ record: EpochRecord?) {
                 let (done, loss, correct, seen) = shared.progress()
                 progress(
                     TrainingProgress(
-                        epoch: epoch, epochs: epochs, step: done, steps: steps,
-                        elapsed: Date().timeIntervalSince(began), loss: seen > 0 ? loss / Double(seen) : 0,
-                        accuracy: seen > 0 ? correct / Double(seen) : 0, record: record))
+                        epoch: epoch, epochs: epochs, step: done, steps: steps, elapsed: clock.elapsed,
+                        loss: seen > 0 ? loss / Double(seen) : 0, accuracy: seen > 0 ? correct / Double(seen) : 0,
+                        record: record))
+            }
+            /// Where the run is, for a checkpoint: mid-epoch, or at the start of the next one.
+            func resumePoint() -> ResumePoint {
+                if position == steps {
+                    return ResumePoint(
+                        epoch: epoch + 1, position: 0, shuffleState: rng, lossSum: 0, correctSum: 0, seen: 0, step: step
+                    )
+                }
+                let (_, loss, correct, seen) = shared.progress()
+                return ResumePoint(
+                    epoch: epoch, position: position, shuffleState: epochStart, lossSum: loss, correctSum: correct,
+                    seen: seen, step: step)
+            }
+            /// The record of the steps run so far, passed to the progress and epoch callbacks.
+            func close(validate: Bool) {
+                var record = clock.record(at: position, globalStep: step, progress: shared.progress())
+                if validate, let validation, validation.count > 0 {
+                    let v = evaluate(validation)
+                    record.valLoss = v.loss
+                    record.valAccuracy = v.accuracy
+                }
+                records.append(record)
+                report(record)
+                control.epochEnded(record)
             }
             // Run the epoch in segments that end where a checkpoint is due or the run must stop.
             while position < steps {
@@ -199,71 +235,37 @@ public final class Trainer: @unchecked Sendable {
                     end = min(end, next - epochBase)
                 }
                 if let limit = control.maxSteps { end = min(end, max(position, limit - epochBase)) }
-                if end == position { return records }  // the step limit was reached before this epoch
-                pool.run(epochJob(train, steps: position..<end, firstStep: epochBase), tick: { report(nil) })
-                let outcome = shared.outcome
-                if outcome.kind != 0 {
-                    // The job ended early: a diverged batch (no update made) or a signal (after a whole step).
-                    let done = outcome.kind == 1 ? outcome.step - 1 - epochBase : outcome.step - epochBase
-                    step = epochBase + done
-                    if outcome.kind == 1 {
-                        stopped = .diverged(epoch: epoch, step: outcome.step)
-                        return records
-                    }
-                    let (_, loss, correct, seen) = shared.progress()
-                    let point = ResumePoint(
-                        epoch: epoch, position: done, shuffleState: epochStart, lossSum: loss,
-                        correctSum: correct, seen: seen, step: step)
-                    if done < steps {
-                        stopped = .signal(Int32(outcome.signal), point)
-                        control.checkpoint(point)
-                        return records
-                    }
-                    // The signal came with the epoch's last step: finish the epoch's bookkeeping below, then stop.
-                    stopped = .signal(
-                        Int32(outcome.signal),
-                        ResumePoint(
-                            epoch: epoch + 1, position: 0, shuffleState: rng,
-                            lossSum: 0, correctSum: 0, seen: 0, step: step))
-                    position = steps
-                    break
-                }
-                step = epochBase + end
-                position = end
-                let stopping = control.maxSteps.map { step >= $0 } ?? false
-                if position < steps
-                    && (stopping || (control.checkpointEverySteps > 0 && step % control.checkpointEverySteps == 0))
-                {
-                    let (_, loss, correct, seen) = shared.progress()
-                    control.checkpoint(
-                        ResumePoint(
-                            epoch: epoch, position: position, shuffleState: epochStart,
-                            lossSum: loss, correctSum: correct, seen: seen, step: step))
-                }
-                if stopping && position < steps {
+                if end == position {  // the step limit was reached before this epoch
                     stopped = .stepLimit
                     return records
                 }
+                pool.run(epochJob(train, steps: position..<end, firstStep: epochBase), tick: { report(nil) })
+                let outcome = shared.outcome
+                if outcome.kind == 1 {  // a diverged batch: no update was made
+                    step = outcome.step - 1
+                    stopped = .diverged(epoch: epoch, step: outcome.step)
+                    return records
+                }
+                // Ran to `end`, or a signal stopped the job after a whole step.
+                position = outcome.kind == 2 ? outcome.step - epochBase : end
+                step = epochBase + position
+                if outcome.kind == 2 {
+                    stopped = .signal(Int32(outcome.signal), resumePoint())
+                    close(validate: position == steps)
+                    control.checkpoint(resumePoint())
+                    return records
+                }
+                let stopping = control.maxSteps.map { step >= $0 } ?? false
+                let due = control.checkpointEverySteps > 0 && step % control.checkpointEverySteps == 0
+                if position < steps && (stopping || due) { control.checkpoint(resumePoint()) }
+                if stopping && position < steps {
+                    stopped = .stepLimit
+                    close(validate: false)
+                    return records
+                }
             }
-            let seconds = Date().timeIntervalSince(began)
-            let (_, loss, correct, seen) = shared.progress()
-            var record = EpochRecord(
-                epoch: epoch, steps: steps, loss: loss / Double(max(1, seen)),
-                accuracy: correct / Double(max(1, seen)), valLoss: nil, valAccuracy: nil,
-                seconds: seconds, samplesPerSecond: Double(seen) / seconds)
-            if let validation, validation.count > 0 {
-                let v = evaluate(validation)
-                record.valLoss = v.loss
-                record.valAccuracy = v.accuracy
-            }
-            records.append(record)
-            report(record)
-            control.epochEnded(record)
-            control.checkpoint(
-                ResumePoint(
-                    epoch: epoch + 1, position: 0, shuffleState: rng, lossSum: 0, correctSum: 0,
-                    seen: 0, step: step))
-            if case .signal = stopped { return records }
+            close(validate: true)
+            control.checkpoint(resumePoint())
             if let limit = control.maxSteps, step >= limit {
                 if epoch < epochs { stopped = .stepLimit }
                 return records
@@ -437,6 +439,32 @@ struct StepPolicy: Sendable {
     var skipOnNaN: Bool
     var maxSkipped: Int
     var watchSignals: Bool
+}
+
+/// Times the part of an epoch that this process runs and makes its record.
+struct EpochClock {
+    let epoch: Int
+    let steps: Int
+    /// The position the epoch started from in this process (non-zero when resumed mid-epoch).
+    let start: Int
+    let batchSize: Int
+    let samples: Int
+    let began = Date()
+
+    var elapsed: Double { Date().timeIntervalSince(began) }
+
+    /// The record of steps `start..<position`: samples processed, seconds taken, and the epoch's running loss
+    /// and accuracy (`progress` as `SharedState.progress()` returns it).
+    func record(at position: Int, globalStep: Int, progress: (Int, Double, Double, Int)) -> EpochRecord {
+        let seconds = elapsed
+        let processed = min(position * batchSize, samples) - min(start * batchSize, samples)
+        let (_, loss, correct, seen) = progress
+        return EpochRecord(
+            epoch: epoch, steps: position - start, samples: processed, fraction: Double(position) / Double(steps),
+            globalStep: globalStep, loss: loss / Double(max(1, seen)), accuracy: correct / Double(max(1, seen)),
+            valLoss: nil, valAccuracy: nil, seconds: seconds,
+            samplesPerSecond: seconds > 0 ? Double(processed) / seconds : 0)
+    }
 }
 
 /// Part `part` of `parts` of 0..<n: contiguous, sizes differing by at most one, together covering 0..<n once.

@@ -5,46 +5,6 @@ import LoomConfig
 import LoomData
 import LoomNN
 
-/// An error a user can cause, with the exit code the command returns for it.
-public enum LoomError: Error, CustomStringConvertible {
-    case config(ConfigError)
-    case data(DataError)
-    case topology(TopologyError)
-    case weights(WeightsError)
-    case usage(String)
-    /// The loss stopped being a number: where, and the first layer whose gradient is not finite.
-    case diverged(epoch: Int, step: Int, layer: String)
-    /// SIGINT/SIGTERM stopped the run after a whole step.
-    case interrupted(signal: Int32, step: Int, checkpoint: String?, resume: String?)
-
-    public var description: String {
-        switch self {
-        case .config(let e): e.description
-        case .data(let e): e.description
-        case .topology(let e): e.description
-        case .weights(let e): e.description
-        case .usage(let s): s
-        case .diverged(let epoch, let step, let layer):
-            "training diverged at epoch \(epoch), step \(step): the loss is not finite (first non-finite gradient: \(layer)); no checkpoint was written from it — lower optimizer.learning_rate, or set training.on_nan=skip_batch"
-        case .interrupted(let signal, let step, let checkpoint, let resume):
-            "interrupted by \(signal == SIGTERM ? "SIGTERM" : "SIGINT") after step \(step)"
-                + (checkpoint.map {
-                    "; checkpoint written to \($0); resume with: \(resume ?? "loom train CONFIG --resume \($0)")"
-                } ?? "; no checkpoint (set checkpoint.dir to be able to resume)")
-        }
-    }
-
-    /// 2 for a bad config or command line, 1 for bad data or files.
-    public var exitCode: Int32 {
-        switch self {
-        case .config, .usage, .topology: 2
-        case .data, .weights: 1
-        case .diverged: 3
-        case .interrupted(let signal, _, _, _): 128 + signal
-        }
-    }
-}
-
 /// What a run does besides training: where it starts from, when it stops, what it writes.
 public struct RunOptions: Sendable {
     /// Start from these weights instead of the initializers.
@@ -63,18 +23,27 @@ public struct RunOptions: Sendable {
     public init() {}
 }
 
-/// The outcome of a training run.
+/// The outcome of a training run. Counts are of what this process ran: a resumed run counts from where it
+/// resumed, a `--max-steps` run up to where it stopped.
 public struct RunResult: Sendable {
+    /// A record per epoch this process ran steps of; the last is partial when the run stopped mid-epoch.
     public var history: [EpochRecord]
     /// Nil when the run stopped early (--max-steps) before finishing its epochs.
     public var test: Evaluation?
     /// Set when --max-steps ended the run; with the checkpoint written then, if any.
     public var stoppedAtStep: Int?
     public var lastCheckpoint: String?
+    /// Seconds spent in training steps (validation and test evaluation excluded).
     public var trainSeconds: Double
     public var samplesPerSecond: Double
+    /// Optimizer steps run and samples processed by this process.
     public var steps: Int
+    public var samples: Int
+    /// Seconds per whole epoch at the measured step rate.
+    public var secondsPerEpoch: Double
     public var weightsDigest: String
+    /// Lines the user should see about the run (e.g. a checkpoint with nothing left to train).
+    public var notes: [String]
 }
 
 /// A prepared run: config, data, model, workers.
@@ -137,7 +106,8 @@ public final class TrainingRun {
             throw .config(ConfigError(file: config.source, keyPath: "loss", message: refusal))
         }
         model = config.makeModel(inputWidth: features)
-        try TrainingRun.checkLabels(data, model: model, dataset: config.data.dataset)
+        try TrainingRun.checkLabels(
+            [(data.train, "training"), (data.test, "test")], model: model, dataset: config.data.dataset)
         // Workers.
         var warnings: [String] = []
         let usable = topology.usableCPUs.count
@@ -162,11 +132,11 @@ public final class TrainingRun {
         model.initialize(seed: t.seed)
     }
 
-    /// Every label of both splits must lie in `0..<loss.labelLimit(outputs:)`.
-    static func checkLabels(_ data: DataSplits, model: Sequential, dataset: String) throws(LoomError) {
+    /// Every label of `sets` (named "training", "test", …) must lie in `0..<loss.labelLimit(outputs:)`.
+    static func checkLabels(_ sets: [(Dataset, String)], model: Sequential, dataset: String) throws(LoomError) {
         let outputs = model.outputWidth
         let limit = model.loss.labelLimit(outputs: outputs)
-        for set in [data.train, data.test] {
+        for (set, name) in sets {
             guard let bad = (0..<set.count).first(where: { set.label($0) < 0 || Int(set.label($0)) >= limit }) else {
                 continue
             }
@@ -179,7 +149,7 @@ public final class TrainingRun {
                 .mismatch(
                     dataset,
                     reason:
-                        "\(set === data.test ? "test" : "training") sample \(bad) has label \(label), but the model's last layer has \(outputs) output\(outputs == 1 ? "" : "s"); \(fix)"
+                        "\(name) sample \(bad) has label \(label), but the model's last layer has \(outputs) output\(outputs == 1 ? "" : "s"); \(fix)"
                 ))
         }
     }
@@ -202,15 +172,59 @@ public final class TrainingRun {
     }
 
     /// Trains (from initializers, given weights or a checkpoint), writing checkpoints and metrics as asked,
-    /// then evaluates on the test set. Files named in `options` are checked before training starts.
+    /// then evaluates on the test set. Every output path in `options` and `checkpoint.dir` is checked (and its
+    /// folder created) before training starts.
     public func run(_ options: RunOptions = RunOptions(), progress: (TrainingProgress) -> Void = { _ in })
         throws(LoomError) -> RunResult
     {
-        let t = config.training
+        try prepareOutputs(options)
+        var control = try startingPoint(options)
+        let notes = nothingToTrain(control.resume, maxSteps: options.maxSteps)
+        let checkpoints = try config.checkpoint.dir.map { dir throws(LoomError) in
+            try CheckpointWriter(dir: dir, keep: config.checkpoint.keep, trainer: trainer, config: config)
+        }
+        if let checkpoints {
+            control.checkpointEverySteps = config.checkpoint.everySteps
+            control.checkpoint = checkpoints.write
+        }
+        let metrics = try options.logDir.map { dir throws(LoomError) in
+            try MetricsLog(dir: dir, config: config, resuming: options.resume != nil)
+        }
+        let learningRate = Double("\(config.optimizer.learningRate)") ?? 0  // 0.001, not 0.0010000000474974513
+        control.epochEnded = { record in metrics?.append(record, learningRate: learningRate) }
+        let history = trainer.fit(
+            train, validation: validation, epochs: config.training.epochs, shuffle: config.training.shuffle,
+            control: control, progress: progress)
+        metrics?.finish()
+        try checkStop(checkpoint: checkpoints?.last, options: options)
+        if let failure = checkpoints?.failure { throw .output(failure) }
+        let finished = trainer.stopped == nil
+        if let path = options.saveWeights { try saveWeights(to: path) }
+        let steps = history.reduce(0) { $0 + $1.steps }
+        let samples = history.reduce(0) { $0 + $1.samples }
+        let seconds = history.reduce(0) { $0 + $1.seconds }
+        let stepsPerEpoch = (train.count + config.training.batchSize - 1) / config.training.batchSize
+        return RunResult(
+            history: history, test: finished ? trainer.evaluate(data.test) : nil,
+            stoppedAtStep: finished ? nil : trainer.step, lastCheckpoint: checkpoints?.last, trainSeconds: seconds,
+            samplesPerSecond: seconds > 0 ? Double(samples) / seconds : 0, steps: steps, samples: samples,
+            secondsPerEpoch: steps > 0 ? seconds / Double(steps) * Double(stepsPerEpoch) : 0,
+            weightsDigest: model.weightsDigest(), notes: notes)
+    }
+
+    /// Creates missing output folders and checks each output can be written, before any training.
+    func prepareOutputs(_ options: RunOptions) throws(LoomError) {
+        if let path = options.saveWeights { try OutputPaths.prepareFile(path, option: "--save-weights") }
+        if let dir = options.logDir { try OutputPaths.prepareFolder(dir, option: "--log-dir") }
+        if let dir = config.checkpoint.dir { try OutputPaths.prepareFolder(dir, option: "checkpoint.dir") }
+    }
+
+    /// Loads the initial weights or the checkpoint to resume, and the stopping rules.
+    func startingPoint(_ options: RunOptions) throws(LoomError) -> FitControl {
         var control = FitControl()
         control.maxSteps = options.maxSteps
-        control.onNaN = t.onNaN
-        control.maxSkippedBatches = t.maxSkippedBatches
+        control.onNaN = config.training.onNaN
+        control.maxSkippedBatches = config.training.maxSkippedBatches
         control.stopOnSignal = options.stopOnSignal
         if let path = options.initWeights {
             do {
@@ -221,46 +235,29 @@ public final class TrainingRun {
         if let path = options.resume {
             do { control.resume = try Checkpoint.restore(trainer, from: path) } catch { throw .weights(error) }
         }
-        var lastCheckpoint: String?
-        var checkpointError: String?
-        if let dir = config.checkpoint.dir {
-            do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-                throw .usage("cannot create checkpoint folder \(dir): \(error.localizedDescription)")
-            }
-            // Temporary files of a writer killed mid-write (the real files are only ever renamed into place).
-            for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-            where f.hasPrefix(".ckpt-") && f.contains(".tmp-") {
-                try? FileManager.default.removeItem(atPath: dir + "/" + f)
-            }
-            control.checkpointEverySteps = config.checkpoint.everySteps
-            let (trainer, config) = (trainer, config)
-            let model = model
-            control.checkpoint = { point in
-                let path = dir + "/" + Checkpoint.fileName(step: point.step)
-                // Never write a checkpoint from a non-finite state.
-                if Checkpoint.firstNonFinite(model, in: model.parameters) != nil {
-                    checkpointError = "not writing checkpoint \(path): the weights are not finite"
-                    return
-                }
-                do {
-                    try Checkpoint.save(trainer, config: config, at: point, to: path)
-                    Checkpoint.prune(dir, keep: config.checkpoint.keep)
-                    lastCheckpoint = path
-                } catch {
-                    checkpointError = "cannot write checkpoint \(path): \(error.localizedDescription)"
-                }
-            }
+        return control
+    }
+
+    /// Lines saying why a resumed run has nothing left to train, if it has not.
+    func nothingToTrain(_ resume: ResumePoint?, maxSteps: Int?) -> [String] {
+        guard let resume else { return [] }
+        let epochs = config.training.epochs
+        if resume.epoch > epochs {
+            let done = resume.epoch - 1
+            return [
+                "the checkpoint is at step \(resume.step), after epoch \(done), past the \(epochs) epoch\(epochs == 1 ? "" : "s") asked for: nothing to train (raise --epochs above \(done) to continue)"
+            ]
         }
-        let metrics = try options.logDir.map { dir throws(LoomError) in
-            try MetricsLog(dir: dir, config: config, resuming: options.resume != nil)
+        if let maxSteps, maxSteps <= resume.step {
+            return [
+                "the checkpoint is at step \(resume.step), at or past --max-steps \(maxSteps): nothing to train (raise --max-steps, or drop it to finish the run)"
+            ]
         }
-        control.epochEnded = { record in
-            metrics?.append(record, learningRate: Double("\(self.config.optimizer.learningRate)") ?? 0)
-        }
-        let history = trainer.fit(
-            train, validation: validation, epochs: t.epochs, shuffle: t.shuffle, control: control,
-            progress: progress)
-        metrics?.finish()
+        return []
+    }
+
+    /// Turns a stop for divergence or a signal into its error.
+    func checkStop(checkpoint: String?, options: RunOptions) throws(LoomError) {
         switch trainer.stopped {
         case .diverged(let epoch, let step):
             throw .diverged(
@@ -268,23 +265,61 @@ public final class TrainingRun {
                 layer: Checkpoint.firstNonFinite(model, in: model.gradients) ?? "none (only the loss)")
         case .signal(let signal, let point):
             throw .interrupted(
-                signal: signal, step: point.step, checkpoint: lastCheckpoint,
-                resume: lastCheckpoint.flatMap { options.resumeCommand?($0) })
+                signal: signal, step: point.step, checkpoint: checkpoint,
+                resume: checkpoint.flatMap { options.resumeCommand?($0) })
         default: break
         }
-        if let checkpointError { throw .usage(checkpointError) }
-        let trainSeconds = history.reduce(0) { $0 + $1.seconds }
-        let finished = (history.last?.epoch ?? (control.resume.map { $0.epoch - 1 } ?? 0)) >= t.epochs
-        if let path = options.saveWeights {
-            do { try Checkpoint.saveWeights(model, config: config, to: path) } catch {
-                throw .usage("cannot write weights \(path): \(error.localizedDescription)")
+    }
+
+    /// Writes the final weights; if `path` fails after all, to a fallback file, and says where.
+    func saveWeights(to path: String) throws(LoomError) {
+        do {
+            try Checkpoint.saveWeights(model, config: config, to: path)
+            return
+        } catch {
+            let reason = error.localizedDescription
+            for fallback in OutputPaths.fallbacks(for: path) {
+                if (try? Checkpoint.saveWeights(model, config: config, to: fallback)) != nil {
+                    throw .output("cannot write the weights to \(path) (\(reason)); they were saved to \(fallback)")
+                }
             }
+            throw .output("cannot write the weights to \(path) (\(reason)), nor to a fallback file")
         }
-        let samples = history.reduce(0.0) { $0 + $1.samplesPerSecond * $1.seconds }
-        return RunResult(
-            history: history, test: finished ? trainer.evaluate(data.test) : nil,
-            stoppedAtStep: finished ? nil : trainer.step, lastCheckpoint: lastCheckpoint,
-            trainSeconds: trainSeconds, samplesPerSecond: trainSeconds > 0 ? samples / trainSeconds : 0,
-            steps: history.reduce(0) { $0 + $1.steps }, weightsDigest: model.weightsDigest())
+    }
+}
+
+/// Writes the checkpoints a run asks for into one folder, keeping the newest `keep`; remembers the last file
+/// written and the first failure (training goes on; the run then ends with that error).
+final class CheckpointWriter {
+    let dir: String
+    let keep: Int
+    let trainer: Trainer
+    let config: RunConfig
+    private(set) var last: String?
+    private(set) var failure: String?
+
+    init(dir: String, keep: Int, trainer: Trainer, config: RunConfig) throws(LoomError) {
+        (self.dir, self.keep, self.trainer, self.config) = (dir, keep, trainer, config)
+        // Temporary files of a writer killed mid-write (the real files are only ever renamed into place).
+        for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        where f.hasPrefix(".ckpt-") && f.contains(".tmp-") {
+            try? FileManager.default.removeItem(atPath: dir + "/" + f)
+        }
+    }
+
+    func write(_ point: ResumePoint) {
+        let path = dir + "/" + Checkpoint.fileName(step: point.step)
+        // Never write a checkpoint from a non-finite state.
+        if Checkpoint.firstNonFinite(trainer.model, in: trainer.model.parameters) != nil {
+            failure = failure ?? "not writing checkpoint \(path): the weights are not finite"
+            return
+        }
+        do {
+            try Checkpoint.save(trainer, config: config, at: point, to: path)
+            Checkpoint.prune(dir, keep: keep)
+            last = path
+        } catch {
+            failure = failure ?? "cannot write checkpoint \(path): \(error.localizedDescription)"
+        }
     }
 }

@@ -98,7 +98,8 @@ struct IDXTests {
         #expect {
             try loadDataset(DataSource(dataset: "mnist", path: "/nonexistent/mnist"))
         } throws: { error in
-            "\(error)".hasPrefix("/nonexistent/mnist/train-images-idx3-ubyte.gz: no such file.")
+            "\(error)".hasPrefix("/nonexistent/mnist/train-images-idx3-ubyte.gz: no such file; ")
+                && "\(error)".contains("set data.path")
         }
     }
 

@@ -17,11 +17,17 @@ void loom_cpu_relax(void);
 /// Gives the CPU away (sched_yield).
 void loom_yield(void);
 
-/// Installs SIGINT and SIGTERM handlers that record the signal (the first one) and exit at once with 128 + the
-/// signal number on the second.
+/// Installs SIGINT and SIGTERM handlers that record the first signal. A repeat within one second of it, or any
+/// signal between loom_critical_begin and loom_critical_end, is ignored (the same stop delivered twice); a later
+/// one exits at once with 128 + the signal number.
 void loom_install_signal_handlers(void);
 /// The first SIGINT/SIGTERM received since installing, or 0.
 int loom_pending_signal(void);
+/// Brackets a file write that a second signal must not cut short (checkpoints, final weights, reports).
+void loom_critical_begin(void);
+void loom_critical_end(void);
+/// stdout line-buffered and stderr unbuffered, so that no complete line is lost on any exit path.
+void loom_line_buffer_output(void);
 
 /// 1 when libnuma works on this machine (numa_available() >= 0), else 0.
 int loom_numa_available(void);

@@ -1,0 +1,128 @@
+// loom bench kernels | step | scaling: measured speed, printed and saved.
+import ArgumentParser
+import CSupport
+import Foundation
+import LoomConfig
+import LoomData
+import LoomEngine
+import LoomKernels
+import LoomNN
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure kernel speed and scaling.",
+        subcommands: [KernelsBench.self, StepBench.self, ScalingBench.self])
+}
+
+struct KernelsBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "GFLOP/s of each GEMM shape of the reference model, one worker and all, against the core's FMA peak.")
+    @Option(parsing: .unconditional, help: "Workers for the all-workers column (default: one per usable CPU).")
+    var workers: Int?
+    @Option(help: "Write the results as JSON to this file.") var json: String?
+
+    func run() throws {
+        let topology = Topology.detect()
+        let n = workers ?? topology.usableCPUs.count
+        guard n >= 1 else { fail(.usage("--workers \(n): at least one worker is needed")) }
+        if let json { checkWritable(json, option: "--json") }
+        let (peak, results) = Bench.kernels(workers: n, placements: topology.placement(workers: n))
+        print(String(format: "fp32 FMA peak of one core (measured): %.1f GFLOP/s (%d-wide vectors)", peak, vecLanes))
+        print(padded("shape", 34) + padded("M×N×K", 13) + "1 worker GFLOP/s  % of peak  \(n) workers GFLOP/s")
+        for r in results {
+            print(
+                padded(r.name, 34) + padded("\(r.m)×\(r.n)×\(r.k)", 13)
+                    + String(format: "%16.1f  %8.1f%%  %17.1f", r.gflopsSingle, r.percentOfPeak, r.gflopsAll))
+        }
+        if let json { writeOrFail(Bench.json(results), json) }
+    }
+}
+
+struct StepBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "step",
+        abstract: "One worker's training step beside its first layer's GEMM alone, interleaved in one sitting.")
+    @OptionGroup var options: ConfigOptions
+    @Option(parsing: .unconditional, help: "Steps per timing (three timings a round).") var steps: Int = 20
+    @Option(parsing: .unconditional, help: "Interleaved rounds; the step and the GEMM each keep their best.")
+    var rounds: Int = 15
+    @Option(help: "Also write the result as JSON to this file.") var json: String?
+
+    func run() throws {
+        guard steps >= 1 else { fail(.usage("--steps \(steps): at least one step is needed")) }
+        guard rounds >= 1 else { fail(.usage("--rounds \(rounds): at least one round is needed")) }
+        if let json { checkWritable(json, option: "--json") }
+        let run: TrainingRun
+        do { run = try TrainingRun(config: try options.load(extra: ["training.workers=1"])) } catch { fail(error) }
+        let r = Bench.step(run, steps: steps, rounds: rounds, placement: Topology.detect().placement(workers: 1)[0])
+        print(
+            String(
+                format: "training step, 1 worker:  %.3f ms  %.1f GFLOP/s  (%.1f MFLOP a step)", r.millisecondsPerStep,
+                r.stepGflops, r.flopsPerStep / 1e6))
+        print(String(format: "GEMM %@ alone:  %.1f GFLOP/s", r.gemmName, r.gemmGflops))
+        print(
+            String(
+                format: "the step runs at %.1f%% of the GEMM rate (best of %d interleaved rounds)", 100 * r.ratio,
+                rounds))
+        if let json { writeOrFail(Bench.json([r]), json) }
+    }
+}
+
+struct ScalingBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scaling",
+        abstract: "Train K steps at each worker count; print and save the speed-up table and chart.")
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Worker counts, comma-separated (default: 1, 2, 4, … up to the usable CPUs).") var workers: String?
+    @Option(parsing: .unconditional, help: "Timed steps per worker count.") var steps: Int = 200
+    @Option(parsing: .unconditional, help: "Interleaved rounds; each worker count keeps its best.") var repeats: Int = 3
+    @Option(help: "Folder for scaling.csv, scaling.json and scaling.svg.") var out: String = "bench-results"
+    @Option(help: "Also write the results as JSON to this file.") var json: String?
+
+    func run() throws {
+        let topology = Topology.detect()
+        var counts: [Int] = []
+        if let workers {
+            for part in workers.split(separator: ",") {
+                guard let n = Int(part.trimmingCharacters(in: .whitespaces)), n >= 1 else {
+                    fail(
+                        .usage("--workers \(workers): expected positive worker counts separated by commas, e.g. 1,2,4"))
+                }
+                counts.append(n)
+            }
+        } else {
+            var n = 1
+            while n < topology.usableCPUs.count {
+                counts.append(n)
+                n *= 2
+            }
+            counts.append(topology.usableCPUs.count)
+        }
+        guard steps >= 1 else { fail(.usage("--steps \(steps): at least one step is needed")) }
+        let run: TrainingRun
+        do { run = try TrainingRun(config: try options.load(extra: ["training.workers=1"])) } catch { fail(error) }
+        if let bad = counts.first(where: { $0 > run.config.training.batchSize }) {
+            fail(.usage("--workers \(bad) is more than the batch size \(run.config.training.batchSize)"))
+        }
+        do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
+            fail(.usage("cannot create \(out): \(error.localizedDescription)"))
+        }
+        guard repeats >= 1 else { fail(.usage("--repeats \(repeats): at least one round is needed")) }
+        let rows = Bench.scaling(run, workers: counts, steps: steps, repeats: repeats, topology: topology)
+        print("workers  samples/s  speed-up  efficiency  s/epoch (projected)  peak RSS")
+        for r in rows {
+            print(
+                String(
+                    format: "%7d  %9.0f  %7.2f×  %10.2f  %19.3f  %6.0f MB", r.workers, r.samplesPerSecond, r.speedup,
+                    r.efficiency, r.secondsPerEpoch, r.peakRSSMB))
+        }
+        let title =
+            "\(run.train.name), batch \(run.config.training.batchSize): speed-up over \(counts[0]) worker\(counts[0] == 1 ? "" : "s") (best of \(repeats) × \(steps) steps)"
+        writeOrFail(Bench.csv(rows), out + "/scaling.csv")
+        writeOrFail(Bench.json(rows), out + "/scaling.json")
+        writeOrFail(Bench.svg(rows, title: title), out + "/scaling.svg")
+        if let json { writeOrFail(Bench.json(rows), json) }
+        print("wrote \(out)/scaling.csv, \(out)/scaling.json, \(out)/scaling.svg")
+    }
+}

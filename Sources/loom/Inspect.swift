@@ -1,0 +1,127 @@
+// loom summary, topology, evaluate, predict: look at a model, the machine, or saved weights.
+import ArgumentParser
+import CSupport
+import Foundation
+import LoomConfig
+import LoomData
+import LoomEngine
+import LoomKernels
+import LoomNN
+
+struct Summary: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the model a config describes, Keras-style.")
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Input features, when the config does not state model.input (default: the dataset's).") var input:
+        Int?
+
+    func run() throws {
+        let config: RunConfig
+        do { config = try options.load() } catch { fail(error) }
+        let width = input ?? config.inputWidth ?? defaultInputWidth(config.data.dataset)
+        print(config.makeModel(inputWidth: width).summary())
+    }
+
+    func defaultInputWidth(_ dataset: String) -> Int {
+        switch dataset {
+        case "xor": 2
+        case "fizzbuzz": 10
+        default: 784
+        }
+    }
+}
+
+struct Topo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "topology",
+        abstract: "Print NUMA nodes, CPUs, memory, and where N workers would run.")
+    @Option(help: "Workers to place (default: one per usable CPU).") var workers: Int?
+    @Option(help: "Read the topology from a sysfs-like folder (node/nodeN/cpulist …) instead of this machine.")
+    var sysfs: String?
+
+    func run() throws {
+        let topology: Topology
+        if let sysfs {
+            do { topology = try Topology.fromSysfs(root: sysfs) } catch { fail(.topology(error)) }
+        } else {
+            topology = .detect()
+        }
+        if let workers, workers < 1 { fail(.usage("--workers \(workers): at least one worker is needed")) }
+        print(topology.describe(workers: workers ?? topology.usableCPUs.count))
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Loss, accuracy and confusion matrix of saved weights on a test set.")
+    @Argument(help: "A weights file (loom train --save-weights) or checkpoint.") var weights: String
+    @Option(help: "Dataset to evaluate on (mnist, fashion-mnist, …; default: the one it was trained on).") var data:
+        String?
+    @Option(name: .customLong("data-path"), help: "Folder of the dataset's IDX files.") var dataPath: String?
+    @Option(parsing: .unconditional, help: "Worker threads (default: one per usable CPU).") var workers: Int?
+
+    func run() throws {
+        if let workers, workers < 1 { fail(.usage("--workers \(workers): at least one worker is needed")) }
+        do { try evaluate() } catch { fail(error) }
+    }
+
+    func evaluate() throws(LoomError) {
+        do {
+            let saved = try SavedModel(path: weights)
+            var source: DataSource? = nil
+            if data != nil || dataPath != nil {
+                source = DataSource(dataset: data ?? saved.config.data.dataset, path: dataPath)
+            }
+            let (e, _, name) = try saved.evaluate(data: source, workers: workers)
+            print(
+                String(
+                    format: "%@ on the %@ (%d samples): loss %.4f - accuracy %.4f", weights, name, e.count, e.loss,
+                    e.accuracy))
+            print("confusion matrix (rows: true class, columns: predicted):")
+            let width = max(5, String(e.count).count + 1)
+            print(
+                padded("", 6)
+                    + e.confusion.indices.map { String(repeating: " ", count: width - String($0).count) + String($0) }
+                    .joined())
+            for (t, row) in e.confusion.enumerated() {
+                print(
+                    padded("  \(t)", 6)
+                        + row.map { String(repeating: " ", count: max(0, width - String($0).count)) + String($0) }
+                        .joined())
+            }
+        }
+    }
+}
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Top classes with probabilities for images: IDX image files, PGM or PNG of the model's input size.")
+    @Argument(help: "A weights file (loom train --save-weights) or checkpoint.") var weights: String
+    @Argument(help: "IDX image files, PGM or PNG images (light digits on a dark background, like MNIST).") var inputs:
+        [String]
+    @Option(parsing: .unconditional, help: "Classes to show per image.") var top: Int = 3
+    @Option(parsing: .unconditional, help: "Images to show per IDX file.") var limit: Int = 10
+
+    func run() throws {
+        guard !inputs.isEmpty else { fail(.usage("name at least one image")) }
+        guard top >= 1 else { fail(.usage("--top \(top): show at least one class")) }
+        guard limit >= 1 else { fail(.usage("--limit \(limit): show at least one image per file")) }
+        do { try predict() } catch { fail(error) }
+    }
+
+    func predict() throws(LoomError) {
+        do {
+            let saved = try SavedModel(path: weights)
+            var named: [(String, [Float])] = []
+            for path in inputs {
+                named += try readPredictionInputs(path, features: saved.inputWidth).prefix(limit)
+            }
+            let probabilities = try saved.predict(named.map(\.1))
+            for ((name, _), p) in zip(named, probabilities) {
+                let ranked = p.enumerated().sorted { $0.element > $1.element }.prefix(top)
+                print(
+                    name + ": "
+                        + ranked.map { String(format: "%d (%.4f)", $0.offset, $0.element) }.joined(separator: ", "))
+            }
+        }
+    }
+}
