@@ -67,6 +67,6 @@ let package = Package(
         .testTarget(name: "LoomConfigTests", dependencies: ["LoomConfig"], swiftSettings: fastSwift),
         .testTarget(name: "LoomEngineTests", dependencies: ["LoomEngine"], swiftSettings: fastSwift),
         // Runs the built `loom` binary as a user would: exit codes, one-line errors, reports.
-        .testTarget(name: "LoomCLITests", dependencies: ["loom", "LoomData"], swiftSettings: fastSwift),
+        .testTarget(name: "LoomCLITests", dependencies: ["loom", "LoomData", "LoomEngine"], swiftSettings: fastSwift),
     ]
 )

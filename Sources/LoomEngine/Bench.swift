@@ -229,12 +229,12 @@ public enum Bench {
         let h = 420.0
         let left = 60.0
         let right = 20.0
-        let top = 40.0
+        let top = 60.0
         let bottom = 50.0
         let maxW = Double(rows.map(\.workers).max() ?? 1)
-        let maxY = max(maxW, rows.map(\.speedup).max() ?? 1)
+        let axis = Axis(covering: 0, max(maxW, rows.map(\.speedup).max() ?? 1), ticks: 6, limits: 0...Double.infinity)
         func x(_ v: Double) -> Double { left + (v - 1) / max(1, maxW - 1) * (w - left - right) }
-        func y(_ v: Double) -> Double { h - bottom - (v - 0) / maxY * (h - top - bottom) }
+        func y(_ v: Double) -> Double { axis.position(v, from: h - bottom, to: top) }
         var s = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" font-family="sans-serif" font-size="12">
             <rect width="100%" height="100%" fill="white"/>
@@ -243,20 +243,21 @@ public enum Bench {
             <line x1="\(left)" y1="\(y(0))" x2="\(left)" y2="\(top)" stroke="black"/>
             <text x="\(w / 2)" y="\(h - 12)" text-anchor="middle">workers</text>
             <text x="16" y="\(h / 2)" text-anchor="middle" transform="rotate(-90 16 \(h / 2))">speed-up over 1 worker</text>
+            <line x1="\(left + 10)" y1="40" x2="\(left + 30)" y2="40" stroke="#1f77b4" stroke-width="2.5"/>
+            <text x="\(left + 35)" y="44" fill="#1f77b4">measured</text>
+            <line x1="\(left + 120)" y1="40" x2="\(left + 140)" y2="40" stroke="#999" stroke-dasharray="6 4"/>
+            <text x="\(left + 145)" y="44" fill="#666">ideal (speed-up = workers)</text>
 
             """
         for r in rows {
             s += "<text x=\"\(x(Double(r.workers)))\" y=\"\(y(0) + 16)\" text-anchor=\"middle\">\(r.workers)</text>\n"
         }
-        let ticks = Int(maxY.rounded(.up))
-        for t in stride(from: 0, through: ticks, by: max(1, ticks / 8)) {
-            s += "<text x=\"\(left - 8)\" y=\"\(y(Double(t)) + 4)\" text-anchor=\"end\">\(t)</text>\n"
-            s +=
-                "<line x1=\"\(left)\" y1=\"\(y(Double(t)))\" x2=\"\(w - right)\" y2=\"\(y(Double(t)))\" stroke=\"#eee\"/>\n"
+        for t in axis.ticks {
+            s += "<text x=\"\(left - 8)\" y=\"\(y(t) + 4)\" text-anchor=\"end\">\(axis.label(t))</text>\n"
+            s += "<line x1=\"\(left)\" y1=\"\(y(t))\" x2=\"\(w - right)\" y2=\"\(y(t))\" stroke=\"#eee\"/>\n"
         }
         s +=
             "<line x1=\"\(x(1))\" y1=\"\(y(1))\" x2=\"\(x(maxW))\" y2=\"\(y(maxW))\" stroke=\"#999\" stroke-dasharray=\"6 4\"/>\n"
-        s += "<text x=\"\(x(maxW) - 4)\" y=\"\(y(maxW) - 6)\" text-anchor=\"end\" fill=\"#666\">ideal</text>\n"
         let points = rows.map { "\(x(Double($0.workers))),\(y($0.speedup))" }.joined(separator: " ")
         s += "<polyline points=\"\(points)\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2.5\"/>\n"
         for r in rows {

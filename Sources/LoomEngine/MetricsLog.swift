@@ -28,7 +28,7 @@ public final class MetricsLog {
     }
 
     static let columns = [
-        "epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
+        "epoch", "epoch_fraction", "step", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
         "samples_per_second", "seconds",
     ]
 
@@ -55,66 +55,71 @@ public final class MetricsLog {
         try? atomicWrite(jsonl, to: dir + "/metrics.jsonl")
     }
 
-    /// Writes metrics.svg: loss (left) and accuracy (right) per epoch, validation dashed.
+    /// Writes metrics.svg: loss (left) and accuracy (right) against epochs (a partial epoch at its fraction),
+    /// validation dashed; round ticks, accuracy within [0, 1], a loss axis from ≥ 0, legends above the plots.
     public func finish() {
         guard !rows.isEmpty else { return }
+        func x(_ r: [String: Any]) -> Double? {
+            guard let e = r["epoch"] as? Int else { return nil }
+            return Double(e - 1) + (r["epoch_fraction"] as? Double ?? 1)
+        }
         func series(_ key: String) -> [(Double, Double)] {
-            rows.compactMap { r in
-                guard let e = r["epoch"] as? Int, let v = r[key] as? Double else { return nil }
-                return (Double(e), v)
-            }
+            rows.compactMap { r in x(r).flatMap { e in (r[key] as? Double).map { (e, $0) } } }
         }
         let panels = [
-            ("loss", series("loss"), series("val_loss")), ("accuracy", series("accuracy"), series("val_accuracy")),
+            ("loss", series("loss"), series("val_loss"), 0.0...Double.infinity),
+            ("accuracy", series("accuracy"), series("val_accuracy"), 0.0...1.0),
         ]
-        let pw = 400.0
-        let ph = 300.0
-        let m = 50.0
+        let (pw, ph, left, right, top, bottom) = (400.0, 320.0, 55.0, 20.0, 62.0, 45.0)
         var svg =
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(2 * pw))\" height=\"\(Int(ph))\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        let epochs = rows.compactMap { $0["epoch"] as? Int }
-        let (e0, e1) = (Double(epochs.min()!), Double(max(epochs.max()!, epochs.min()! + 1)))
-        for (i, (name, train, val)) in panels.enumerated() {
+        let xs = rows.compactMap(x)
+        let epochAxis = Axis(covering: min(0, xs.min()!), max(1, xs.max()!), ticks: 6, limits: 0...Double.infinity)
+        for (i, (name, train, val, limits)) in panels.enumerated() {
             let ox = Double(i) * pw
             let values = (train + val).map(\.1)
-            var lo = values.min() ?? 0
-            var hi = values.max() ?? 1
-            if hi - lo < 1e-9 {
-                lo -= 0.5
-                hi += 0.5
-            }
-            let pad = (hi - lo) * 0.08
-            lo -= pad
-            hi += pad
-            func x(_ e: Double) -> Double { ox + m + (e - e0) / (e1 - e0) * (pw - 1.6 * m) }
-            func y(_ v: Double) -> Double { ph - m - (v - lo) / (hi - lo) * (ph - 1.8 * m) }
+            let axis = Axis(covering: values.min() ?? 0, values.max() ?? 1, ticks: 5, limits: limits)
+            func px(_ e: Double) -> Double { epochAxis.position(e, from: ox + left, to: ox + pw - right) }
+            func py(_ v: Double) -> Double { axis.position(v, from: ph - bottom, to: top) }
             svg +=
                 "<text x=\"\(ox + pw / 2)\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">\(name) per epoch</text>\n"
-            svg +=
-                "<line x1=\"\(ox + m)\" y1=\"\(ph - m)\" x2=\"\(ox + pw - 0.6 * m)\" y2=\"\(ph - m)\" stroke=\"black\"/>\n"
-            svg += "<line x1=\"\(ox + m)\" y1=\"\(ph - m)\" x2=\"\(ox + m)\" y2=\"\(0.8 * m)\" stroke=\"black\"/>\n"
-            for k in 0...4 {
-                let v = lo + (hi - lo) * Double(k) / 4
+            for v in axis.ticks {
                 svg += String(
-                    format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>\n", ox + m - 5, y(v) + 4, v)
+                    format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n",
+                    px(epochAxis.lo), py(v),
+                    px(epochAxis.hi), py(v))
                 svg += String(
-                    format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n", ox + m, y(v),
-                    ox + pw - 0.6 * m, y(v))
+                    format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%@</text>\n", ox + left - 5, py(v) + 4,
+                    axis.label(v))
             }
-            for e in epochs {
-                svg += "<text x=\"\(x(Double(e)))\" y=\"\(ph - m + 16)\" text-anchor=\"middle\">\(e)</text>\n"
+            for e in epochAxis.ticks {
+                svg += String(
+                    format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%@</text>\n", px(e), ph - bottom + 16,
+                    epochAxis.label(e))
             }
+            svg += String(
+                format: "<polyline fill=\"none\" stroke=\"black\" points=\"%.1f,%.1f %.1f,%.1f %.1f,%.1f\"/>\n",
+                ox + left, top,
+                ox + left, ph - bottom, ox + pw - right, ph - bottom)
             svg += "<text x=\"\(ox + pw / 2)\" y=\"\(ph - 10)\" text-anchor=\"middle\">epoch</text>\n"
+            var legendX = ox + left
             for (points, color, dash, label) in [
                 (train, "#1f77b4", "", "train"), (val, "#ff7f0e", " stroke-dasharray=\"6 4\"", "validation"),
             ] where !points.isEmpty {
                 svg +=
                     "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash) points=\""
-                    + points.map { "\(x($0.0)),\(y($0.1))" }.joined(separator: " ") + "\"/>\n"
-                for p in points { svg += "<circle cx=\"\(x(p.0))\" cy=\"\(y(p.1))\" r=\"3\" fill=\"\(color)\"/>\n" }
-                let ly = label == "train" ? 40.0 : 56.0
-                svg +=
-                    "<text x=\"\(ox + pw - 0.7 * m)\" y=\"\(ly)\" text-anchor=\"end\" fill=\"\(color)\">\(label)</text>\n"
+                    + points.map { String(format: "%.1f,%.1f", px($0.0), py($0.1)) }.joined(separator: " ") + "\"/>\n"
+                for p in points {
+                    svg += String(
+                        format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%@\"/>\n", px(p.0), py(p.1), color)
+                }
+                // The legend sits in its own row above the plot, so it never covers a point.
+                svg += String(
+                    format: "<line x1=\"%.1f\" y1=\"40\" x2=\"%.1f\" y2=\"40\" stroke=\"%@\" stroke-width=\"2\"%@/>\n",
+                    legendX,
+                    legendX + 20, color, dash)
+                svg += String(format: "<text x=\"%.1f\" y=\"44\" fill=\"%@\">%@</text>\n", legendX + 25, color, label)
+                legendX += 110
             }
         }
         try? atomicWrite(svg + "</svg>\n", to: dir + "/metrics.svg")

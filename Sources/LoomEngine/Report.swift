@@ -4,17 +4,20 @@ import LoomConfig
 
 /// Builds the run report.
 public enum ReportWriter {
-    /// A JSON object: test_accuracy, test_loss, epochs, steps, train_seconds, samples_per_second, workers,
-    /// weights_digest, seconds_per_epoch, the per-epoch history and the resolved config.
+    /// A JSON object: test_accuracy, test_loss, epochs (completed by this process), steps and samples (run by
+    /// this process), train_seconds, samples_per_second, seconds_per_epoch, workers, weights_digest, the
+    /// per-epoch history (a partial last epoch included) and the resolved config.
     public static func json(config: RunConfig, run: TrainingRun, result: RunResult) -> String {
         var object: [String: Any] = [
             "test_accuracy": result.test.map { $0.accuracy as Any } ?? NSNull(),
             "test_loss": result.test.map { $0.loss as Any } ?? NSNull(),
-            "epochs": result.history.count,
+            "epochs": result.history.filter(\.complete).count,
             "steps": result.steps,
+            "samples": result.samples,
             "train_seconds": result.trainSeconds,
             "samples_per_second": result.samplesPerSecond,
-            "seconds_per_epoch": result.trainSeconds / Double(max(1, result.history.count)),
+            "seconds_per_epoch": result.secondsPerEpoch,
+            "version": Version.loom,
             "workers": run.placements.count,
             "cpus": run.placements.map(\.cpu),
             "weights_digest": result.weightsDigest,
@@ -27,7 +30,8 @@ public enum ReportWriter {
         if let c = result.lastCheckpoint { object["checkpoint"] = c }
         object["history"] = result.history.map { r -> [String: Any] in
             var row: [String: Any] = [
-                "epoch": r.epoch, "steps": r.steps, "loss": r.loss, "accuracy": r.accuracy,
+                "epoch": r.epoch, "epoch_fraction": r.fraction, "step": r.globalStep, "steps": r.steps,
+                "samples": r.samples, "loss": r.loss, "accuracy": r.accuracy,
                 "seconds": r.seconds, "samples_per_second": r.samplesPerSecond,
             ]
             if let v = r.valLoss { row["val_loss"] = v }
