@@ -192,7 +192,7 @@ public final class Trainer: @unchecked Sendable {
                 shared.restoreProgress(steps: r.position, lossSum: r.lossSum, correctSum: r.correctSum, seen: r.seen)
             }
             let epochBase = step - position  // the global step count when this epoch began
-            var clock = EpochClock(
+            let clock = EpochClock(
                 epoch: epoch, steps: steps, start: position, batchSize: batchSize, samples: train.count)
             shared.order = UnsafePointer(order)
             func report(_ record: EpochRecord?) {

@@ -234,6 +234,14 @@ public final class TrainingRun {
         }
         if let path = options.resume {
             do { control.resume = try Checkpoint.restore(trainer, from: path) } catch { throw .weights(error) }
+            let steps = (train.count + config.training.batchSize - 1) / config.training.batchSize
+            if let position = control.resume?.position, position > steps {
+                throw .weights(
+                    .mismatch(
+                        path,
+                        "stopped at step \(position) of an epoch, but this run's epochs have \(steps) steps; resume with the data and batch size the checkpoint was written with"
+                    ))
+            }
         }
         return control
     }

@@ -319,6 +319,28 @@ struct ToolTests {
         #expect(!readme.contains(".build/release/loom train"), "later sections should use the installed `loom`")
     }
 
+    @Test("the README's command table lists every option of every command")
+    func readmeListsEveryOption() throws {
+        let readme = try String(contentsOfFile: root + "/README.md", encoding: .utf8)
+        let table = try #require(
+            readme.components(separatedBy: "## Commands").dropFirst().first?
+                .components(separatedBy: "\n## ").first)
+        for command in [
+            ["train"], ["evaluate"], ["predict"], ["summary"], ["topology"], ["bench", "kernels"], ["bench", "step"],
+            ["bench", "scaling"],
+        ] {
+            let help = try loom(command + ["--help"]).stdout
+            let options = Set(
+                help.components(separatedBy: "OPTIONS:").last!.split(separator: " ")
+                    .filter { $0.hasPrefix("--") && $0.count > 2 }
+                    .map { String($0.prefix { $0 == "-" || $0.isLetter }) })
+            #expect(options.count > 1, "\(command)")
+            for option in options where option != "--help" && option != "--version" {
+                #expect(table.contains("`\(option)") || table.contains("/\(option)"), "\(command): \(option)")
+            }
+        }
+    }
+
     @Test("chart axes: round ticks, accuracy within 0...1, a loss axis from 0")
     func axes() {
         let accuracy = Axis(covering: 0.9236, 0.9886, ticks: 5, limits: 0...1)

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Python interop: read Loom's safetensors weights with NumPy alone (by the format's spec), check names and
-shapes, run the model's forward pass on the MNIST test set, and reproduce the test accuracy Loom reported.
+shapes, run the model's forward pass on the MNIST test set, and reproduce the test accuracy Loom reported; then
+run the README's NumPy snippet as written (in a folder holding mnist.safetensors and data/) and check it prints
+the same accuracy.
 
     python3 Tests/python/interop.py WEIGHTS REPORT.json [--data data/mnist]
 """
@@ -8,8 +10,11 @@ import argparse
 import gzip
 import json
 import os
+import re
 import struct
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -73,10 +78,29 @@ def main():
     with open(args.report) as f:
         loom_accuracy = json.load(f)["test_accuracy"]
     print(f"NumPy forward pass: test accuracy {accuracy:.4f}; Loom reported {loom_accuracy:.4f}")
+    failed = 0
     if abs(accuracy - loom_accuracy) > 1e-4:
-        print("1 failed: accuracies differ", file=sys.stderr)
-        sys.exit(1)
-    print("interop: 1 passed, 0 failed")
+        print("failed: accuracies differ", file=sys.stderr)
+        failed += 1
+    readme = readme_snippet_accuracy(args.weights, os.path.dirname(os.path.dirname(os.path.abspath(args.data))))
+    print(f"README snippet: test accuracy {readme:.4f}")
+    if abs(readme - loom_accuracy) > 1e-3:
+        print("failed: the README's snippet disagrees", file=sys.stderr)
+        failed += 1
+    print(f"interop: {2 - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+def readme_snippet_accuracy(weights, root):
+    """Runs the README's ```python block unchanged, next to mnist.safetensors and data/, and reads its output."""
+    readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(blocks) == 1, f"expected one python block in the README, found {len(blocks)}"
+    with tempfile.TemporaryDirectory() as folder:
+        os.symlink(os.path.abspath(weights), os.path.join(folder, "mnist.safetensors"))
+        os.symlink(os.path.join(root, "data"), os.path.join(folder, "data"))
+        out = subprocess.run([sys.executable, "-c", blocks[0]], cwd=folder, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().split()[-1])
 
 
 if __name__ == "__main__":
