@@ -78,11 +78,17 @@ struct DoubleSignalTests {
         try expectGraceful(run.finish())
     }
 
-    @Test("Ctrl-C in a shell signals the whole process group: one graceful stop")
+    @Test("Ctrl-C signals the whole process group, and a wrapper forwards it too: one graceful stop")
     func processGroup() throws {
         let dir = scratch()
-        // setsid: a group of our own, so `kill 0` reaches only the shell and loom.
-        let script = "trap '' INT; \"$0\" train \"$1\" --workers 2 & sleep 1.2; kill -INT 0; wait $!"
+        // setsid: a group of our own, so `kill 0` reaches only the shell and loom. The shell forwards the
+        // signal it gets to loom as well, as `swift run`, job scripts and launchers do: loom hears it twice.
+        let script = """
+            "$0" train "$1" --workers 2 & child=$!
+            trap 'kill -INT $child' INT
+            sleep 1.2; kill -INT 0
+            wait $child; wait $child
+            """
         let run = try Running(
             ["-w", "sh", "-c", script, loomBinary, try longConfig(dir, epochs: 400)], executable: "/usr/bin/setsid")
         try expectGraceful(run.finish())
