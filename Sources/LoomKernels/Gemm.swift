@@ -89,17 +89,22 @@ var maxKBlock: Int { @inline(__always) get { 512 } }
 ///
 /// `op(A)[i, p]` is `a[i*lda + p]`, or `a[p*lda + i]` with `transposeA`; `op(B)[p, j]` is `b[p*ldb + j]`, or
 /// `b[j*ldb + p]` with `transposeB`. C is row-major with row stride `ldc`.
+///
+/// `kernelWidth` is the width of the whole product when this call computes a block of its columns (a worker's
+/// tile): the kernel is chosen by it, so that every element is computed by the same arithmetic whichever tile
+/// holds it (the narrow kernels sum in another order than the wide one).
 public func gemm(
     m: Int, n: Int, k: Int,
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int,
-    accumulate: Bool = false, epilogue: GemmEpilogue = .none,
+    accumulate: Bool = false, epilogue: GemmEpilogue = .none, kernelWidth: Int? = nil,
     workspace: GemmWorkspace
 ) {
     gemmCore(
         m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
-        c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue, update: nil, workspace: workspace)
+        c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue, update: nil, kernelWidth: kernelWidth ?? n,
+        workspace: workspace)
 }
 
 /// Whether `gemmUpdate` serves a product of this shape: a wide one (n > 16), in one K block (k ≤ 512).
@@ -124,7 +129,8 @@ public func gemmUpdate(
     precondition(gemmUpdateSupports(n: n, k: k), "gemmUpdate: unsupported shape")
     gemmCore(
         m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
-        c: workspace.pointer, ldc: n, accumulate: false, epilogue: .none, update: update, workspace: workspace)
+        c: workspace.pointer, ldc: n, accumulate: false, epilogue: .none, update: update, kernelWidth: n,
+        workspace: workspace)
 }
 
 /// Rows of G per block of `gemmUpdate`: a multiple of the tile height, the block's G at most 96 KB (L2 keeps
@@ -137,7 +143,7 @@ func gemmCore(
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int,
-    accumulate: Bool, epilogue: GemmEpilogue, update: UpdateRule?,
+    accumulate: Bool, epilogue: GemmEpilogue, update: UpdateRule?, kernelWidth: Int,
     workspace: GemmWorkspace
 ) {
     if m == 0 || n == 0 { return }
@@ -151,13 +157,13 @@ func gemmCore(
         return
     }
     workspace.reserve(GemmWorkspace.requiredCapacity(n: n, k: k) + (update != nil ? fusedBlockRows(n: n) * n : 0))
-    if n <= 16 && !transposeA && k >= 2 * vecLanes {
+    if kernelWidth <= 16 && !transposeA && k >= 2 * vecLanes {
         dotGemm(
             m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
             accumulate: accumulate, epilogue: epilogue, workspace: workspace)
         return
     }
-    if n <= vecLanes {
+    if kernelWidth <= vecLanes {
         narrowGemm(
             m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
             transposeB: transposeB, c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue,
