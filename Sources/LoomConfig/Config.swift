@@ -36,6 +36,12 @@ public enum NaNPolicy: String, Sendable, CaseIterable {
     case skipBatch = "skip_batch"
 }
 
+/// How a step's products are cut among workers (LoomEngine's StepPlan): `auto` chooses per product (by batch
+/// rows, output columns, a 2-D grid, or fewer workers); `rows` cuts everything by batch rows (the schedule before
+/// 0.10); `widest` cuts into as many column blocks as possible (to exercise every tile path). The cut never
+/// changes a result, only the speed.
+public enum SchedulePolicy: String, Sendable, CaseIterable { case rows, auto, widest }
+
 /// The training section (Keras' `fit` arguments).
 public struct TrainingConfig: Equatable, Sendable {
     public var epochs = 5
@@ -50,6 +56,8 @@ public struct TrainingConfig: Equatable, Sendable {
     public var onNaN = NaNPolicy.stop
     /// With skip_batch: stop after this many skipped batches in a row.
     public var maxSkippedBatches = 10
+    /// How the step's products are cut among workers.
+    public var schedule = SchedulePolicy.auto
     public init() {}
 }
 
@@ -118,6 +126,7 @@ public struct RunConfig: Equatable, Sendable {
         out += "  validation_split: \(training.validationSplit)\n"
         out += "  workers: \(training.workers.map(String.init) ?? "auto")\n"
         out += "  on_nan: \(training.onNaN.rawValue)\n  max_skipped_batches: \(training.maxSkippedBatches)\n"
+        out += "  schedule: \(training.schedule.rawValue)\n"
         if let dir = checkpoint.dir {
             out +=
                 "checkpoint:\n  dir: \"\(dir)\"\n  every_steps: \(checkpoint.everySteps)\n  keep: \(checkpoint.keep)\n"

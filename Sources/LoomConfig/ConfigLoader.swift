@@ -451,7 +451,7 @@ struct Reader {
             node, path,
             allowed: [
                 "epochs", "batch_size", "seed", "shuffle", "validation_split", "workers",
-                "on_nan", "max_skipped_batches",
+                "on_nan", "max_skipped_batches", "schedule",
             ])
         var t = TrainingConfig()
         if let n = m["epochs"] {
@@ -472,6 +472,11 @@ struct Reader {
         }
         if let n = m["max_skipped_batches"] {
             t.maxSkippedBatches = try int(n, join(path, "max_skipped_batches"), min: 1, what: "a number of batches")
+        }
+        if let n = m["schedule"] {
+            t.schedule = SchedulePolicy(
+                rawValue: try name(
+                    n, join(path, "schedule"), from: SchedulePolicy.allCases.map(\.rawValue), what: "schedule"))!
         }
         if let n = m["workers"] {
             if n.string == "auto" {

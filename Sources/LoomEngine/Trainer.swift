@@ -134,11 +134,13 @@ public final class Trainer: @unchecked Sendable {
     public private(set) var stopped: FitStop?
     let buffers: ActivationBuffers
     let shared: SharedState
+    /// Who computes which part of a step (see StepPlan).
+    public let plan: StepPlan
 
     /// Builds the pool (pinned per `placements`) and the batch buffers for up to `batchSize` rows.
     public init(
         model: Sequential, optimizer: OptimizerSpec, placements: [WorkerPlacement], batchSize: Int,
-        seed: UInt64, pin: Bool = true
+        seed: UInt64, pin: Bool = true, schedule: StepPlan.Policy = .auto
     ) {
         precondition(batchSize >= placements.count, "more workers than rows in a batch")
         self.model = model
@@ -146,6 +148,7 @@ public final class Trainer: @unchecked Sendable {
         self.batchSize = batchSize
         self.seed = seed
         pool = WorkerPool(placements: placements, pin: pin)
+        plan = StepPlan(model: model, batchSize: batchSize, workers: placements.count, policy: schedule)
         buffers = ActivationBuffers(model: model, capacity: batchSize)
         shared = SharedState(workers: placements.count, batchSize: batchSize)
         // Each worker allocates its GEMM workspace on its own CPU (first touch on its node).
@@ -278,63 +281,62 @@ public final class Trainer: @unchecked Sendable {
     public func resume(at point: ResumePoint) { step = point.step }
 
     /// The job of steps `steps` of an epoch over `shared.order`: optimizer steps firstStep+s+1 for s in steps.
+    /// Each worker walks the plan's stages; `StepRunner` says what a stage means for one worker.
     func epochJob(_ data: Dataset, steps: Range<Int>, firstStep: Int) -> WorkerJob {
-        let (model, optimizer, buffers, shared, barrier) = (model, optimizer, buffers, shared, pool.barrier)
-        let (batchSize, seed, workers) = (batchSize, seed, pool.count)
-        let features = model.inputWidth
+        let (model, optimizer, buffers, shared, barrier, plan) = (model, optimizer, buffers, shared, pool.barrier, plan)
+        let (batchSize, seed) = (batchSize, seed)
         return { w in
-            let workspace = shared.workspaces[w]!
+            var runner = StepRunner(
+                model: model, buffers: buffers, plan: plan, workspace: shared.workspaces[w]!, worker: w)
             let order = shared.order!
-            let params = model.parameters.pointer
-            let grads = model.gradients.pointer
             let policy = shared.policy
             var skippedInARow = 0
             for s in steps {
                 let start = s * batchSize
                 let n = min(batchSize, data.count - start)
-                let rows = shard(n, part: w, of: workers)
                 let t = firstStep + s + 1
-                let pass = Pass(training: true, seed: seed, step: UInt64(t), firstRow: rows.lowerBound)
-                // 1-4: this worker's rows.
-                if !rows.isEmpty {
-                    data.gather(
-                        order + start + rows.lowerBound, count: rows.count,
-                        into: buffers.input + rows.lowerBound * features, ld: features,
-                        labels: shared.labels + rows.lowerBound)
-                    model.forward(buffers, rows: rows, pass: pass, workspace: workspace)
-                    model.lossAndGradient(buffers, rows: rows, labels: shared.labels, batchSize: n, gradient: true)
-                    var sum: Float = 0
-                    for r in rows { sum += buffers.rowLoss[r] }
-                    if !sum.isFinite { shared.nonFiniteStep.store(t, ordering: .relaxed) }
-                    model.backward(buffers, rows: rows, pass: pass, workspace: workspace)
-                }
-                barrier.wait()
-                // Every worker reads the same flags after the barrier, so all take the same branch.
-                if shared.nonFiniteStep.load(ordering: .relaxed) == t {
-                    skippedInARow += 1
-                    if !policy.skipOnNaN || skippedInARow > policy.maxSkipped {
-                        // Stop before any update: leave this batch's gradients (not applied) for diagnosis.
-                        model.parameterGradients(buffers, batchSize: n, part: w, of: workers, workspace: workspace)
-                        if w == 0 { shared.outcome = StepOutcome(kind: 1, step: t, signal: 0) }
-                        barrier.wait()
-                        return
+                runner.begin(rows: n, pass: Pass(training: true, seed: seed, step: UInt64(t)))
+                for stage in plan.stages {
+                    switch stage {
+                    case .barrier:
+                        barrier.wait(w)
+                    case .gather:
+                        let rows = runner.rows
+                        guard !rows.isEmpty else { continue }
+                        data.gather(
+                            order + start + rows.lowerBound, count: rows.count,
+                            into: buffers.input + rows.lowerBound * model.inputWidth, ld: model.inputWidth,
+                            labels: shared.labels + rows.lowerBound)
+                    case .loss:
+                        if runner.loss(labels: shared.labels) { shared.nonFiniteStep.store(t, ordering: .relaxed) }
+                    case .parameters:
+                        // Every worker reads the same flags after the barrier before, so all take the same branch.
+                        if shared.nonFiniteStep.load(ordering: .relaxed) == t {
+                            skippedInARow += 1
+                            if !policy.skipOnNaN || skippedInARow > policy.maxSkipped {
+                                // Stop before any update: leave this batch's gradients for diagnosis.
+                                runner.parameters(update: nil)
+                                if w == 0 { shared.outcome = StepOutcome(kind: 1, step: t, signal: 0) }
+                                barrier.wait(w)
+                                return
+                            }
+                            if w == 0 { shared.skipped += 1 }
+                            continue
+                        }
+                        skippedInARow = 0
+                        if w == 0 { shared.record(buffers, rows: n) }
+                        runner.parameters(
+                            update: optimizer.rule(
+                                step: t, parameters: model.parameters.pointer, gradients: model.gradients.pointer))
+                        if w == 0 && policy.watchSignals {
+                            let signal = loom_pending_signal()
+                            if signal != 0 { shared.outcome = StepOutcome(kind: 2, step: t, signal: Int(signal)) }
+                        }
+                    default:
+                        runner.run(stage)
                     }
-                    if w == 0 { shared.skipped += 1 }
-                    barrier.wait()
-                    continue
                 }
-                skippedInARow = 0
-                // 5-6: this worker's part of the parameters, over the whole batch.
-                if w == 0 { shared.record(buffers, rows: n) }
-                let rule = optimizer.rule(step: t, parameters: params, gradients: grads)
-                model.parameterGradients(
-                    buffers, batchSize: n, part: w, of: workers, update: rule, workspace: workspace)
-                if w == 0 && policy.watchSignals {
-                    let signal = loom_pending_signal()
-                    if signal != 0 { shared.outcome = StepOutcome(kind: 2, step: t, signal: Int(signal)) }
-                }
-                barrier.wait()
-                if shared.outcome.kind != 0 { return }  // written by worker 0 before the barrier
+                if shared.outcome.kind != 0 { return }  // written by worker 0 before the last barrier
             }
         }
     }

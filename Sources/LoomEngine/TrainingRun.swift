@@ -60,7 +60,7 @@ public final class TrainingRun {
     public private(set) lazy var trainer = Trainer(
         model: model, optimizer: config.optimizer, placements: placements,
         batchSize: config.training.batchSize, seed: config.training.seed,
-        pin: pin)
+        pin: pin, schedule: config.training.schedule)
     private let pin: Bool
 
     /// Loads the data, checks it against the model and resolves the worker count (`training.workers`, else

@@ -7,15 +7,20 @@ import CSupport
 import Dispatch
 import Foundation
 
-/// A reusable barrier for the workers of one pool: sense-reversing, spinning on a generation counter with the
-/// `pause` hint, then yielding the CPU (so more workers than cores degrade gracefully instead of collapsing).
-/// The counters sit in their own cache lines.
+/// A reusable barrier for the workers of one pool: a dissemination barrier (Hensgen, Finkel and Manber; as in
+/// Mellor-Crummey and Scott '91). In round r worker i signals worker (i + 2^r) mod W and waits for worker
+/// (i − 2^r) mod W's signal, so after ⌈log₂ W⌉ rounds every worker has heard, directly or through others, from
+/// all: W workers pay ⌈log₂ W⌉ cache-line hand-offs each, in parallel, instead of W arrivals serialized on one
+/// counter. Each flag sits in its own cache line; two sets of flags alternate (parity) and the value that means
+/// "arrived" flips every second episode (sense), so no flag is ever reset. A waiter spins with the `pause` hint,
+/// then yields the CPU (more workers than cores degrade gracefully instead of collapsing).
 public final class SpinBarrier: @unchecked Sendable {
-    // Sendable: all mutable state is atomic.
-    private let parties: Int
-    private let memory: UnsafeMutableRawPointer
-    private let arrived: UnsafeAtomic<Int>
-    private let generation: UnsafeAtomic<Int>
+    // Sendable: the flags are atomics; each worker's parity and sense are touched by that worker only.
+    public let parties: Int
+    /// ⌈log₂ parties⌉.
+    public let rounds: Int
+    private let flags: UnsafeMutableRawPointer  // [2 parities][rounds][parties], a cache line each
+    private let state: UnsafeMutableRawPointer  // [parties] × (parity, sense), a cache line each
     /// Spins before the first yield. About 10 µs of `pause`s: longer than any imbalance within a step here.
     private let spinLimit: Int
 
@@ -23,34 +28,51 @@ public final class SpinBarrier: @unchecked Sendable {
         precondition(parties >= 1)
         self.parties = parties
         self.spinLimit = spinLimit
-        memory = .allocate(byteCount: 2 * 64, alignment: 64)
-        arrived = UnsafeAtomic(at: memory.bindMemory(to: Int.AtomicRepresentation.self, capacity: 1))
-        generation = UnsafeAtomic(at: (memory + 64).bindMemory(to: Int.AtomicRepresentation.self, capacity: 1))
-        arrived.store(0, ordering: .relaxed)
-        generation.store(0, ordering: .relaxed)
+        var r = 0
+        while 1 << r < parties { r += 1 }
+        rounds = r
+        let lines = max(1, 2 * r * parties)
+        flags = .allocate(byteCount: lines * 64, alignment: 64)
+        flags.initializeMemory(as: UInt8.self, repeating: 0, count: lines * 64)
+        state = .allocate(byteCount: parties * 64, alignment: 64)
+        for w in 0..<parties {
+            let s = (state + w * 64).bindMemory(to: Int.self, capacity: 2)
+            s[0] = 0  // parity
+            s[1] = 1  // sense: the flag value that means "arrived" in this episode
+        }
     }
 
-    deinit { memory.deallocate() }
+    deinit {
+        flags.deallocate()
+        state.deallocate()
+    }
 
-    /// Blocks until all `parties` threads have called `wait()`; everything written before it by any of them is
-    /// visible to all after it.
-    public func wait() {
+    @inline(__always) private func flag(_ parity: Int, _ round: Int, _ worker: Int) -> UnsafeAtomic<Int> {
+        let line = (parity * rounds + round) * parties + worker
+        return UnsafeAtomic(at: (flags + line * 64).assumingMemoryBound(to: Int.AtomicRepresentation.self))
+    }
+
+    /// Blocks worker `worker` until all `parties` workers have called `wait`; everything written before it by
+    /// any of them is visible to all after it.
+    public func wait(_ worker: Int) {
         if parties == 1 { return }
-        let gen = generation.load(ordering: .acquiring)
-        if arrived.wrappingIncrementThenLoad(ordering: .acquiringAndReleasing) == parties {
-            arrived.store(0, ordering: .relaxed)
-            generation.wrappingIncrement(ordering: .releasing)
-            return
-        }
-        var spins = 0
-        while generation.load(ordering: .acquiring) == gen {
-            if spins < spinLimit {
-                loom_cpu_relax()
-                spins += 1
-            } else {
-                loom_yield()
+        let s = (state + worker * 64).assumingMemoryBound(to: Int.self)
+        let (parity, sense) = (s[0], s[1])
+        for round in 0..<rounds {
+            flag(parity, round, (worker + (1 << round)) % parties).store(sense, ordering: .releasing)
+            let mine = flag(parity, round, worker)
+            var spins = 0
+            while mine.load(ordering: .acquiring) != sense {
+                if spins < spinLimit {
+                    loom_cpu_relax()
+                    spins += 1
+                } else {
+                    loom_yield()
+                }
             }
         }
+        if parity == 1 { s[1] = 1 - sense }
+        s[0] = 1 - parity
     }
 }
 

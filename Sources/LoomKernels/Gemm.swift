@@ -176,7 +176,7 @@ func gemmCore(
     // N = 512), so a panel cannot stay in L1 (its lines fall in two sets); packing it costs k·n once per call
     // and pays back once many strips of A reuse each panel (best of 4 here: the weight gradient, m = 784,
     // 78 vs 75 GFLOP/s packed; the forward, m = 128, 76.5 vs 71.6 direct).
-    let direct = !transposeB && n % nr == 0 && m < 256
+    let direct = !transposeB && n % nr == 0 && m < 256 && ldb <= 1024
     let packedA = workspace.pointer + GemmWorkspace.bCapacity(n: n, k: k)
     // With a fused update, each block of rows of C is computed into a scratch after the packing buffers (row
     // stride n), then consumed by the rule.

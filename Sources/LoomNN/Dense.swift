@@ -5,7 +5,7 @@
 import LoomKernels
 
 /// A fully connected layer, as Keras' `Dense(units, activation, kernel_initializer, bias_initializer)`.
-public final class Dense: Layer {
+public final class Dense: TiledLayer {
     public let units: Int
     public let activation: ActivationKind
     public let kernelInitializer: Initializer
@@ -61,26 +61,52 @@ public final class Dense: Layer {
     }
 
     public func forward(_ x: Rows, _ y: Rows, pass: Pass, workspace: GemmWorkspace) {
-        let epilogue: GemmEpilogue = activation == .relu ? .biasRelu(b) : .bias(b)
-        gemm(
-            m: x.count, n: units, k: inputWidth, a: x.base, lda: x.ld, transposeA: false,
-            b: w, ldb: units, transposeB: false, c: y.base, ldc: y.ld, epilogue: epilogue, workspace: workspace)
-        if activation != .relu && !(activation == .softmax && emitsLogits) {
-            applyActivation(activation, rows: y.count, cols: units, y.base, ld: y.ld)
-        }
+        forwardTile(x, y, columns: 0..<units, workspace: workspace)
     }
 
     public func backward(x: Rows, y: Rows, dy: Rows, dx: Rows?, pass: Pass, workspace: GemmWorkspace) {
-        if !incomingMasked && !(activation == .softmax && emitsLogits) {
-            multiplyActivationDerivative(
-                activation, rows: dy.count, cols: units, y: y.base, ldy: y.ld,
-                dy: dy.base, ld: dy.ld)
-        }
-        guard let dx else { return }
+        activationGradient(y: y, dy: dy)
+        if let dx { inputGradientTile(x: x, dz: dy, dx: dx, columns: 0..<inputWidth, workspace: workspace) }
+    }
+
+    // MARK: Tiles (TiledLayer): the engine cuts the two products into rows × columns
+
+    /// Column tiles are fine unless the activation needs the whole row (a softmax not fused into the loss).
+    public var splitsOutputColumns: Bool { activation != .softmax || emitsLogits }
+
+    /// y[rows, columns] = f(x[rows] · W[:, columns] + b[columns]): the forward pass of one tile.
+    public func forwardTile(_ x: Rows, _ y: Rows, columns: Range<Int>, workspace: GemmWorkspace) {
+        let j0 = columns.lowerBound
+        let epilogue: GemmEpilogue = activation == .relu ? .biasRelu(b + j0) : .bias(b + j0)
         gemm(
-            m: dy.count, n: inputWidth, k: units, a: dy.base, lda: dy.ld, transposeA: false,
-            b: w, ldb: units, transposeB: true, c: dx.base, ldc: dx.ld,
-            epilogue: masksInputGradient ? .reluMask(x.base, ld: x.ld) : .none, workspace: workspace)
+            m: x.count, n: columns.count, k: inputWidth, a: x.base, lda: x.ld, transposeA: false,
+            b: w + j0, ldb: units, transposeB: false, c: y.base + j0, ldc: y.ld, epilogue: epilogue,
+            kernelWidth: units, workspace: workspace)
+        if activation != .relu && !(activation == .softmax && emitsLogits) {
+            applyActivation(activation, rows: y.count, cols: columns.count, y.base + j0, ld: y.ld)
+        }
+    }
+
+    /// The relu mask was applied by the input-gradient store of the layer above, or the loss gave ∂L/∂z.
+    public var activationGradientIsFused: Bool { incomingMasked || (activation == .softmax && emitsLogits) }
+
+    /// dz = dy ⊙ f'(y) in place, for a block of rows (nothing when the relu mask or the loss already did it).
+    public func activationGradient(y: Rows, dy: Rows) {
+        if !activationGradientIsFused {
+            multiplyActivationDerivative(
+                activation, rows: dy.count, cols: units, y: y.base, ldy: y.ld, dy: dy.base, ld: dy.ld)
+        }
+    }
+
+    /// dx[rows, columns] = dz[rows] · W[columns, :]ᵀ, masked by the relu below where fused: one tile of the
+    /// input gradient (its columns are rows of W, the rows whose update the same worker may own).
+    public func inputGradientTile(x: Rows, dz: Rows, dx: Rows, columns: Range<Int>, workspace: GemmWorkspace) {
+        let i0 = columns.lowerBound
+        gemm(
+            m: dz.count, n: columns.count, k: units, a: dz.base, lda: dz.ld, transposeA: false,
+            b: w + i0 * units, ldb: units, transposeB: true, c: dx.base + i0, ldc: dx.ld,
+            epilogue: masksInputGradient ? .reluMask(x.base + i0, ld: x.ld) : .none, kernelWidth: inputWidth,
+            workspace: workspace)
     }
 
     public func parameterGradient(

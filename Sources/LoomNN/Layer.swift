@@ -94,3 +94,20 @@ public protocol Layer: AnyObject {
 extension Layer {
     public var parameterCount: Int { parameterTensors.reduce(0) { $0 + $1.count } }
 }
+
+/// A layer whose forward pass and input gradient are matrix products that the engine may cut into tiles of
+/// rows × columns (LoomEngine's `StepPlan` decides the cut; the layer only says what each tile computes). Every
+/// output element is the same arithmetic whichever tile computes it, so the cut never changes a result.
+public protocol TiledLayer: Layer {
+    /// Whether forward tiles may take some of the output columns (not when the activation needs whole rows).
+    var splitsOutputColumns: Bool { get }
+    /// y[rows, columns] of the forward pass; `x` and `y` hold the tile's rows (all of their columns).
+    func forwardTile(_ x: Rows, _ y: Rows, columns: Range<Int>, workspace: GemmWorkspace)
+    /// dz = ∂L/∂z from dy = ∂L/∂y, in place, for a block of rows.
+    func activationGradient(y: Rows, dy: Rows)
+    /// True when `activationGradient` does nothing (the derivative is fused elsewhere): the stage is skipped.
+    var activationGradientIsFused: Bool { get }
+    /// dx[rows, columns] = ∂L/∂x for the tile's rows and input columns, from dz (all of its columns); `x` is
+    /// the layer's input (for a fused relu mask).
+    func inputGradientTile(x: Rows, dz: Rows, dx: Rows, columns: Range<Int>, workspace: GemmWorkspace)
+}

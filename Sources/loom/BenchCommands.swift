@@ -11,7 +11,7 @@ import LoomNN
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure kernel speed and scaling.",
-        subcommands: [KernelsBench.self, StepBench.self, ScalingBench.self])
+        subcommands: [KernelsBench.self, StepBench.self, ScalingBench.self, ProjectBench.self])
 }
 
 struct KernelsBench: ParsableCommand {
@@ -124,5 +124,61 @@ struct ScalingBench: ParsableCommand {
         writeOrFail(Bench.svg(rows, title: title), out + "/scaling.svg")
         if let json { writeOrFail(Bench.json(rows), json) }
         print("wrote \(out)/scaling.csv, \(out)/scaling.json, \(out)/scaling.svg")
+    }
+}
+
+struct ProjectBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "project",
+        abstract:
+            "Project a step's time on W workers from each worker's share, timed on one core (an estimate), for the row-only and the automatic schedules."
+    )
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Worker counts to project, comma-separated.") var workers: String = "2,4,8,16,32,64"
+    @Option(parsing: .unconditional, help: "Timed steps per worker count and schedule (each part keeps its best).")
+    var steps: Int = 20
+    @Flag(help: "Also print each stage's slowest and fastest worker part.") var stages = false
+    @Option(help: "Also write the results as JSON to this file.") var json: String?
+
+    func run() throws {
+        guard steps >= 1 else { fail(.usage("--steps \(steps): at least one step is needed")) }
+        var counts: [Int] = []
+        for part in workers.split(separator: ",") {
+            guard let n = Int(part.trimmingCharacters(in: .whitespaces)), n >= 2 else {
+                fail(.usage("--workers \(workers): expected worker counts ≥ 2 separated by commas, e.g. 4,16,64"))
+            }
+            counts.append(n)
+        }
+        if let json { checkWritable(json, option: "--json") }
+        let run: TrainingRun
+        do { run = try TrainingRun(config: try options.load(extra: ["training.workers=1"])) } catch { fail(error) }
+        if let bad = counts.first(where: { $0 > run.config.training.batchSize }) {
+            fail(.usage("--workers \(bad) is more than the batch size \(run.config.training.batchSize)"))
+        }
+        let topology = Topology.detect()
+        let barrier = Bench.measureBarrier(placements: topology.placement(workers: min(2, topology.usableCPUs.count)))
+        // This thread does the timing: pin it to one CPU, as a worker would be.
+        _ = loom_pin_current_thread(Int32(topology.usableCPUs.last ?? 0))
+        let rows = Bench.project(run, workers: counts, steps: steps, barrierTwo: barrier)
+        print(
+            "PROJECTION (an estimate): each worker's share of a step of \(run.train.name), batch \(run.config.training.batchSize), timed on one core; step = slowest share per stage + barriers (⌈log₂ W⌉ rounds of max(\(String(format: "%.2f", barrier * 1e6)) µs measured between 2 threads here, \(String(format: "%.1f", Bench.minimumRound * 1e6)) µs) each)"
+        )
+        print("workers  schedule  largest share  barriers      step  projected speed-up  projected efficiency")
+        for r in rows {
+            print(
+                String(
+                    format: "%7d  %-8@  %10.3f ms  %2d × %.1fµs %7.3f ms  %17.2f×  %20.2f", r.workers, r.schedule,
+                    r.largestShareMilliseconds, r.barriers, r.barrierMilliseconds * 1e3 / Double(max(1, r.barriers)),
+                    r.stepMilliseconds, r.speedup, r.efficiency))
+            if stages {
+                for t in r.stages {
+                    print(
+                        String(
+                            format: "           %@: slowest %.2f µs, fastest %.2f µs", t.stage, t.slowestMicroseconds,
+                            t.fastestMicroseconds))
+                }
+            }
+        }
+        if let json { writeOrFail(Bench.json(rows), json) }
     }
 }

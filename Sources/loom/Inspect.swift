@@ -17,16 +17,41 @@ struct Summary: ParsableCommand {
     func run() throws {
         let config: RunConfig
         do { config = try options.load() } catch { fail(error) }
-        let width = input ?? config.inputWidth ?? defaultInputWidth(config.data.dataset)
-        print(config.makeModel(inputWidth: width).summary())
+        print(config.makeModel(inputWidth: inputWidth(config, input)).summary())
     }
+}
 
-    func defaultInputWidth(_ dataset: String) -> Int {
-        switch dataset {
-        case "xor": 2
-        case "fizzbuzz": 10
-        default: 784
+/// The model's input width: --input, the config's model.input, or the named dataset's.
+func inputWidth(_ config: RunConfig, _ input: Int?) -> Int {
+    if let input { return input }
+    if let width = config.inputWidth { return width }
+    switch config.data.dataset {
+    case "xor": return 2
+    case "fizzbuzz": return 10
+    default: return 784
+    }
+}
+
+struct Plan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print who computes which part of a training step for N workers: each product's cut and the barriers."
+    )
+    @OptionGroup var options: ConfigOptions
+    @Option(parsing: .unconditional, help: "Workers to plan for (default: one per usable CPU).") var workers: Int?
+    @Option(help: "Input features, when the config does not state model.input (default: the dataset's).")
+    var input: Int?
+
+    func run() throws {
+        let config: RunConfig
+        do { config = try options.load() } catch { fail(error) }
+        let n = workers ?? Topology.detect().usableCPUs.count
+        guard n >= 1 else { fail(.usage("--workers \(n): at least one worker is needed")) }
+        guard n <= config.training.batchSize else {
+            fail(.usage("--workers \(n) is more than the batch size \(config.training.batchSize)"))
         }
+        let model = config.makeModel(inputWidth: inputWidth(config, input))
+        print(
+            StepPlan(model: model, batchSize: config.training.batchSize, workers: n, policy: config.training.schedule))
     }
 }
 

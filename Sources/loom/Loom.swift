@@ -15,7 +15,9 @@ struct Loom: ParsableCommand {
         commandName: "loom",
         abstract: "A data-parallel neural-network trainer for many-core CPUs.",
         version: Version.loom,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Summary.self, Topo.self, BenchCommand.self])
+        subcommands: [
+            Train.self, Evaluate.self, Predict.self, Summary.self, Plan.self, Topo.self, BenchCommand.self,
+        ])
 
     /// Runs the command; every error is one `error:` line on stderr. Command-line mistakes exit with 2 like
     /// Loom's own configuration errors (ArgumentParser's default would be 64); --help and --version exit 0.
@@ -37,7 +39,8 @@ struct Loom: ParsableCommand {
     }
 
     static func isSubcommand(_ word: String) -> Bool {
-        ["train", "evaluate", "predict", "summary", "topology", "bench", "kernels", "step", "scaling"].contains(word)
+        ["train", "evaluate", "predict", "summary", "plan", "topology", "bench", "kernels", "step", "scaling"].contains(
+            word)
     }
 
     static func lowercasedFirst(_ s: String) -> String {

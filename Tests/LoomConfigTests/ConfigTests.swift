@@ -66,7 +66,7 @@ struct ConfigTests {
         let text = good.replacingOccurrences(of: "  epochs: 5", with: "  epoch: 5")
         #expect(
             message(text)
-                == "c.yaml:15:3: training.epoch: unknown key; did you mean 'epochs'? (valid keys: epochs, batch_size, seed, shuffle, validation_split, workers, on_nan, max_skipped_batches)"
+                == "c.yaml:15:3: training.epoch: unknown key; did you mean 'epochs'? (valid keys: epochs, batch_size, seed, shuffle, validation_split, workers, on_nan, max_skipped_batches, schedule)"
         )
     }
 

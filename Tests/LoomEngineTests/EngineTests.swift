@@ -144,9 +144,10 @@ struct EngineTests {
         pool.shutdown()
     }
 
-    @Test("the barrier orders writes: every worker sees every other's value after it")
-    func barrier() {
-        let workers = 4
+    @Test(
+        "the barrier orders writes: every worker sees every other's value after it",
+        arguments: [2, 3, 4, 5, 7, 8])
+    func barrier(workers: Int) {
         let pool = WorkerPool(placements: Topology.detect().placement(workers: workers), pin: false)
         let slots = UnsafeMutablePointer<Int>.allocate(capacity: workers * 16)
         let bad = UnsafeMutablePointer<Int>.allocate(capacity: workers * 16)
@@ -160,9 +161,9 @@ struct EngineTests {
         pool.run { w in
             for round in 1...2000 {
                 s.pointer[w * 16] = round
-                pool.barrier.wait()
+                pool.barrier.wait(w)
                 for o in 0..<workers where s.pointer[o * 16] != round { b.pointer[w * 16] += 1 }
-                pool.barrier.wait()
+                pool.barrier.wait(w)
             }
         }
         #expect((0..<workers).allSatisfy { bad[$0 * 16] == 0 })

@@ -25,7 +25,8 @@ struct TileTests {
                                 switch epilogue {
                                 case "bias": .bias(bias.baseAddress! + j.lowerBound)
                                 case "biasRelu": .biasRelu(bias.baseAddress! + j.lowerBound)
-                                case "reluMask": .reluMask(mask.baseAddress! + i.lowerBound * ldc + j.lowerBound, ld: ldc)
+                                case "reluMask":
+                                    .reluMask(mask.baseAddress! + i.lowerBound * ldc + j.lowerBound, ld: ldc)
                                 default: .none
                                 }
                             let bTile = tb ? b.baseAddress! + j.lowerBound * ldb : b.baseAddress! + j.lowerBound

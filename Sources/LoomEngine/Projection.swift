@@ -1,0 +1,154 @@
+// `loom bench project`: how a step would scale to W workers, measured on the one core this machine gives us.
+//
+// For each W the step's stages run here worker by worker, in sequence on this thread — each worker's real rows
+// and tiles with the real plan, on the real model — and each worker's part of each stage is timed (best of
+// several steps). A stage takes as long as its slowest part; the projected step is the sum over stages plus the
+// barriers the plan waits at, priced by a barrier model. It is an estimate: it leaves out memory-bandwidth
+// contention between cores and cross-node traffic, and counts cache effects as this one core sees them.
+import Foundation
+import LoomConfig
+import LoomData
+import LoomKernels
+import LoomNN
+
+/// One worker count's projection, for one schedule.
+public struct ProjectionResult: Codable, Sendable {
+    public var workers: Int
+    public var schedule: String
+    /// Sum over stages of the slowest worker's part (ms), the barriers' estimated cost (ms), and their total.
+    public var largestShareMilliseconds: Double
+    public var barrierMilliseconds: Double
+    public var stepMilliseconds: Double
+    /// One worker's step time / (W × the projected step time), and W times that.
+    public var efficiency: Double
+    public var speedup: Double
+    public var barriers: Int
+    /// Each stage and its slowest worker's part (µs).
+    public var stages: [StageTime]
+}
+
+/// One stage of a projected step: its slowest and fastest worker's part.
+public struct StageTime: Codable, Sendable {
+    public var stage: String
+    public var slowestMicroseconds: Double
+    public var fastestMicroseconds: Double
+}
+
+extension Bench {
+    /// Estimated cost of one barrier episode with `workers` threads: the dissemination barrier's ⌈log₂ W⌉
+    /// rounds, each one cache-line hand-off between cores. A round costs what two pinned threads measure here,
+    /// but at least `minimumRound` (0.2 µs, a hand-off between the dies of a many-core EPYC: two vCPUs of a VM
+    /// may share a core and measure less).
+    public static func barrierSeconds(workers: Int, measuredTwo: Double) -> Double {
+        Double(StepPlan.barrierRounds(workers)) * max(measuredTwo, minimumRound)
+    }
+
+    public static let minimumRound = 0.2e-6
+
+    /// The cost of one barrier episode between two pinned threads, measured.
+    public static func measureBarrier(placements: [WorkerPlacement]) -> Double {
+        guard placements.count >= 2 else { return 0.3e-6 }
+        let pool = WorkerPool(placements: Array(placements.prefix(2)), pin: true)
+        defer { pool.shutdown() }
+        let barrier = pool.barrier
+        let rounds = 20_000
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let start = monotonicSeconds()
+            pool.run { w in for _ in 0..<rounds { barrier.wait(w) } }
+            best = min(best, (monotonicSeconds() - start) / Double(rounds))
+        }
+        return best
+    }
+
+    /// Projects a step of `run`'s model for each worker count in `workers`, with the row-only schedule and the
+    /// automatic one, on this thread. `steps` timed steps per worker count and schedule (each part keeps its best).
+    public static func project(_ run: TrainingRun, workers: [Int], steps: Int, barrierTwo: Double) -> [ProjectionResult]
+    {
+        let model = run.model
+        let batch = run.config.training.batchSize
+        let optimizer = Optimizer(run.config.optimizer, parameterCount: model.parameterCount)
+        let buffers = ActivationBuffers(model: model, capacity: batch)
+        let labels = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
+        defer { labels.deallocate() }
+        let order = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
+        defer { order.deallocate() }
+        for i in 0..<batch { order[i] = Int32(i % run.train.count) }
+        let saved = [Float](UnsafeBufferPointer(start: model.parameters.pointer, count: model.parameterCount))
+        var workspaces: [GemmWorkspace] = []
+        var results: [ProjectionResult] = []
+        var single = 0.0
+        for w in [1] + workers {
+            for policy in w == 1 ? [SchedulePolicy.rows] : [.rows, .auto] {
+                while workspaces.count < w { workspaces.append(GemmWorkspace()) }
+                let plan = StepPlan(model: model, batchSize: batch, workers: w, policy: policy)
+                let runners = (0..<w).map {
+                    StepRunner(model: model, buffers: buffers, plan: plan, workspace: workspaces[$0], worker: $0)
+                }
+                let (share, stageTimes) = timeStages(
+                    plan, runners: runners, data: run.train, order: order, labels: labels, optimizer: optimizer,
+                    steps: steps, parameters: model)
+                // Every projection starts from the same weights, so each measures the same arithmetic.
+                saved.withUnsafeBufferPointer {
+                    model.parameters.pointer.update(from: $0.baseAddress!, count: $0.count)
+                }
+                if w == 1 {
+                    single = share
+                    continue
+                }
+                let barriers = plan.barriers
+                let barrierTime = Double(barriers) * barrierSeconds(workers: w, measuredTwo: barrierTwo)
+                let step = share + barrierTime
+                results.append(
+                    ProjectionResult(
+                        workers: w, schedule: policy.rawValue, largestShareMilliseconds: share * 1e3,
+                        barrierMilliseconds: barrierTime * 1e3, stepMilliseconds: step * 1e3,
+                        efficiency: single / (Double(w) * step), speedup: single / step, barriers: barriers,
+                        stages: stageTimes))
+            }
+        }
+        return results
+    }
+
+    /// Seconds of the plan's stages, each stage the slowest worker's part (best of `steps` per part), summed.
+    static func timeStages(
+        _ plan: StepPlan, runners: [StepRunner], data: Dataset, order: UnsafePointer<Int32>,
+        labels: UnsafeMutablePointer<Int32>, optimizer: Optimizer, steps: Int, parameters model: Sequential
+    ) -> (Double, [StageTime]) {
+        let stages = plan.stages.filter { $0 != .barrier }
+        var best = [[Double]](repeating: [Double](repeating: .infinity, count: runners.count), count: stages.count)
+        var runners = runners
+        let batch = plan.batchSize
+        for step in 0..<steps + 2 {  // two warm-up steps
+            for r in runners.indices {
+                runners[r].begin(rows: batch, pass: Pass(training: true, seed: 1, step: UInt64(step + 1)))
+            }
+            let rule = optimizer.rule(
+                step: step + 1, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
+            for (s, stage) in stages.enumerated() {
+                for (w, runner) in runners.enumerated() {
+                    let start = monotonicSeconds()
+                    switch stage {
+                    case .gather:
+                        let rows = runner.rows
+                        data.gather(
+                            order + rows.lowerBound, count: rows.count,
+                            into: runner.buffers.input + rows.lowerBound * model.inputWidth, ld: model.inputWidth,
+                            labels: labels + rows.lowerBound)
+                    case .loss: _ = runner.loss(labels: labels)
+                    case .parameters: runner.parameters(update: rule)
+                    default: runner.run(stage)
+                    }
+                    let seconds = monotonicSeconds() - start
+                    if step >= 2 { best[s][w] = min(best[s][w], seconds) }
+                }
+            }
+        }
+        let times = zip(stages, best).map { stage, parts in
+            StageTime(
+                stage: "\(stage)", slowestMicroseconds: (parts.max() ?? 0) * 1e6,
+                fastestMicroseconds: (parts.min() ?? 0) * 1e6)
+        }
+        return (best.reduce(0) { $0 + ($1.max() ?? 0) }, times)
+    }
+}

@@ -1,0 +1,339 @@
+// StepPlan: who computes which part of a training step — the one place where the step's schedule is decided.
+//
+// Layers say what to compute (a dense layer's forward tile, input-gradient tile, its share of the weight
+// gradient); the plan says which worker computes which tile, and where workers must wait for each other:
+//
+//   gather            rows of the batch, split among all W workers (row shards)
+//   forward l         a dense layer's output Y = X·W + b, cut into rowGroups × columnGroups tiles
+//   loss              per row (row shards)
+//   activation grad   dz = dy ⊙ f'(y), per row (row shards)
+//   input grad l      dX = dZ·Wᵀ, cut into tiles (a column block of dX is a block of W's rows)
+//   parameters        each dense layer's weight gradient over the whole batch, in `parts` blocks of W's rows,
+//                     with the optimizer update fused (owner computes)
+//
+// A product is cut by batch rows while every worker keeps enough rows for an efficient tile, by output columns
+// (or both, a 2-D grid) when rows run short, and onto fewer workers when it is too small to share. Stages that
+// work on the same row shards follow each other without waiting; any other change of cut waits at a barrier.
+// Every output element is the same arithmetic whichever tile computes it (tested bit for bit in TileTests), so
+// the plan changes speed only, never a result: `weights_digest` is the same for every worker count and cut.
+import LoomConfig
+import LoomKernels
+import LoomNN
+
+/// How one product's output is cut: `rowGroups × columnGroups` tiles; worker t computes tile t (row group
+/// t / columnGroups, column group t % columnGroups); workers past the last tile skip the product.
+public struct Split: Equatable, Sendable, CustomStringConvertible {
+    public var rowGroups: Int
+    public var columnGroups: Int
+
+    public init(rowGroups: Int, columnGroups: Int) {
+        self.rowGroups = rowGroups
+        self.columnGroups = columnGroups
+    }
+
+    public var tiles: Int { rowGroups * columnGroups }
+
+    /// Worker `w`'s rows of `n` and columns of `width`, or nil when it has no tile. Column blocks start on
+    /// multiples of `align` (whole register panels) when the width allows.
+    @inline(__always)
+    public func tile(_ w: Int, rows n: Int, columns width: Int, align: Int) -> (rows: Range<Int>, columns: Range<Int>)?
+    {
+        guard w < tiles else { return nil }
+        let (g, h) = (w / columnGroups, w % columnGroups)
+        let rows = shard(n, part: g, of: rowGroups)
+        let columns = alignedShard(width, part: h, of: columnGroups, align: align)
+        return rows.isEmpty || columns.isEmpty ? nil : (rows, columns)
+    }
+
+    public var description: String {
+        if columnGroups == 1 { return "\(rowGroups) row block\(rowGroups == 1 ? "" : "s")" }
+        if rowGroups == 1 { return "\(columnGroups) column blocks" }
+        return "\(rowGroups)×\(columnGroups) tiles"
+    }
+}
+
+/// Part `part` of `parts` of 0..<n with inner boundaries on multiples of `align` when n ≥ parts · align.
+@inline(__always)
+public func alignedShard(_ n: Int, part: Int, of parts: Int, align: Int) -> Range<Int> {
+    guard n >= parts * align, align > 1 else { return shard(n, part: part, of: parts) }
+    func boundary(_ p: Int) -> Int { p == parts ? n : n * p / parts / align * align }
+    return boundary(part)..<boundary(part + 1)
+}
+
+/// The schedule of one training step for a model, a batch size and a worker count.
+public struct StepPlan: Sendable, CustomStringConvertible {
+    /// How products are cut: `rows` is the row-only schedule (every product by batch rows, the weight gradient
+    /// by W's rows over all workers); `auto` chooses per product with the tile model below; `widest` cuts every
+    /// product into as many column blocks as it can (for tests: every tile path).
+    public typealias Policy = SchedulePolicy
+
+    /// One stage of the step; `barrier` waits for every worker.
+    public enum Stage: Sendable, Equatable {
+        case gather
+        case forward(layer: Int, split: Split)
+        case rowForward(layer: Int)
+        case loss
+        case activationGradient(layer: Int)
+        case rowBackward(layer: Int)
+        case inputGradient(layer: Int, split: Split)
+        case parameters
+        case barrier
+    }
+
+    public let workers: Int
+    public let batchSize: Int
+    public let policy: Policy
+    public let stages: [Stage]
+    /// Workers sharing each layer's weight gradient (0 for layers without parameters), and the first of them.
+    public let parameterParts: [Int]
+    public let parameterFirstWorker: [Int]
+    /// Layer descriptions for `description`.
+    let layerNames: [String]
+
+    /// Plans a step of `model` on `workers` workers for batches of up to `batchSize` rows.
+    public init(model: Sequential, batchSize: Int, workers: Int, policy: Policy = .auto) {
+        precondition(workers >= 1 && batchSize >= 1)
+        self.workers = workers
+        self.batchSize = batchSize
+        self.policy = policy
+        let everyRow = Split(rowGroups: workers, columnGroups: 1)
+        var stages: [Stage] = [.gather]
+        for (l, layer) in model.layers.enumerated() {
+            if let tiled = layer as? TiledLayer {
+                let split = StepPlan.split(
+                    m: batchSize, n: tiled.outputWidth, k: tiled.inputWidth, workers: workers, policy: policy,
+                    columns: tiled.splitsOutputColumns)
+                stages.append(.forward(layer: l, split: split))
+            } else {
+                stages.append(.rowForward(layer: l))
+            }
+        }
+        stages.append(.loss)
+        for l in stride(from: model.layers.count - 1, through: 0, by: -1) {
+            let layer = model.layers[l]
+            if let tiled = layer as? TiledLayer {
+                if !tiled.activationGradientIsFused { stages.append(.activationGradient(layer: l)) }
+                if l > 0 {
+                    let split = StepPlan.split(
+                        m: batchSize, n: tiled.inputWidth, k: tiled.outputWidth, workers: workers, policy: policy,
+                        columns: true)
+                    stages.append(.inputGradient(layer: l, split: split))
+                }
+            } else if l > 0 {
+                stages.append(.rowBackward(layer: l))
+            }
+        }
+        stages.append(.parameters)
+        // Barriers: wherever a stage may read what another worker wrote in the stage before.
+        var withBarriers: [Stage] = []
+        for stage in stages {
+            if let last = withBarriers.last,
+                !(StepPlan.rowLocal(last, everyRow) && StepPlan.rowLocal(stage, everyRow))
+            {
+                withBarriers.append(.barrier)
+            }
+            withBarriers.append(stage)
+        }
+        withBarriers.append(.barrier)  // the next step's forward reads the updated weights
+        self.stages = withBarriers
+        (parameterParts, parameterFirstWorker) = StepPlan.parameterBlocks(
+            model: model, batchSize: batchSize, workers: workers, policy: policy)
+        layerNames = model.layers.map { "\($0.typeName.lowercased()) \($0.inputWidth)→\($0.outputWidth)" }
+    }
+
+    /// Who computes each layer's weight gradient (and update): `parts` blocks of W's rows per layer, on workers
+    /// `first ..< first + parts` (mod W). Either every layer is shared by all workers, or — when that leaves
+    /// small layers in slivers — each layer gets its own workers in proportion to its cost; the cheaper wins.
+    static func parameterBlocks(model: Sequential, batchSize: Int, workers: Int, policy: Policy) -> ([Int], [Int]) {
+        let layers = model.layers.map { layer -> (m: Int, n: Int)? in
+            guard layer is TiledLayer, layer.parameterCount > 0 else { return nil }
+            return (layer.inputWidth, layer.outputWidth)
+        }
+        if policy == .rows {
+            return (layers.map { $0 == nil ? 0 : workers }, layers.map { _ in 0 })
+        }
+        /// Modelled cost of one block of `parts` of a layer's weight gradient, its update included.
+        func cost(_ shape: (m: Int, n: Int), _ parts: Int) -> Double {
+            let rows = (shape.m + parts - 1) / parts
+            return tileCost(m: rows, n: shape.n, k: batchSize) + Double(rows * shape.n) * updateCost
+        }
+        let present = layers.indices.filter { layers[$0] != nil }
+        // Shared: every layer over all workers (each layer's blocks starting where the previous one's ended).
+        var sharedParts = layers.map { _ in 0 }
+        var sharedFirst = layers.map { _ in 0 }
+        var load = [Double](repeating: 0, count: workers)
+        var next = 0
+        for l in present {
+            let shape = layers[l]!
+            let parts = StepPlan.bestParts(shape, workers: workers, cost: cost)
+            sharedParts[l] = parts
+            sharedFirst[l] = next % workers
+            for i in 0..<parts { load[(next + i) % workers] += cost(shape, parts) }
+            next += parts
+        }
+        let sharedTime = load.max() ?? 0
+        guard present.count > 1, workers >= present.count else { return (sharedParts, sharedFirst) }
+        // Disjoint: the workers divided among the layers in proportion to their cost on one worker.
+        let whole = present.map { cost(layers[$0]!, 1) }
+        let total = whole.reduce(0, +)
+        var counts = whole.map { max(1, Int((Double(workers) * $0 / total).rounded(.down))) }
+        while counts.reduce(0, +) > workers, let i = counts.indices.max(by: { counts[$0] < counts[$1] }) {
+            counts[i] -= 1
+        }
+        while counts.reduce(0, +) < workers {
+            // Give the next worker to the layer whose blocks are slowest now.
+            let i = counts.indices.max {
+                cost(layers[present[$0]]!, counts[$0]) < cost(layers[present[$1]]!, counts[$1])
+            }!
+            counts[i] += 1
+        }
+        var disjointParts = layers.map { _ in 0 }
+        var disjointFirst = layers.map { _ in 0 }
+        var disjointTime = 0.0
+        var start = 0
+        for (i, l) in present.enumerated() {
+            let parts = min(counts[i], layers[l]!.m)
+            disjointParts[l] = parts
+            disjointFirst[l] = start
+            disjointTime = max(disjointTime, cost(layers[l]!, parts))
+            start += counts[i]
+        }
+        return disjointTime < sharedTime ? (disjointParts, disjointFirst) : (sharedParts, sharedFirst)
+    }
+
+    /// The number of blocks (≤ workers, one per worker) whose largest block is cheapest in the model.
+    static func bestParts(_ shape: (m: Int, n: Int), workers: Int, cost: ((m: Int, n: Int), Int) -> Double) -> Int {
+        var best = 1
+        for p in 1...max(1, min(workers, shape.m)) where cost(shape, p) < cost(shape, best) { best = p }
+        return best
+    }
+
+    /// Stages that each worker runs on its own row shard of the batch (all W of them).
+    static func rowLocal(_ stage: Stage, _ everyRow: Split) -> Bool {
+        switch stage {
+        case .gather, .rowForward, .loss, .activationGradient, .rowBackward: true
+        case .forward(_, let split), .inputGradient(_, let split): split == everyRow
+        case .parameters, .barrier: false
+        }
+    }
+
+    /// The part of layer `layer`'s weight gradient worker `w` computes, if any.
+    @inline(__always) public func parameterPart(_ layer: Int, worker w: Int) -> Int? {
+        let parts = parameterParts[layer]
+        guard parts > 0 else { return nil }
+        let part = (w - parameterFirstWorker[layer] + workers) % workers
+        return part < parts ? part : nil
+    }
+
+    /// Barriers a step waits at.
+    public var barriers: Int { stages.filter { $0 == .barrier }.count }
+
+    // MARK: The tile model
+
+    /// Column blocks start on whole register panels (two vectors).
+    public static var align: Int { 2 * vecLanes }
+
+    /// Rows (and columns) of a tile at which streaming the other operand halves its efficiency — more when that
+    /// operand is too big for a core's caches (`cacheBytes`) and streams from memory; the fixed cost of a product
+    /// call, of one round of a barrier, and of updating one parameter; all in multiply-adds at the full GEMM
+    /// rate (so they hold across CPUs of different speeds). Calibrated with `loom bench project`.
+    static let cachedOverhead = (rows: 6.0, columns: 12.0)
+    static let streamedOverhead = 32.0
+    static let cacheBytes = 1 << 20
+    static let callCost = 60_000.0
+    static let barrierRoundCost = 15_000.0
+    static let updateCost = 6.0
+
+    /// The modelled efficiency of an m × n tile, k deep, relative to a large product: register-tile padding of
+    /// its rows (6- and 4-row strips) and columns (whole panels), and the cost of streaming the other operand
+    /// (its k × n block of B over the tile's rows, its m × k block of A over its columns).
+    public static func efficiency(m: Int, n: Int, k: Int) -> Double {
+        guard m > 0 && n > 0 else { return 0 }
+        var computed = 0
+        var left = m
+        while left > 0 {
+            let h = left <= 4 || left == 7 || left == 8 ? 4 : 6
+            computed += h
+            left -= min(h, left)
+        }
+        let panel = align
+        let rowFill = Double(m) / Double(computed)
+        let columnFill = Double(n) / Double((n + panel - 1) / panel * panel)
+        let rowOverhead = k * n * 4 > cacheBytes ? streamedOverhead : cachedOverhead.rows
+        let columnOverhead = k * m * 4 > cacheBytes ? streamedOverhead : cachedOverhead.columns
+        return rowFill * columnFill * Double(m) / (Double(m) + rowOverhead) * Double(n) / (Double(n) + columnOverhead)
+    }
+
+    /// Modelled cost of an m × n × k tile, in multiply-adds at the full GEMM rate.
+    public static func tileCost(m: Int, n: Int, k: Int) -> Double {
+        Double(m * n * k) / efficiency(m: m, n: n, k: k) + callCost
+    }
+
+    /// The barrier rounds of `workers` workers (the dissemination barrier's ⌈log₂ W⌉).
+    static func barrierRounds(_ workers: Int) -> Int {
+        var r = 0
+        while 1 << r < workers { r += 1 }
+        return r
+    }
+
+    /// The cut of an m × n product (k deep) among up to `workers` workers: the one with the cheapest largest
+    /// tile, where any cut other than the row shards pays for the two barriers around it.
+    public static func split(m: Int, n: Int, k: Int, workers: Int, policy: Policy, columns: Bool) -> Split {
+        let rowsOnly = Split(rowGroups: min(workers, m), columnGroups: 1)
+        if policy == .rows || workers == 1 { return rowsOnly }
+        let maxColumns = columns ? max(1, n / align) : 1
+        if policy == .widest {
+            let c = min(workers, maxColumns)
+            return Split(rowGroups: max(1, min(m, workers / c)), columnGroups: c)
+        }
+        let barrierCost = 2 * Double(barrierRounds(workers)) * barrierRoundCost
+        func cost(_ s: Split) -> Double {
+            let mt = (m + s.rowGroups - 1) / s.rowGroups
+            let nt = s.columnGroups == 1 ? n : min(n, (n / s.columnGroups + align - 1) / align * align)
+            return tileCost(m: mt, n: nt, k: k) + (s == rowsOnly && s.tiles == workers ? 0 : barrierCost)
+        }
+        var best = rowsOnly
+        var bestCost = cost(rowsOnly)
+        for c in 1...min(workers, maxColumns) {
+            for r in 1...min(m, workers / c) {
+                let candidate = Split(rowGroups: r, columnGroups: c)
+                let t = cost(candidate)
+                // Row shards are kept unless another cut is clearly (5%) cheaper: they share no data between
+                // workers, which the model does not price.
+                let margin = best == rowsOnly ? 0.95 : 1.0
+                if t < bestCost * margin || (t == bestCost && candidate.tiles < best.tiles) {
+                    best = candidate
+                    bestCost = t
+                }
+            }
+        }
+        return best
+    }
+
+    /// The plan as `loom plan` prints it.
+    public var description: String {
+        var lines = [
+            "Step plan for \(workers) worker\(workers == 1 ? "" : "s"), batch \(batchSize) (\(policy.rawValue)):"
+        ]
+        var barrier = 0
+        for stage in stages {
+            switch stage {
+            case .gather: lines.append("  gather        row shards")
+            case .forward(let l, let s): lines.append("  forward \(l)     \(layerNames[l]): \(s)")
+            case .rowForward(let l): lines.append("  forward \(l)     \(layerNames[l]): row shards")
+            case .loss: lines.append("  loss          row shards")
+            case .activationGradient(let l): lines.append("  dz \(l)          row shards")
+            case .rowBackward(let l): lines.append("  backward \(l)    \(layerNames[l]): row shards")
+            case .inputGradient(let l, let s): lines.append("  dx \(l)          \(layerNames[l]): \(s)")
+            case .parameters:
+                let parts = parameterParts.enumerated().filter { $0.element > 0 }
+                    .map { "layer \($0.offset): \($0.element) block\($0.element == 1 ? "" : "s") of W's rows" }
+                lines.append("  parameters    weight gradient + update, " + parts.joined(separator: ", "))
+            case .barrier:
+                barrier += 1
+                lines.append("  ── barrier \(barrier)")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

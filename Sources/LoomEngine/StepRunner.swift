@@ -1,0 +1,92 @@
+// StepRunner: what one stage of the step plan means for one worker — which rows or tile it computes, with
+// which layer call. The plan decides the cut (StepPlan.swift); the layers compute (LoomNN); this file only
+// connects the two, so the training job reads as a loop over stages.
+import LoomKernels
+import LoomNN
+
+/// One worker's view of a step: its row shard, and its tile of each product.
+struct StepRunner {
+    let model: Sequential
+    let buffers: ActivationBuffers
+    let plan: StepPlan
+    let workspace: GemmWorkspace
+    let worker: Int
+    /// The layers whose products are cut into tiles (nil for row-wise layers), cast once per job.
+    let tiled: [TiledLayer?]
+    /// Rows in the current batch, this worker's row shard of them, and the pass (dropout keys).
+    private(set) var batchRows = 0
+    private(set) var rows = 0..<0
+    private var pass = Pass(training: true)
+
+    init(model: Sequential, buffers: ActivationBuffers, plan: StepPlan, workspace: GemmWorkspace, worker: Int) {
+        self.model = model
+        self.buffers = buffers
+        self.plan = plan
+        self.workspace = workspace
+        self.worker = worker
+        tiled = model.layers.map { $0 as? TiledLayer }
+    }
+
+    /// Starts a batch of `n` rows.
+    mutating func begin(rows n: Int, pass: Pass) {
+        batchRows = n
+        rows = shard(n, part: worker, of: plan.workers)
+        self.pass = pass
+        self.pass.firstRow = rows.lowerBound
+    }
+
+    /// Runs one compute stage (not barriers, gather, loss or parameters: the job handles those).
+    func run(_ stage: StepPlan.Stage) {
+        switch stage {
+        case .forward(let l, let split):
+            let layer = tiled[l]!
+            guard let tile = split.tile(worker, rows: batchRows, columns: layer.outputWidth, align: StepPlan.align)
+            else { return }
+            layer.forwardTile(
+                buffers.output(l - 1, tile.rows), buffers.output(l, tile.rows), columns: tile.columns,
+                workspace: workspace)
+        case .rowForward(let l):
+            guard !rows.isEmpty else { return }
+            model.layers[l].forward(
+                buffers.output(l - 1, rows), buffers.output(l, rows), pass: pass, workspace: workspace)
+        case .activationGradient(let l):
+            guard !rows.isEmpty else { return }
+            tiled[l]!.activationGradient(y: buffers.output(l, rows), dy: buffers.gradient(l, rows))
+        case .inputGradient(let l, let split):
+            let layer = tiled[l]!
+            guard let tile = split.tile(worker, rows: batchRows, columns: layer.inputWidth, align: StepPlan.align)
+            else { return }
+            layer.inputGradientTile(
+                x: buffers.output(l - 1, tile.rows), dz: buffers.gradient(l, tile.rows),
+                dx: buffers.gradient(l - 1, tile.rows), columns: tile.columns, workspace: workspace)
+        case .rowBackward(let l):
+            guard !rows.isEmpty else { return }
+            model.layers[l].backward(
+                x: buffers.output(l - 1, rows), y: buffers.output(l, rows), dy: buffers.gradient(l, rows),
+                dx: buffers.gradient(l - 1, rows), pass: pass, workspace: workspace)
+        case .gather, .loss, .parameters, .barrier:
+            preconditionFailure("the job runs \(stage) itself")
+        }
+    }
+
+    /// The loss of this worker's rows and ∂L/∂(last output) scaled by 1/batch; true when their loss is not
+    /// finite.
+    func loss(labels: UnsafePointer<Int32>) -> Bool {
+        guard !rows.isEmpty else { return false }
+        model.lossAndGradient(buffers, rows: rows, labels: labels, batchSize: batchRows, gradient: true)
+        var sum: Float = 0
+        for r in rows { sum += buffers.rowLoss[r] }
+        return !sum.isFinite
+    }
+
+    /// This worker's blocks of every layer's weight gradient over the whole batch; with `update`, the optimizer
+    /// step applied to exactly those parameters.
+    func parameters(update: UpdateRule?) {
+        for l in 0..<model.layers.count {
+            guard let part = plan.parameterPart(l, worker: worker) else { continue }
+            _ = model.layers[l].parameterGradient(
+                x: buffers.output(l - 1, 0..<batchRows), dy: buffers.gradient(l, 0..<batchRows), part: part,
+                of: plan.parameterParts[l], update: update?.advanced(by: model.offsets[l]), workspace: workspace)
+        }
+    }
+}

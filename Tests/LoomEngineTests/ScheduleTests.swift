@@ -1,0 +1,99 @@
+import Foundation
+import LoomConfig
+import LoomData
+import LoomKernels
+import LoomNN
+import Testing
+
+@testable import LoomEngine
+
+/// A model with every layer kind, wide enough for column blocks: 10 → 96 relu → dropout → 70 tanh → relu →
+/// 40 sigmoid → 4 softmax.
+func scheduleModel() -> Sequential {
+    Sequential(
+        inputWidth: 10,
+        layers: [
+            Dense(units: 96, activation: .relu), Dropout(rate: 0.2), Dense(units: 70, activation: .tanh),
+            ActivationLayer(.relu), Dense(units: 40, activation: .sigmoid), Dense(units: 4, activation: .softmax),
+        ], loss: .sparseCategoricalCrossentropy)
+}
+
+@Suite("The step plan", .serialized)
+struct ScheduleTests {
+    func digest(workers: Int, policy: StepPlan.Policy, optimizer: OptimizerSpec) -> String {
+        let model = scheduleModel()
+        model.initialize(seed: 3)
+        let t = Trainer(
+            model: model, optimizer: optimizer, placements: Topology.detect().placement(workers: workers),
+            batchSize: 128, seed: 3, pin: false, schedule: policy)
+        _ = t.fit(fizzBuzz().train, epochs: 2)  // 8 steps an epoch, the last of 27 rows
+        return model.weightsDigest()
+    }
+
+    @Test(
+        "weights_digest is the same for 1, 2, 3, 4, 5, 8, 16 and 64 workers and every schedule, with every layer kind and dropout",
+        arguments: [
+            OptimizerSpec.sgd(learningRate: 0.05, momentum: 0.9, nesterov: true),
+            .rmsprop(learningRate: 0.01, momentum: 0.5, centered: true), .adam(learningRate: 0.01),
+        ])
+    func digests(optimizer: OptimizerSpec) {
+        let reference = digest(workers: 1, policy: .rows, optimizer: optimizer)
+        let counts = optimizer.name == "rmsprop" ? [2, 3, 4, 5, 8, 16, 64] : [2, 3, 5, 16]
+        for workers in counts {
+            for policy in StepPlan.Policy.allCases {
+                #expect(
+                    digest(workers: workers, policy: policy, optimizer: optimizer) == reference,
+                    "\(workers) workers, \(policy)")
+            }
+        }
+    }
+
+    @Test("the widest schedule really cuts products into column blocks and 2-D grids; barriers only where needed")
+    func plans() {
+        let model = scheduleModel()
+        let widest = StepPlan(model: model, batchSize: 128, workers: 8, policy: .widest)
+        let columnCuts = widest.stages.filter {
+            if case .forward(_, let s) = $0 { return s.columnGroups > 1 }
+            if case .inputGradient(_, let s) = $0 { return s.columnGroups > 1 }
+            return false
+        }
+        #expect(columnCuts.count >= 3, "\(widest)")
+        let rows = StepPlan(model: model, batchSize: 128, workers: 8, policy: .rows)
+        #expect(rows.barriers == 2, "\(rows)")  // before the weight gradients, and at the end of the step
+        #expect(widest.barriers > rows.barriers)
+        // No two barriers in a row, and every stage is preceded by one unless both sides use the row shards.
+        for (a, b) in zip(widest.stages, widest.stages.dropFirst()) { #expect(!(a == .barrier && b == .barrier)) }
+    }
+
+    @Test("column blocks start on register panels and cover the width once")
+    func alignedShards() {
+        for (n, parts) in [(512, 16), (784, 8), (100, 3), (40, 4), (96, 3)] {
+            var covered = 0
+            for p in 0..<parts {
+                let r = alignedShard(n, part: p, of: parts, align: 32)
+                #expect(r.lowerBound == covered)
+                if n >= parts * 32 && p > 0 { #expect(r.lowerBound % 32 == 0) }
+                covered = r.upperBound
+            }
+            #expect(covered == n)
+        }
+    }
+
+    @Test("the automatic plan keeps the row shards on 2 workers for small layers, and cuts wide ones on many")
+    func autoChoices() {
+        let small = Sequential(
+            inputWidth: 10, layers: [Dense(units: 24, activation: .relu), Dense(units: 4, activation: .softmax)],
+            loss: .sparseCategoricalCrossentropy)
+        #expect(StepPlan(model: small, batchSize: 128, workers: 2).barriers == 2)
+        let wide = Sequential(
+            inputWidth: 784, layers: [Dense(units: 2048, activation: .relu), Dense(units: 10, activation: .softmax)],
+            loss: .sparseCategoricalCrossentropy)
+        let plan = StepPlan(model: wide, batchSize: 128, workers: 64)
+        guard case .forward(_, let split) = plan.stages.first(where: { if case .forward = $0 { true } else { false } })
+        else {
+            Issue.record("no forward stage")
+            return
+        }
+        #expect(split.columnGroups > 1, "\(plan)")
+    }
+}
