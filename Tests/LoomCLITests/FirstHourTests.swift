@@ -332,8 +332,8 @@ struct ToolTests {
             readme.components(separatedBy: "## Commands").dropFirst().first?
                 .components(separatedBy: "\n## ").first)
         for command in [
-            ["train"], ["evaluate"], ["predict"], ["summary"], ["topology"], ["bench", "kernels"], ["bench", "step"],
-            ["bench", "scaling"],
+            ["train"], ["evaluate"], ["predict"], ["summary"], ["plan"], ["topology"], ["bench", "kernels"],
+            ["bench", "step"], ["bench", "scaling"], ["bench", "project"],
         ] {
             let help = try loom(command + ["--help"]).stdout
             let options = Set(
