@@ -2,32 +2,28 @@
 // Loom — a data-parallel neural-network trainer for many-core CPUs.
 //
 // Module stairs (each depends only on the ones to its right):
-//   loom (CLI) → LoomEngine → LoomConfig → LoomNN → LoomKernels
-//                    └────────→ LoomData ──────────────┘
+//   loom (CLI) → LoomEngine → LoomConfig → LoomNN → LoomKernels → LoomKernelsAVX512 | LoomKernelsAVX2 → LoomKernelTypes
+//                    └────────→ LoomData ──────────────┘      (run-time dispatch between the two kernel builds)
 // C shims: CSupport (pinning, cpu pause), CNuma (libnuma), CZlib (gzip), CPng (libpng).
 import PackageDescription
 import Foundation
 
 // The kernels are SIMD code: without a target CPU, swiftc lowers `addingProduct` to one scalar `fmaf` call per
-// lane (~200x slower). We compile for the CPU we build on by default; set LOOM_TARGET_CPU to build for another
-// one (e.g. `haswell` for AVX2-only machines, `skylake-avx512` for a portable AVX-512 binary).
-let targetCPU = ProcessInfo.processInfo.environment["LOOM_TARGET_CPU"] ?? "native"
-// The register tile is two vectors wide: SIMD16 where the target has AVX-512 (32 zmm registers), SIMD8 on AVX2
-// (16 ymm). Swift cannot ask the target's features in `#if`, so the package decides and passes a define.
-let cpuFlags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-let avx512: Bool = {
-    switch targetCPU {
-    case "native": return cpuFlags.contains(" avx512f")
-    case "haswell", "broadwell", "skylake", "znver1", "znver2", "znver3", "x86-64-v3", "x86-64-v2", "x86-64": return false
-    default: return targetCPU.contains("avx512") || ["znver4", "znver5", "icelake-server", "sapphirerapids",
-                                                      "x86-64-v4", "cascadelake", "cooperlake"].contains(targetCPU)
-    }
-}()
-let fastSwift: [SwiftSetting] = [
-    .unsafeFlags(["-target-cpu", targetCPU]),
-    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
-] + (avx512 ? [.define("LOOM_AVX512")] : [])
-let fastC: [CSetting] = [.unsafeFlags(["-march=\(targetCPU)", "-O2"])]
+// lane (~200x slower). They are compiled twice from one source (Sources/LoomKernelsAVX512 links to the files of
+// Sources/LoomKernelsAVX2): for skylake-avx512 (AVX-512 F/CD/BW/DQ/VL) with a 16-wide register tile (32 zmm) and
+// for haswell (AVX2 + FMA) with an 8-wide one (16 ymm); LoomKernels picks one at run time from the CPU's features.
+// Everything else is compiled for haswell, so one binary runs on every x86-64 machine with AVX2 and FMA. Set
+// LOOM_TARGET_CPU to compile the AVX-512 kernels for a named CPU instead (e.g. `native`, `znver4`).
+let wideCPU = ProcessInfo.processInfo.environment["LOOM_TARGET_CPU"] ?? "skylake-avx512"
+let baseCPU = "haswell"
+func swiftFlags(cpu: String, defines: [String] = []) -> [SwiftSetting] {
+    [
+        .unsafeFlags(["-target-cpu", cpu]),
+        .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    ] + defines.map { .define($0) }
+}
+let fastSwift = swiftFlags(cpu: baseCPU)
+let fastC: [CSetting] = [.unsafeFlags(["-march=\(baseCPU)", "-O2"])]
 
 let package = Package(
     name: "Loom",
@@ -46,7 +42,14 @@ let package = Package(
         .systemLibrary(name: "CNuma", providers: [.apt(["libnuma-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPng", providers: [.apt(["libpng-dev"])]),
-        .target(name: "LoomKernels", swiftSettings: fastSwift),
+        .target(name: "LoomKernelTypes", swiftSettings: fastSwift),
+        .target(name: "LoomKernelsAVX2", dependencies: ["LoomKernelTypes"], swiftSettings: swiftFlags(cpu: baseCPU)),
+        .target(
+            name: "LoomKernelsAVX512", dependencies: ["LoomKernelTypes"],
+            swiftSettings: swiftFlags(cpu: wideCPU, defines: ["LOOM_AVX512"])),
+        .target(
+            name: "LoomKernels", dependencies: ["LoomKernelTypes", "LoomKernelsAVX2", "LoomKernelsAVX512"],
+            swiftSettings: fastSwift),
         .target(name: "LoomNN", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
         .target(name: "LoomData", dependencies: ["LoomKernels", "CZlib", "CPng"], swiftSettings: fastSwift),
         .target(name: "LoomConfig", dependencies: ["LoomNN", "LoomData", "Yams"], swiftSettings: fastSwift),

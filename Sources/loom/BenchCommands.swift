@@ -28,6 +28,7 @@ struct KernelsBench: ParsableCommand {
         guard n >= 1 else { fail(.usage("--workers \(n): at least one worker is needed")) }
         if let json { checkWritable(json, option: "--json") }
         let (peak, results) = Bench.kernels(workers: n, placements: topology.placement(workers: n))
+        print("kernels: \(kernelsLine())")
         print(String(format: "fp32 FMA peak of one core (measured): %.1f GFLOP/s (%d-wide vectors)", peak, vecLanes))
         print(padded("shape", 34) + padded("M×N×K", 13) + "1 worker GFLOP/s  % of peak  \(n) workers GFLOP/s")
         for r in results {

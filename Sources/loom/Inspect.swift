@@ -72,6 +72,7 @@ struct Topo: ParsableCommand {
         }
         if let workers, workers < 1 { fail(.usage("--workers \(workers): at least one worker is needed")) }
         print(topology.describe(workers: workers ?? topology.usableCPUs.count))
+        print("Kernels: \(kernelsLine())")
     }
 }
 

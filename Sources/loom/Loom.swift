@@ -87,3 +87,12 @@ func writeOrFail(_ text: String, _ path: String) {
 func padded(_ s: String, _ width: Int) -> String {
     s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
 }
+
+/// Which kernel build runs, and why: "AVX-512 (16-wide vectors; the CPU has AVX-512)".
+func kernelsLine() -> String {
+    let active = KernelISA.active
+    let why =
+        active == .avx512
+        ? "the CPU has AVX-512" : KernelISA.cpuHasAVX512 ? "LOOM_KERNELS=avx2 forces them" : "the CPU has no AVX-512"
+    return "\(active.rawValue) (\(active.lanes)-wide vectors; \(why))"
+}

@@ -10,8 +10,13 @@ final class Running {
     let out = Pipe()
     let err = Pipe()
 
-    init(_ args: [String], executable: String = loomBinary, cwd: String = root) throws {
+    init(_ args: [String], executable: String = loomBinary, cwd: String = root, environment: [String: String] = [:])
+        throws
+    {
         process.executableURL = URL(fileURLWithPath: executable)
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.arguments = args
         process.currentDirectoryURL = URL(fileURLWithPath: cwd)
         process.standardOutput = out

@@ -25,4 +25,17 @@ struct PlanCommandTests {
         #expect((json as? [Any])?.count == 4)
         expectOneLineError(try loom(["bench", "project", config, "--workers", "1,x"]), ["--workers 1,x"])
     }
+
+    @Test("one binary carries both kernel builds: LOOM_KERNELS=avx2 runs the 8-wide ones, reproducibly")
+    func kernelDispatch() throws {
+        let forced = try Running(["topology"], environment: ["LOOM_KERNELS": "avx2"]).finish()
+        #expect(forced.stdout.contains("Kernels: AVX2 (8-wide vectors"), "\(forced.stdout)")
+        let dir = scratch()
+        writeGoodIDX(dir)
+        let config = idxConfig(dir)
+        let a = try Running(["train", config, "--quiet"], environment: ["LOOM_KERNELS": "avx2"]).finish()
+        let b = try Running(["train", config, "--quiet", "--workers", "1"], environment: ["LOOM_KERNELS": "avx2"])
+            .finish()
+        #expect(a.status == 0 && digest(a) != nil && digest(a) == digest(b))
+    }
 }

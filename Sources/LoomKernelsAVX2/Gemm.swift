@@ -1,3 +1,5 @@
+import LoomKernelTypes
+
 #if arch(x86_64)
     import _Builtin_intrinsics.intel
 #endif
@@ -26,19 +28,6 @@
 // strip or the tile position is. A row's result therefore does not depend on which worker computes it or with
 // which other rows — the engine's bitwise independence of the worker count rests on this.
 
-/// What a GEMM does to each output element as it stores it (after the last K block).
-public enum GemmEpilogue {
-    /// C = acc
-    case none
-    /// C = acc + bias[j]
-    case bias(UnsafePointer<Float>)
-    /// C = max(0, acc + bias[j]) — a dense layer with relu, in one pass.
-    case biasRelu(UnsafePointer<Float>)
-    /// C = acc where mask[i, j] > 0, else 0 — the relu derivative applied to an incoming gradient. The mask is
-    /// a relu *output* (so > 0 exactly where the pre-activation was), row stride `ld`.
-    case reluMask(UnsafePointer<Float>, ld: Int)
-}
-
 #if LOOM_AVX512
     /// The register vector of the target: one zmm.
     public typealias Vec = SIMD16<Float>
@@ -57,24 +46,12 @@ var mr: Int { @inline(__always) get { 6 } }
 /// Rows of the narrow (one-vector-wide) tile.
 var mrNarrow: Int { @inline(__always) get { 12 } }
 
-/// Scratch memory for packing B panels. One per worker, allocated once; it grows on first use to the largest
-/// shape seen, so a steady-state training step never allocates.
-public final class GemmWorkspace {
-    var storage: AlignedBuffer
-    public init(capacity: Int = 0) { storage = AlignedBuffer(count: capacity, zeroed: false) }
-
-    /// The largest packing buffer a product of this shape needs (floats).
-    public static func requiredCapacity(n: Int, k: Int) -> Int {
-        bCapacity(n: n, k: k) + kBlockSize(k) * (mcBlock + 4)
-    }
-    static func bCapacity(n: Int, k: Int) -> Int {
-        (max(kBlockSize(k) * ((n + nr - 1) / nr) * nr, (k + 2 * vecLanes) * 16) + 15) / 16 * 16
-    }
-
-    public func reserve(_ floats: Int) {
-        if storage.count < floats { storage = AlignedBuffer(count: floats, zeroed: false) }
-    }
-    var pointer: UnsafeMutablePointer<Float> { storage.pointer }
+/// The largest packing buffer a product of this shape needs (floats).
+func requiredCapacity(n: Int, k: Int) -> Int {
+    bCapacity(n: n, k: k) + kBlockSize(k) * (mcBlock + 4)
+}
+func bCapacity(n: Int, k: Int) -> Int {
+    (max(kBlockSize(k) * ((n + nr - 1) / nr) * nr, (k + 2 * vecLanes) * 16) + 15) / 16 * 16
 }
 
 var maxKBlock: Int { @inline(__always) get { 512 } }
@@ -156,7 +133,7 @@ func gemmCore(
         }
         return
     }
-    workspace.reserve(GemmWorkspace.requiredCapacity(n: n, k: k) + (update != nil ? fusedBlockRows(n: n) * n : 0))
+    workspace.reserve(requiredCapacity(n: n, k: k) + (update != nil ? fusedBlockRows(n: n) * n : 0))
     if kernelWidth <= 16 && !transposeA && k >= 2 * vecLanes {
         dotGemm(
             m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
@@ -177,7 +154,7 @@ func gemmCore(
     // and pays back once many strips of A reuse each panel (best of 4 here: the weight gradient, m = 784,
     // 78 vs 75 GFLOP/s packed; the forward, m = 128, 76.5 vs 71.6 direct).
     let direct = !transposeB && n % nr == 0 && m < 256 && ldb <= 1024
-    let packedA = workspace.pointer + GemmWorkspace.bCapacity(n: n, k: k)
+    let packedA = workspace.pointer + bCapacity(n: n, k: k)
     // With a fused update, each block of rows of C is computed into a scratch after the packing buffers (row
     // stride n), then consumed by the rule.
     let blockRows = update != nil ? fusedBlockRows(n: n) : mcBlock

@@ -8,57 +8,9 @@
 // rule (the switch is hoisted out of the loop, so consecutive vectors' sqrt/divide chains overlap). Lanes past
 // a range's end are zero-filled: the result never depends on where a worker's range begins or ends.
 
-/// One optimizer step's rule and where its state lives. Parameters, gradients and every slot are parallel
-/// flat arrays: element i of each belongs to parameter i.
-public struct UpdateRule: @unchecked Sendable {
-    // Sendable: plain pointers into buffers owned by the optimizer and model; see LoomEngine's SharedState.
-    public enum Kind: Sendable {
-        case sgd, momentum, nesterov, rmsprop, rmspropMomentum, rmspropCentered, rmspropCenteredMomentum, adam
-    }
-    public var kind: Kind
-    public var learningRate: Float
-    /// momentum (sgd, rmsprop), or β₁ (adam)
-    public var a: Float = 0
-    /// ρ (rmsprop), or β₂ (adam)
-    public var b: Float = 0
-    public var epsilon: Float = 0
-    /// Adam's α for this step.
-    public var alpha: Float = 0
-    public var parameters: UnsafeMutablePointer<Float>
-    public var gradients: UnsafeMutablePointer<Float>
-    public var slot0: UnsafeMutablePointer<Float>
-    public var slot1: UnsafeMutablePointer<Float>
-    public var slot2: UnsafeMutablePointer<Float>
+import LoomKernelTypes
 
-    public init(
-        kind: Kind, learningRate: Float, a: Float = 0, b: Float = 0, epsilon: Float = 0, alpha: Float = 0,
-        parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
-        slot0: UnsafeMutablePointer<Float>, slot1: UnsafeMutablePointer<Float>, slot2: UnsafeMutablePointer<Float>
-    ) {
-        self.kind = kind
-        self.learningRate = learningRate
-        self.a = a
-        self.b = b
-        self.epsilon = epsilon
-        self.alpha = alpha
-        self.parameters = parameters
-        self.gradients = gradients
-        self.slot0 = slot0
-        self.slot1 = slot1
-        self.slot2 = slot2
-    }
-
-    /// The same rule for the parameters from `offset` on: every pointer (parameters, gradients, slots) advanced.
-    public func advanced(by offset: Int) -> UpdateRule {
-        var r = self
-        r.parameters += offset
-        r.gradients += offset
-        r.slot0 += offset
-        r.slot1 += offset
-        r.slot2 += offset
-        return r
-    }
-
+extension UpdateRule {
     /// Updates parameters i..<i+lanes given their gradient vector g (lanes ≤ vecLanes), with the rule `kind`
     /// (a constant at every call site, so the switch folds away).
     @inline(__always)

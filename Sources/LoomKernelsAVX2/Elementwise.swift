@@ -1,4 +1,5 @@
 import Foundation
+import LoomKernelTypes
 
 #if arch(x86_64)
     import _Builtin_intrinsics.intel
@@ -90,11 +91,8 @@ func mapRows(
     }
 }
 
-/// The element-wise nonlinearities of a dense layer. Each derivative is written in terms of the *output*
-/// y = f(z), so a layer keeps only its output for the backward pass.
-public enum ActivationKind: String, CaseIterable, Sendable {
-    case linear, relu, sigmoid, tanh, softmax
-}
+// The element-wise nonlinearities of a dense layer. Each derivative is written in terms of the *output*
+// y = f(z), so a layer keeps only its output for the backward pass.
 
 /// y = f(y) in place for `rows` rows (softmax is row-wise: y_j = e^{z_j − max z} / Σ_k e^{z_k − max z}).
 public func applyActivation(
@@ -212,4 +210,19 @@ public func addBias(rows: Int, cols: Int, _ y: UnsafeMutablePointer<Float>, ld: 
     for i in 0..<rows {
         mapRows(rows: 1, cols: cols, y + i * ld, ld: ld, aux: bias, auxLd: 0) { v, b in v + b }
     }
+}
+
+/// e^x for each value, through `vexp` (for tests and callers outside the kernels: `Vec` is this build's own).
+public func expValues(_ x: [Float]) -> [Float] {
+    var out = [Float](repeating: 0, count: x.count)
+    var i = 0
+    while i < x.count {
+        let n = min(vecLanes, x.count - i)
+        var v = Vec()
+        for l in 0..<n { v[l] = x[i + l] }
+        let e = vexp(v)
+        for l in 0..<n { out[i + l] = e[l] }
+        i += n
+    }
+    return out
 }

@@ -1,6 +1,8 @@
 // The core's fp32 FMA peak, measured: 12 independent FMA chains (enough to cover the FMA latency on two pipes)
 // of one register vector each, no memory traffic. Loom's kernels are reported as a fraction of this.
 
+import LoomKernelTypes
+
 /// Measures floating-point operations per second of pure FMAs on the calling thread, best of `repeats`.
 public func measureFMAPeak(iterations: Int = 2_000_000, repeats: Int = 5, clock: () -> Double) -> Double {
     var best = 0.0

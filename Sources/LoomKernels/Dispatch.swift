@@ -1,0 +1,172 @@
+// LoomKernels: the kernels the rest of Loom calls, each dispatched at run time to one of two builds of the same
+// source — LoomKernelsAVX512 (16-wide vectors, compiled for skylake-avx512) where the CPU has AVX-512, else
+// LoomKernelsAVX2 (8-wide, haswell) — so one binary runs on every AVX2 machine at its best width.
+// LOOM_KERNELS=avx2 forces the narrower build (tests run the kernel suite both ways). The two builds round the
+// same sums in different vector widths, so their results may differ in the last bits; within one build they
+// are bitwise reproducible.
+import Foundation
+@_exported import LoomKernelTypes
+import LoomKernelsAVX2
+import LoomKernelsAVX512
+
+/// The kernel builds one binary carries.
+public enum KernelISA: String, Sendable {
+    case avx2 = "AVX2"
+    case avx512 = "AVX-512"
+
+    /// The build this process uses: AVX-512 when the CPU has every feature skylake-avx512 compiles for (and
+    /// LOOM_KERNELS does not say avx2), else AVX2. Decided once.
+    public static let active: KernelISA = {
+        let forced = ProcessInfo.processInfo.environment["LOOM_KERNELS"]?.lowercased()
+        if forced == "avx2" { return .avx2 }
+        return cpuHasAVX512 ? .avx512 : .avx2
+    }()
+
+    /// AVX-512 F, BW, CD, DQ and VL, as /proc/cpuinfo lists them (what `-target-cpu skylake-avx512` may emit).
+    public static let cpuHasAVX512: Bool = {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+            let flags = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return false }
+        let words = Set(flags.split(separator: " ").map(String.init))
+        return ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"].allSatisfy(words.contains)
+    }()
+
+    /// Floats per register vector in this build.
+    public var lanes: Int { self == .avx512 ? 16 : 8 }
+}
+
+@inline(__always) var wide: Bool { KernelISA.active == .avx512 }
+
+/// Floats per register vector of the active kernels.
+public var vecLanes: Int { KernelISA.active.lanes }
+
+/// C[m×n] = op(A) · op(B) (+ C), the epilogue fused into the store (see LoomKernelsAVX2/Gemm.swift).
+public func gemm(
+    m: Int, n: Int, k: Int,
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+    c: UnsafeMutablePointer<Float>, ldc: Int,
+    accumulate: Bool = false, epilogue: GemmEpilogue = .none, kernelWidth: Int? = nil,
+    workspace: GemmWorkspace
+) {
+    if wide {
+        LoomKernelsAVX512.gemm(
+            m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB, c: c,
+            ldc: ldc, accumulate: accumulate, epilogue: epilogue, kernelWidth: kernelWidth, workspace: workspace)
+    } else {
+        LoomKernelsAVX2.gemm(
+            m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB, c: c,
+            ldc: ldc, accumulate: accumulate, epilogue: epilogue, kernelWidth: kernelWidth, workspace: workspace)
+    }
+}
+
+/// Whether `gemmUpdate` serves a product of this shape.
+public func gemmUpdateSupports(n: Int, k: Int) -> Bool {
+    wide ? LoomKernelsAVX512.gemmUpdateSupports(n: n, k: k) : LoomKernelsAVX2.gemmUpdateSupports(n: n, k: k)
+}
+
+/// The gradient op(A)·op(B) consumed by the optimizer `update` as it is computed, never stored.
+public func gemmUpdate(
+    m: Int, n: Int, k: Int,
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+    update: UpdateRule, workspace: GemmWorkspace
+) {
+    if wide {
+        LoomKernelsAVX512.gemmUpdate(
+            m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+            update: update, workspace: workspace)
+    } else {
+        LoomKernelsAVX2.gemmUpdate(
+            m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+            update: update, workspace: workspace)
+    }
+}
+
+/// Applies `rule` to parameters `range`.
+public func applyUpdate(_ rule: UpdateRule, _ range: Range<Int>) {
+    if wide { LoomKernelsAVX512.applyUpdate(rule, range) } else { LoomKernelsAVX2.applyUpdate(rule, range) }
+}
+
+/// y = f(y) in place for `rows` rows.
+public func applyActivation(
+    _ kind: ActivationKind, rows: Int, cols: Int, _ y: UnsafeMutablePointer<Float>, ld: Int
+) {
+    if wide {
+        LoomKernelsAVX512.applyActivation(kind, rows: rows, cols: cols, y, ld: ld)
+    } else {
+        LoomKernelsAVX2.applyActivation(kind, rows: rows, cols: cols, y, ld: ld)
+    }
+}
+
+/// dy ⊙= f'(y), the derivative written in terms of the output.
+public func multiplyActivationDerivative(
+    _ kind: ActivationKind, rows: Int, cols: Int, y: UnsafePointer<Float>, ldy: Int,
+    dy: UnsafeMutablePointer<Float>, ld: Int
+) {
+    if wide {
+        LoomKernelsAVX512.multiplyActivationDerivative(kind, rows: rows, cols: cols, y: y, ldy: ldy, dy: dy, ld: ld)
+    } else {
+        LoomKernelsAVX2.multiplyActivationDerivative(kind, rows: rows, cols: cols, y: y, ldy: ldy, dy: dy, ld: ld)
+    }
+}
+
+/// Row-wise softmax in place.
+public func softmaxRows(rows: Int, cols: Int, _ y: UnsafeMutablePointer<Float>, ld: Int) {
+    if wide {
+        LoomKernelsAVX512.softmaxRows(rows: rows, cols: cols, y, ld: ld)
+    } else {
+        LoomKernelsAVX2.softmaxRows(rows: rows, cols: cols, y, ld: ld)
+    }
+}
+
+/// Fused softmax + cross-entropy (+ gradient), one pass per row.
+public func softmaxCrossEntropyRows(
+    rows: Int, cols: Int, _ z: UnsafePointer<Float>, ld: Int,
+    out: UnsafeMutablePointer<Float>, ldOut: Int,
+    labels: UnsafePointer<Int32>, scale: Float, gradient: Bool,
+    loss: UnsafeMutablePointer<Float>, correct: UnsafeMutablePointer<Float>
+) {
+    if wide {
+        LoomKernelsAVX512.softmaxCrossEntropyRows(
+            rows: rows, cols: cols, z, ld: ld, out: out, ldOut: ldOut, labels: labels, scale: scale,
+            gradient: gradient, loss: loss, correct: correct)
+    } else {
+        LoomKernelsAVX2.softmaxCrossEntropyRows(
+            rows: rows, cols: cols, z, ld: ld, out: out, ldOut: ldOut, labels: labels, scale: scale,
+            gradient: gradient, loss: loss, correct: correct)
+    }
+}
+
+/// out[j] (+)= Σ_i x[i, j] for columns j in `columns`, rows in increasing order.
+public func columnSums(
+    rows: Int, columns: Range<Int>, _ x: UnsafePointer<Float>, ld: Int,
+    into out: UnsafeMutablePointer<Float>, accumulate: Bool
+) {
+    if wide {
+        LoomKernelsAVX512.columnSums(rows: rows, columns: columns, x, ld: ld, into: out, accumulate: accumulate)
+    } else {
+        LoomKernelsAVX2.columnSums(rows: rows, columns: columns, x, ld: ld, into: out, accumulate: accumulate)
+    }
+}
+
+/// y += bias for each row.
+public func addBias(rows: Int, cols: Int, _ y: UnsafeMutablePointer<Float>, ld: Int, bias: UnsafePointer<Float>) {
+    if wide {
+        LoomKernelsAVX512.addBias(rows: rows, cols: cols, y, ld: ld, bias: bias)
+    } else {
+        LoomKernelsAVX2.addBias(rows: rows, cols: cols, y, ld: ld, bias: bias)
+    }
+}
+
+/// The core's fp32 FMA peak with the active build's vectors, measured on the calling thread.
+public func measureFMAPeak(iterations: Int = 2_000_000, repeats: Int = 5, clock: () -> Double) -> Double {
+    wide
+        ? LoomKernelsAVX512.measureFMAPeak(iterations: iterations, repeats: repeats, clock: clock)
+        : LoomKernelsAVX2.measureFMAPeak(iterations: iterations, repeats: repeats, clock: clock)
+}
+
+/// e^x for each value, with the active build's vector exp.
+public func expValues(_ x: [Float]) -> [Float] {
+    wide ? LoomKernelsAVX512.expValues(x) : LoomKernelsAVX2.expValues(x)
+}
