@@ -2,6 +2,7 @@
 #include "CSupport.h"
 #include <errno.h>
 #include <numa.h>
+#include <numaif.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -69,6 +70,14 @@ void *loom_numa_alloc_onnode(uint64_t bytes, int node) {
 }
 
 void loom_numa_free(void *p, uint64_t bytes) { numa_free(p, bytes); }
+
+int loom_numa_move(void *p, uint64_t bytes, int node) {
+    if (numa_available() < 0 || node < 0 || node > numa_max_node()) return -1;
+    unsigned long mask[16] = {0};
+    if (node >= (int)(sizeof mask * 8)) return -1;
+    mask[node / (8 * sizeof(unsigned long))] = 1UL << (node % (8 * sizeof(unsigned long)));
+    return (int)mbind(p, bytes, MPOL_BIND, mask, sizeof mask * 8, MPOL_MF_MOVE);
+}
 
 /* Graceful stop on SIGINT/SIGTERM. The first signal is recorded; the trainer finishes its step, checkpoints and
  * exits. The same stop often arrives more than once within microseconds (`timeout` signals the child and its

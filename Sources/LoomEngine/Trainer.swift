@@ -134,8 +134,9 @@ public final class Trainer: @unchecked Sendable {
     public private(set) var stopped: FitStop?
     let buffers: ActivationBuffers
     let shared: SharedState
-    /// Who computes which part of a step (see StepPlan).
+    /// Who computes which part of a step (see StepPlan), and where its memory lives (see NumaLayout).
     public let plan: StepPlan
+    public let numa: NumaLayout
 
     /// Builds the pool (pinned per `placements`) and the batch buffers for up to `batchSize` rows.
     public init(
@@ -149,6 +150,9 @@ public final class Trainer: @unchecked Sendable {
         self.seed = seed
         pool = WorkerPool(placements: placements, pin: pin)
         plan = StepPlan(model: model, batchSize: batchSize, workers: placements.count, policy: schedule)
+        // Each parameter's value, gradient and optimizer state on its owner's node (a no-op on one node).
+        numa = NumaLayout(model: model, plan: plan, placements: placements)
+        numa.move([model.parameters.pointer, model.gradients.pointer] + self.optimizer.slots.map(\.pointer))
         buffers = ActivationBuffers(model: model, capacity: batchSize)
         shared = SharedState(workers: placements.count, batchSize: batchSize)
         // Each worker allocates its GEMM workspace on its own CPU (first touch on its node).

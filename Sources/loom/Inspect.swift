@@ -40,18 +40,33 @@ struct Plan: ParsableCommand {
     @Option(parsing: .unconditional, help: "Workers to plan for (default: one per usable CPU).") var workers: Int?
     @Option(help: "Input features, when the config does not state model.input (default: the dataset's).")
     var input: Int?
+    @Option(help: "Place the workers on a machine described by a sysfs-like folder (node/nodeN/cpulist …).")
+    var sysfs: String?
 
     func run() throws {
         let config: RunConfig
         do { config = try options.load() } catch { fail(error) }
-        let n = workers ?? Topology.detect().usableCPUs.count
+        let topology: Topology
+        if let sysfs {
+            do { topology = try Topology.fromSysfs(root: sysfs) } catch { fail(.topology(error)) }
+        } else {
+            topology = .detect()
+        }
+        let n = workers ?? topology.usableCPUs.count
         guard n >= 1 else { fail(.usage("--workers \(n): at least one worker is needed")) }
         guard n <= config.training.batchSize else {
             fail(.usage("--workers \(n) is more than the batch size \(config.training.batchSize)"))
         }
         let model = config.makeModel(inputWidth: inputWidth(config, input))
+        let plan = StepPlan(
+            model: model, batchSize: config.training.batchSize, workers: n, policy: config.training.schedule)
+        print(plan)
+        let placements = topology.placement(workers: n)
+        let nodes = Set(placements.map(\.node)).count
+        let layout = NumaLayout(model: model, plan: plan, placements: placements)
         print(
-            StepPlan(model: model, batchSize: config.training.batchSize, workers: n, policy: config.training.schedule))
+            "NUMA: workers on \(nodes) node\(nodes == 1 ? "" : "s") (\(topology.source)); parameters, gradients and optimizer state on their owners' nodes; \(formatBytes(layout.crossingBytes)) cross nodes per step"
+        )
     }
 }
 

@@ -40,5 +40,8 @@ long long loom_numa_node_memory(int node, long long *free_bytes);
 /// Memory on `node` (numa_alloc_onnode); release with loom_numa_free.
 void *loom_numa_alloc_onnode(uint64_t bytes, int node);
 void loom_numa_free(void *p, uint64_t bytes);
+/// Binds the pages of [p, p + bytes) (page-aligned) to `node` and moves those already placed elsewhere
+/// (mbind with MPOL_MF_MOVE). Returns 0 on success.
+int loom_numa_move(void *p, uint64_t bytes, int node);
 
 #endif
