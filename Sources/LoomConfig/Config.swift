@@ -82,6 +82,8 @@ public struct RunConfig: Equatable, Sendable {
     public var data: DataSource
     public var training: TrainingConfig
     public var checkpoint = CheckpointConfig()
+    /// How the learning rate changes with the step (`optimizer.schedule`).
+    public var schedule = LearningRateSchedule.constant
     /// The file it came from, for messages.
     public var source: String
 
@@ -114,6 +116,7 @@ public struct RunConfig: Equatable, Sendable {
         case .adam(let lr, let b1, let b2, let eps):
             out += "  learning_rate: \(lr)\n  beta_1: \(b1)\n  beta_2: \(b2)\n  epsilon: \(eps)\n"
         }
+        if schedule != .constant { out += "  schedule: \(yamlSchedule(schedule))\n" }
         out += "data:\n  dataset: \(data.dataset)\n"
         for (key, value) in [
             ("path", data.path), ("train_images", data.trainImages), ("train_labels", data.trainLabels),
@@ -140,5 +143,20 @@ func yamlInitializer(_ i: Initializer) -> String {
     case .randomNormal(let m, let s): "{name: random_normal, mean: \(m), stddev: \(s)}"
     case .randomUniform(let lo, let hi): "{name: random_uniform, min: \(lo), max: \(hi)}"
     default: i.description
+    }
+}
+
+func yamlSchedule(_ s: LearningRateSchedule) -> String {
+    switch s {
+    case .constant: "constant"
+    case .exponentialDecay(let steps, let rate, let staircase), .inverseTimeDecay(let steps, let rate, let staircase):
+        "{name: \(s.name), decay_steps: \(steps), decay_rate: \(rate), staircase: \(staircase)}"
+    case .polynomialDecay(let steps, let end, let power, let cycle):
+        "{name: polynomial_decay, decay_steps: \(steps), end_learning_rate: \(end), power: \(power), cycle: \(cycle)}"
+    case .cosineDecay(let steps, let alpha, let warmup, let target):
+        "{name: cosine_decay, decay_steps: \(steps), alpha: \(alpha), warmup_steps: \(warmup)"
+            + (target.map { ", warmup_target: \($0)" } ?? "") + "}"
+    case .piecewiseConstant(let boundaries, let values):
+        "{name: piecewise_constant, boundaries: \(boundaries), values: \(values)}"
     }
 }

@@ -263,12 +263,15 @@ struct Reader {
         if let refusal = loss.refusal(for: OutputDescription(layers: layers.map(\.shape), inputWidth: input)) {
             throw fail(lossNode, "loss", refusal)
         }
-        let optimizer = try optimizer(required(top, "optimizer", "", parent: root))
+        let optimizerNode = try required(top, "optimizer", "", parent: root)
+        let optimizer = try optimizer(optimizerNode)
+        let schedule = try schedule(optimizerNode)
         let data = try data(required(top, "data", "", parent: root))
         let training = try training(top["training"] ?? .mapping(Node.Mapping([])))
         var config = RunConfig(
             layers: layers, inputWidth: input, loss: loss, optimizer: optimizer, data: data,
             training: training, source: file)
+        config.schedule = schedule
         if let node = top["checkpoint"] { config.checkpoint = try checkpoint(node) }
         return config
     }
@@ -370,9 +373,9 @@ struct Reader {
         let kind = try name(kindNode, kindPath, from: OptimizerSpec.names, what: "optimizer")
         let keys: [String] =
             switch kind {
-            case "sgd": ["name", "learning_rate", "momentum", "nesterov"]
-            case "rmsprop": ["name", "learning_rate", "rho", "epsilon", "momentum", "centered"]
-            default: ["name", "learning_rate", "beta_1", "beta_2", "epsilon"]
+            case "sgd": ["name", "learning_rate", "momentum", "nesterov", "schedule"]
+            case "rmsprop": ["name", "learning_rate", "rho", "epsilon", "momentum", "centered", "schedule"]
+            default: ["name", "learning_rate", "beta_1", "beta_2", "epsilon", "schedule"]
             }
         let m: [String: Node] = if case .mapping = node { try mapping(node, path, allowed: keys) } else { [:] }
         func f(_ key: String, _ def: Float, _ valid: (Double) -> Bool, _ expected: String) throws(ConfigError) -> Float
@@ -401,6 +404,90 @@ struct Reader {
                 beta1: try f("beta_1", 0.9, unit, "beta_1 in [0, 1)"),
                 beta2: try f("beta_2", 0.999, unit, "beta_2 in [0, 1)"),
                 epsilon: try f("epsilon", 1e-7, positive, "a positive epsilon"))
+        }
+    }
+
+    /// `optimizer.schedule`: a name, or a mapping with `name` and the schedule's parameters (Keras' names).
+    func schedule(_ optimizerNode: Node) throws(ConfigError) -> LearningRateSchedule {
+        guard case .mapping(let raw) = optimizerNode, let node = raw["schedule"] else { return .constant }
+        let path = "optimizer.schedule"
+        let kindNode: Node
+        var params: [String: Node] = [:]
+        let allowed = [
+            "name", "decay_steps", "decay_rate", "staircase", "end_learning_rate", "power", "cycle", "alpha",
+            "warmup_steps", "warmup_target", "boundaries", "values",
+        ]
+        if case .mapping = node {
+            params = try mapping(node, path, allowed: allowed)
+            kindNode = try required(params, "name", path, parent: node)
+        } else {
+            kindNode = node
+        }
+        let kind = try name(
+            kindNode, params.isEmpty ? path : join(path, "name"), from: LearningRateSchedule.names, what: "schedule")
+        func steps() throws(ConfigError) -> Int {
+            try int(
+                required(params, "decay_steps", path, parent: node), join(path, "decay_steps"), min: 1,
+                what: "a positive number of steps")
+        }
+        func real(_ key: String, _ def: Double, _ valid: (Double) -> Bool, _ expected: String) throws(ConfigError)
+            -> Double
+        {
+            try params[key].map { n throws(ConfigError) in try number(n, join(path, key), valid, expected) } ?? def
+        }
+        func flag(_ key: String) throws(ConfigError) -> Bool {
+            try params[key].map { n throws(ConfigError) in try bool(n, join(path, key)) } ?? false
+        }
+        switch kind {
+        case "exponential_decay", "inverse_time_decay":
+            let decaySteps = try steps()
+            let rate = try real("decay_rate", .nan, { $0 > 0 }, "a positive decay rate")
+            guard !rate.isNaN else { throw fail(node, join(path, "decay_rate"), "missing (required)") }
+            let staircase = try flag("staircase")
+            return kind == "exponential_decay"
+                ? .exponentialDecay(decaySteps: decaySteps, decayRate: rate, staircase: staircase)
+                : .inverseTimeDecay(decaySteps: decaySteps, decayRate: rate, staircase: staircase)
+        case "polynomial_decay":
+            return .polynomialDecay(
+                decaySteps: try steps(),
+                endLearningRate: try real("end_learning_rate", 0.0001, { $0 >= 0 }, "a learning rate ≥ 0"),
+                power: try real("power", 1, { $0 > 0 }, "a positive power"), cycle: try flag("cycle"))
+        case "cosine_decay":
+            let warmup = try params["warmup_steps"].map { n throws(ConfigError) in
+                try int(n, join(path, "warmup_steps"), min: 0, what: "a number of steps")
+            }
+            let target = try params["warmup_target"].map { n throws(ConfigError) in
+                try number(n, join(path, "warmup_target"), { $0 > 0 }, "a positive learning rate")
+            }
+            return .cosineDecay(
+                decaySteps: try steps(), alpha: try real("alpha", 0, { $0 >= 0 && $0 <= 1 }, "alpha in [0, 1]"),
+                warmupSteps: warmup ?? 0, warmupTarget: target)
+        case "piecewise_constant":
+            func list(_ key: String) throws(ConfigError) -> [Node] {
+                let n = try required(params, key, path, parent: node)
+                guard case .sequence(let seq) = n else {
+                    throw fail(n, join(path, key), "expected a list, found \(describe(n))")
+                }
+                return Array(seq)
+            }
+            var boundaries: [Int] = []
+            for (i, n) in try list("boundaries").enumerated() {
+                boundaries.append(
+                    try int(
+                        n, join(path, "boundaries.\(i)"), min: (boundaries.last ?? -1) + 1, what: "an increasing step"))
+            }
+            var values: [Double] = []
+            for (i, n) in try list("values").enumerated() {
+                values.append(try number(n, join(path, "values.\(i)"), { $0 > 0 }, "a positive learning rate"))
+            }
+            guard !boundaries.isEmpty, values.count == boundaries.count + 1 else {
+                throw fail(
+                    node, join(path, "values"),
+                    "needs one more value than boundaries (\(boundaries.count) boundaries, \(values.count) values)")
+            }
+            return .piecewiseConstant(boundaries: boundaries, values: values)
+        default:
+            return .constant
         }
     }
 
@@ -502,6 +589,9 @@ func describe(_ node: Node) -> String {
 
 /// " (did you mean 'x'?)" when a candidate is within edit distance 2 (or shares a long prefix), else "".
 func didYouMean(_ word: String, _ candidates: [String]) -> String {
+    if word.count >= 4, let prefixed = candidates.first(where: { $0.hasPrefix(word.lowercased()) }) {
+        return "; did you mean '\(prefixed)'?"
+    }
     let scored = candidates.map { ($0, editDistance(word.lowercased(), $0)) }.sorted { $0.1 < $1.1 }
     guard let best = scored.first, best.1 <= max(2, word.count / 3) else { return "" }
     return "; did you mean '\(best.0)'?"

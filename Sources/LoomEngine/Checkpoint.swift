@@ -62,6 +62,7 @@ public enum Checkpoint {
             "epoch_loss_sum": String(point.lossSum.bitPattern),
             "epoch_correct_sum": String(point.correctSum.bitPattern),
             "epoch_seen": String(point.seen), "weights_digest": trainer.model.weightsDigest(),
+            "learning_rate": "\(trainer.optimizer.learningRate(step: point.step + 1))",
         ]
         try atomicWrite(SafeTensors.encode(tensors, metadata: meta), to: path)
     }

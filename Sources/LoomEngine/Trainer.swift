@@ -141,11 +141,13 @@ public final class Trainer: @unchecked Sendable {
     /// Builds the pool (pinned per `placements`) and the batch buffers for up to `batchSize` rows.
     public init(
         model: Sequential, optimizer: OptimizerSpec, placements: [WorkerPlacement], batchSize: Int,
-        seed: UInt64, pin: Bool = true, schedule: StepPlan.Policy = .auto
+        seed: UInt64, pin: Bool = true, schedule: StepPlan.Policy = .auto,
+        learningRate: LearningRateSchedule = .constant
     ) {
         precondition(batchSize >= placements.count, "more workers than rows in a batch")
         self.model = model
         self.optimizer = Optimizer(optimizer, parameterCount: model.parameterCount)
+        self.optimizer.schedule = learningRate
         self.batchSize = batchSize
         self.seed = seed
         pool = WorkerPool(placements: placements, pin: pin)

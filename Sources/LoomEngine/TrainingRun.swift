@@ -60,7 +60,7 @@ public final class TrainingRun {
     public private(set) lazy var trainer = Trainer(
         model: model, optimizer: config.optimizer, placements: placements,
         batchSize: config.training.batchSize, seed: config.training.seed,
-        pin: pin, schedule: config.training.schedule)
+        pin: pin, schedule: config.training.schedule, learningRate: config.schedule)
     private let pin: Bool
 
     /// Loads the data, checks it against the model and resolves the worker count (`training.workers`, else
@@ -190,8 +190,12 @@ public final class TrainingRun {
         let metrics = try options.logDir.map { dir throws(LoomError) in
             try MetricsLog(dir: dir, config: config, resuming: options.resume != nil)
         }
-        let learningRate = Double("\(config.optimizer.learningRate)") ?? 0  // 0.001, not 0.0010000000474974513
-        control.epochEnded = { record in metrics?.append(record, learningRate: learningRate) }
+        let optimizer = trainer.optimizer
+        control.epochEnded = { record in
+            // The rate of the epoch's last step, as printed (0.001, not 0.0010000000474974513).
+            let rate = Double("\(optimizer.learningRate(step: max(1, record.globalStep)))") ?? 0
+            metrics?.append(record, learningRate: rate)
+        }
         let history = trainer.fit(
             train, validation: validation, epochs: config.training.epochs, shuffle: config.training.shuffle,
             control: control, progress: progress)

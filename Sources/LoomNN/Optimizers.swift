@@ -57,8 +57,14 @@ public enum OptimizerSpec: Equatable, Sendable, CustomStringConvertible {
 
 /// An optimizer and its state: one flat slot buffer per state variable, parallel to the parameters.
 public final class Optimizer: @unchecked Sendable {
-    // Sendable: the slots are only ever touched through `update`, on disjoint ranges per worker between barriers.
+    // Sendable: the slots are only ever touched through `update`, on disjoint ranges per worker between barriers;
+    // `schedule` is set before training.
     public let spec: OptimizerSpec
+    /// How the learning rate changes with the step (constant: the spec's).
+    public var schedule = LearningRateSchedule.constant
+
+    /// The learning rate of step `step` (1-based).
+    public func learningRate(step: Int) -> Float { schedule.rate(initial: spec.learningRate, step: step) }
     public let parameterCount: Int
     /// The state buffers, in `spec.slotNames` order.
     public let slots: [AlignedBuffer]
@@ -79,12 +85,13 @@ public final class Optimizer: @unchecked Sendable {
     public func rule(step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>)
         -> UpdateRule
     {
+        let lr = learningRate(step: step)
         switch spec {
-        case .sgd(let lr, let m, let nesterov):
+        case .sgd(_, let m, let nesterov):
             return UpdateRule(
                 kind: m == 0 ? .sgd : (nesterov ? .nesterov : .momentum), learningRate: lr, a: m,
                 parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
-        case .rmsprop(let lr, let rho, let eps, let m, let centered):
+        case .rmsprop(_, let rho, let eps, let m, let centered):
             let kind: UpdateRule.Kind =
                 centered
                 ? (m != 0 ? .rmspropCenteredMomentum : .rmspropCentered)
@@ -92,7 +99,7 @@ public final class Optimizer: @unchecked Sendable {
             return UpdateRule(
                 kind: kind, learningRate: lr, a: m, b: rho, epsilon: eps,
                 parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
-        case .adam(let lr, let b1, let b2, let eps):
+        case .adam(_, let b1, let b2, let eps):
             let t = Float(step)
             let alpha = lr * (1 - Foundation.pow(b2, t)).squareRoot() / (1 - Foundation.pow(b1, t))
             return UpdateRule(
