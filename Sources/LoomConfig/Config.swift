@@ -30,6 +30,26 @@ public enum LayerConfig: Equatable, Sendable {
     }
 }
 
+/// A Keras callback, run at the end of each epoch. `monitor` is `loss`, `accuracy`, `val_loss` or `val_accuracy`;
+/// `mode` says whether lower or higher is better (`auto`: higher for accuracy).
+public enum CallbackConfig: Equatable, Sendable {
+    case earlyStopping(monitor: String, minDelta: Double, patience: Int, mode: String, restoreBestWeights: Bool)
+    case reduceLROnPlateau(
+        monitor: String, factor: Double, patience: Int, minDelta: Double, cooldown: Int, minLR: Double, mode: String)
+    case modelCheckpoint(filepath: String, monitor: String, saveBestOnly: Bool, mode: String)
+
+    public static let names = ["early_stopping", "reduce_lr_on_plateau", "model_checkpoint", "terminate_on_nan"]
+    public static let monitors = ["loss", "accuracy", "val_loss", "val_accuracy"]
+
+    public var monitor: String {
+        switch self {
+        case .earlyStopping(let m, _, _, _, _), .reduceLROnPlateau(let m, _, _, _, _, _, _),
+            .modelCheckpoint(_, let m, _, _):
+            m
+        }
+    }
+}
+
 /// What to do when a batch's loss is not finite.
 public enum NaNPolicy: String, Sendable, CaseIterable {
     case stop
@@ -84,6 +104,8 @@ public struct RunConfig: Equatable, Sendable {
     public var checkpoint = CheckpointConfig()
     /// How the learning rate changes with the step (`optimizer.schedule`).
     public var schedule = LearningRateSchedule.constant
+    /// Keras callbacks, in the order given.
+    public var callbacks: [CallbackConfig] = []
     /// The file it came from, for messages.
     public var source: String
 
@@ -130,6 +152,22 @@ public struct RunConfig: Equatable, Sendable {
         out += "  workers: \(training.workers.map(String.init) ?? "auto")\n"
         out += "  on_nan: \(training.onNaN.rawValue)\n  max_skipped_batches: \(training.maxSkippedBatches)\n"
         out += "  schedule: \(training.schedule.rawValue)\n"
+        if !callbacks.isEmpty {
+            out += "callbacks:\n"
+            for c in callbacks {
+                switch c {
+                case .earlyStopping(let m, let d, let p, let mode, let r):
+                    out +=
+                        "  - {name: early_stopping, monitor: \(m), min_delta: \(d), patience: \(p), mode: \(mode), restore_best_weights: \(r)}\n"
+                case .reduceLROnPlateau(let m, let f, let p, let d, let c, let lr, let mode):
+                    out +=
+                        "  - {name: reduce_lr_on_plateau, monitor: \(m), factor: \(f), patience: \(p), min_delta: \(d), cooldown: \(c), min_lr: \(lr), mode: \(mode)}\n"
+                case .modelCheckpoint(let path, let m, let best, let mode):
+                    out +=
+                        "  - {name: model_checkpoint, filepath: \"\(path)\", monitor: \(m), save_best_only: \(best), mode: \(mode)}\n"
+                }
+            }
+        }
         if let dir = checkpoint.dir {
             out +=
                 "checkpoint:\n  dir: \"\(dir)\"\n  every_steps: \(checkpoint.everySteps)\n  keep: \(checkpoint.keep)\n"

@@ -245,7 +245,8 @@ struct Reader {
     // MARK: Sections
 
     func runConfig(_ root: Node) throws(ConfigError) -> RunConfig {
-        let top = try mapping(root, "", allowed: ["model", "loss", "optimizer", "data", "training", "checkpoint"])
+        let top = try mapping(
+            root, "", allowed: ["model", "loss", "optimizer", "data", "training", "checkpoint", "callbacks"])
         let modelNode = try required(top, "model", "", parent: root)
         let model = try mapping(modelNode, "model", allowed: ["input", "layers"])
         let layersNode = try required(model, "layers", "model", parent: modelNode)
@@ -273,6 +274,14 @@ struct Reader {
             training: training, source: file)
         config.schedule = schedule
         if let node = top["checkpoint"] { config.checkpoint = try checkpoint(node) }
+        if let node = top["callbacks"] {
+            guard case .sequence(let seq) = node else {
+                throw fail(node, "callbacks", "expected a list of callbacks, found \(describe(node))")
+            }
+            for (i, n) in seq.enumerated() {
+                if let c = try callback(n, "callbacks.\(i)", config: &config) { config.callbacks.append(c) }
+            }
+        }
         return config
     }
 
@@ -488,6 +497,80 @@ struct Reader {
             return .piecewiseConstant(boundaries: boundaries, values: values)
         default:
             return .constant
+        }
+    }
+
+    /// One entry of `callbacks` (nil for terminate_on_nan, which sets training.on_nan).
+    func callback(_ node: Node, _ path: String, config: inout RunConfig) throws(ConfigError) -> CallbackConfig? {
+        guard case .mapping(let raw) = node, let nameNode = raw["name"] else {
+            if case .scalar = node, node.string == "terminate_on_nan" {
+                config.training.onNaN = .stop
+                return nil
+            }
+            throw fail(
+                node, path,
+                "expected a callback: a mapping with 'name' (one of \(CallbackConfig.names.joined(separator: ", ")))")
+        }
+        let kind = try name(nameNode, join(path, "name"), from: CallbackConfig.names, what: "callback")
+        let keys: [String] =
+            switch kind {
+            case "early_stopping": ["name", "monitor", "min_delta", "patience", "mode", "restore_best_weights"]
+            case "reduce_lr_on_plateau":
+                ["name", "monitor", "factor", "patience", "min_delta", "cooldown", "min_lr", "mode"]
+            case "model_checkpoint": ["name", "filepath", "monitor", "save_best_only", "mode"]
+            default: ["name"]
+            }
+        let m = try mapping(node, path, allowed: keys)
+        func text(_ key: String, _ def: String, from names: [String], what: String) throws(ConfigError) -> String {
+            try m[key].map { n throws(ConfigError) in try name(n, join(path, key), from: names, what: what) } ?? def
+        }
+        func real(_ key: String, _ def: Double, _ valid: (Double) -> Bool, _ expected: String) throws(ConfigError)
+            -> Double
+        {
+            try m[key].map { n throws(ConfigError) in try number(n, join(path, key), valid, expected) } ?? def
+        }
+        func count(_ key: String, _ def: Int) throws(ConfigError) -> Int {
+            try m[key].map { n throws(ConfigError) in try int(n, join(path, key), min: 0, what: "a number of epochs") }
+                ?? def
+        }
+        func flag(_ key: String) throws(ConfigError) -> Bool {
+            try m[key].map { n throws(ConfigError) in try bool(n, join(path, key)) } ?? false
+        }
+        let monitor = try text("monitor", "val_loss", from: CallbackConfig.monitors, what: "metric")
+        if monitor.hasPrefix("val_") && config.training.validationSplit == 0 {
+            throw fail(
+                m["monitor"] ?? node, join(path, "monitor"),
+                "\(monitor) needs validation data; set training.validation_split (e.g. 0.1), or monitor \(monitor.dropFirst(4))"
+            )
+        }
+        let mode = try text("mode", "auto", from: ["auto", "min", "max"], what: "mode")
+        switch kind {
+        case "early_stopping":
+            return .earlyStopping(
+                monitor: monitor, minDelta: try real("min_delta", 0, { $0 >= 0 }, "a change ≥ 0"),
+                patience: try count("patience", 0), mode: mode, restoreBestWeights: try flag("restore_best_weights"))
+        case "reduce_lr_on_plateau":
+            if config.schedule != .constant {
+                throw fail(
+                    node, path,
+                    "reduce_lr_on_plateau changes the learning rate itself; drop optimizer.schedule or this callback")
+            }
+            return .reduceLROnPlateau(
+                monitor: monitor, factor: try real("factor", 0.1, { $0 > 0 && $0 < 1 }, "a factor in (0, 1)"),
+                patience: try count("patience", 10),
+                minDelta: try real("min_delta", 0.0001, { $0 >= 0 }, "a change ≥ 0"),
+                cooldown: try count("cooldown", 0), minLR: try real("min_lr", 0, { $0 >= 0 }, "a learning rate ≥ 0"),
+                mode: mode)
+        case "model_checkpoint":
+            let fileNode = try required(m, "filepath", path, parent: node)
+            guard case .scalar(let v) = fileNode, !v.string.isEmpty else {
+                throw fail(fileNode, join(path, "filepath"), "expected a file path, found \(describe(fileNode))")
+            }
+            return .modelCheckpoint(
+                filepath: v.string, monitor: monitor, saveBestOnly: try flag("save_best_only"), mode: mode)
+        default:
+            config.training.onNaN = .stop
+            return nil
         }
     }
 

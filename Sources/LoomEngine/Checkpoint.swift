@@ -49,13 +49,16 @@ public enum Checkpoint {
     }
 
     /// Writes a checkpoint of `trainer` at `point`.
-    public static func save(_ trainer: Trainer, config: RunConfig, at point: ResumePoint, to path: String) throws {
-        var tensors = weightTensors(trainer.model)
+    public static func save(
+        _ trainer: Trainer, config: RunConfig, at point: ResumePoint, to path: String,
+        extra: ([String: String], [NamedTensor]) = ([:], [])
+    ) throws {
+        var tensors = weightTensors(trainer.model) + extra.1
         for (name, slot) in zip(trainer.optimizer.spec.slotNames, trainer.optimizer.slots) {
             tensors.append(NamedTensor(name: "optimizer.\(name)", shape: [slot.count], values: slot.array))
         }
         let s = point.shuffleState.state
-        let meta: [String: String] = [
+        var meta: [String: String] = [
             "format": "loom-checkpoint", "config": config.yaml, "input_width": String(trainer.model.inputWidth),
             "step": String(point.step), "epoch": String(point.epoch), "position": String(point.position),
             "shuffle_state": "\(s.0),\(s.1),\(s.2),\(s.3)",
@@ -64,6 +67,7 @@ public enum Checkpoint {
             "epoch_seen": String(point.seen), "weights_digest": trainer.model.weightsDigest(),
             "learning_rate": "\(trainer.optimizer.learningRate(step: point.step + 1))",
         ]
+        meta.merge(extra.0) { a, _ in a }
         try atomicWrite(SafeTensors.encode(tensors, metadata: meta), to: path)
     }
 

@@ -57,6 +57,8 @@ public struct FitControl {
     public var checkpoint: (ResumePoint) -> Void = { _ in }
     /// Called after each epoch's record is complete (validation included).
     public var epochEnded: (EpochRecord) -> Void = { _ in }
+    /// Asked after each whole epoch (its checkpoint written): true ends the run there (early stopping).
+    public var stopAfterEpoch: (EpochRecord) -> Bool = { _ in false }
     /// What a non-finite batch loss does, and how many skipped batches in a row end the run.
     public var onNaN = NaNPolicy.stop
     public var maxSkippedBatches = 10
@@ -73,6 +75,8 @@ public enum FitStop: Sendable, Equatable {
     case signal(Int32, ResumePoint)
     /// The step limit was reached.
     case stepLimit
+    /// A callback (early stopping) ended the run after this epoch.
+    case callback(epoch: Int)
 }
 
 /// One epoch's results, as far as this process ran it. A run that stops mid-epoch (`--max-steps`, a signal)
@@ -275,6 +279,10 @@ public final class Trainer: @unchecked Sendable {
             }
             close(validate: true)
             control.checkpoint(resumePoint())
+            if let record = records.last, control.stopAfterEpoch(record) {
+                if epoch < epochs { stopped = .callback(epoch: epoch) }
+                return records
+            }
             if let limit = control.maxSteps, step >= limit {
                 if epoch < epochs { stopped = .stepLimit }
                 return records

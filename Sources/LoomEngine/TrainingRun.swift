@@ -44,6 +44,8 @@ public struct RunResult: Sendable {
     public var weightsDigest: String
     /// Lines the user should see about the run (e.g. a checkpoint with nothing left to train).
     public var notes: [String]
+    /// What the callbacks did (a learning-rate change, an early stop).
+    public var callbackMessages: [String]
 }
 
 /// A prepared run: config, data, model, workers.
@@ -180,9 +182,11 @@ public final class TrainingRun {
         try prepareOutputs(options)
         var control = try startingPoint(options)
         let notes = nothingToTrain(control.resume, maxSteps: options.maxSteps)
+        let callbacks = try startCallbacks(resume: options.resume)
         let checkpoints = try config.checkpoint.dir.map { dir throws(LoomError) in
             try CheckpointWriter(dir: dir, keep: config.checkpoint.keep, trainer: trainer, config: config)
         }
+        checkpoints?.extra = { callbacks?.checkpointState() ?? ([:], []) }
         if let checkpoints {
             control.checkpointEverySteps = config.checkpoint.everySteps
             control.checkpoint = checkpoints.write
@@ -195,14 +199,20 @@ public final class TrainingRun {
             // The rate of the epoch's last step, as printed (0.001, not 0.0010000000474974513).
             let rate = Double("\(optimizer.learningRate(step: max(1, record.globalStep)))") ?? 0
             metrics?.append(record, learningRate: rate)
+            callbacks?.epochEnded(record)
         }
+        control.stopAfterEpoch = { record in callbacks?.stopAfterEpoch(record) ?? false }
         let history = trainer.fit(
             train, validation: validation, epochs: config.training.epochs, shuffle: config.training.shuffle,
             control: control, progress: progress)
         metrics?.finish()
         try checkStop(checkpoint: checkpoints?.last, options: options)
         if let failure = checkpoints?.failure { throw .output(failure) }
-        let finished = trainer.stopped == nil
+        let finished: Bool
+        switch trainer.stopped {
+        case nil, .callback: finished = true
+        default: finished = false
+        }
         if let path = options.saveWeights { try saveWeights(to: path) }
         let steps = history.reduce(0) { $0 + $1.steps }
         let samples = history.reduce(0) { $0 + $1.samples }
@@ -213,7 +223,24 @@ public final class TrainingRun {
             stoppedAtStep: finished ? nil : trainer.step, lastCheckpoint: checkpoints?.last, trainSeconds: seconds,
             samplesPerSecond: seconds > 0 ? Double(samples) / seconds : 0, steps: steps, samples: samples,
             secondsPerEpoch: steps > 0 ? seconds / Double(steps) * Double(stepsPerEpoch) : 0,
-            weightsDigest: model.weightsDigest(), notes: notes)
+            weightsDigest: model.weightsDigest(), notes: notes, callbackMessages: callbacks?.messages ?? [])
+    }
+
+    /// The config's callbacks, with their state from the checkpoint being resumed.
+    func startCallbacks(resume: String?) throws(LoomError) -> Callbacks? {
+        guard !config.callbacks.isEmpty else { return nil }
+        let callbacks = Callbacks(config, trainer: trainer)
+        if let resume {
+            do {
+                let (tensors, metadata) = try SafeTensors.read(resume)
+                callbacks.restore(metadata: metadata, tensors: tensors)
+            } catch { throw .weights(error) }
+        }
+        for case .modelCheckpoint(let path, _, _, _) in config.callbacks {
+            try OutputPaths.prepareFile(
+                path.replacingOccurrences(of: "{epoch}", with: "1"), option: "callbacks model_checkpoint.filepath")
+        }
+        return callbacks
     }
 
     /// Creates missing output folders and checks each output can be written, before any training.
@@ -309,6 +336,8 @@ final class CheckpointWriter {
     let config: RunConfig
     private(set) var last: String?
     private(set) var failure: String?
+    /// More to save in every checkpoint (the callbacks' state).
+    var extra: () -> ([String: String], [NamedTensor]) = { ([:], []) }
 
     init(dir: String, keep: Int, trainer: Trainer, config: RunConfig) throws(LoomError) {
         (self.dir, self.keep, self.trainer, self.config) = (dir, keep, trainer, config)
@@ -327,7 +356,7 @@ final class CheckpointWriter {
             return
         }
         do {
-            try Checkpoint.save(trainer, config: config, at: point, to: path)
+            try Checkpoint.save(trainer, config: config, at: point, to: path, extra: extra())
             Checkpoint.prune(dir, keep: keep)
             last = path
         } catch {

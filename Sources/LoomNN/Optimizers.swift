@@ -63,8 +63,13 @@ public final class Optimizer: @unchecked Sendable {
     /// How the learning rate changes with the step (constant: the spec's).
     public var schedule = LearningRateSchedule.constant
 
+    /// The base learning rate when a callback (reduce_lr_on_plateau) has changed it; nil: the spec's.
+    public var baseLearningRate: Float?
+
     /// The learning rate of step `step` (1-based).
-    public func learningRate(step: Int) -> Float { schedule.rate(initial: spec.learningRate, step: step) }
+    public func learningRate(step: Int) -> Float {
+        schedule.rate(initial: baseLearningRate ?? spec.learningRate, step: step)
+    }
     public let parameterCount: Int
     /// The state buffers, in `spec.slotNames` order.
     public let slots: [AlignedBuffer]

@@ -119,7 +119,7 @@ struct Train: ParsableCommand {
     }
 
     func printResult(_ result: RunResult) {
-        for note in result.notes { print(note) }
+        for note in result.notes + result.callbackMessages { print(note) }
         if let test = result.test {
             print(
                 String(
