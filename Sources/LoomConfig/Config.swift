@@ -106,6 +106,10 @@ public struct RunConfig: Equatable, Sendable {
     public var schedule = LearningRateSchedule.constant
     /// Keras callbacks, in the order given.
     public var callbacks: [CallbackConfig] = []
+    /// Decoupled weight decay (`optimizer.weight_decay`; adamw's default 0.004) and gradient value clipping
+    /// (`optimizer.clipvalue`); 0: none.
+    public var weightDecay = 0.0
+    public var clipValue = 0.0
     /// The file it came from, for messages.
     public var source: String
 
@@ -135,10 +139,12 @@ public struct RunConfig: Equatable, Sendable {
             out += "  learning_rate: \(lr)\n  momentum: \(m)\n  nesterov: \(n)\n"
         case .rmsprop(let lr, let rho, let eps, let m, let c):
             out += "  learning_rate: \(lr)\n  rho: \(rho)\n  epsilon: \(eps)\n  momentum: \(m)\n  centered: \(c)\n"
-        case .adam(let lr, let b1, let b2, let eps):
+        case .adam(let lr, let b1, let b2, let eps), .adamw(let lr, let b1, let b2, let eps):
             out += "  learning_rate: \(lr)\n  beta_1: \(b1)\n  beta_2: \(b2)\n  epsilon: \(eps)\n"
         }
         if schedule != .constant { out += "  schedule: \(yamlSchedule(schedule))\n" }
+        if weightDecay != 0 || optimizer.name == "adamw" { out += "  weight_decay: \(weightDecay)\n" }
+        if clipValue != 0 { out += "  clipvalue: \(clipValue)\n" }
         out += "data:\n  dataset: \(data.dataset)\n"
         for (key, value) in [
             ("path", data.path), ("train_images", data.trainImages), ("train_labels", data.trainLabels),

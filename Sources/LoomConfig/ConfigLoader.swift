@@ -273,6 +273,19 @@ struct Reader {
             layers: layers, inputWidth: input, loss: loss, optimizer: optimizer, data: data,
             training: training, source: file)
         config.schedule = schedule
+        if case .mapping(let raw) = optimizerNode {
+            if let n = raw["weight_decay"] {
+                config.weightDecay = try number(
+                    n, "optimizer.weight_decay", { $0 >= 0 && $0 < 1 }, "a weight decay in [0, 1)")
+            } else if optimizer.name == "adamw" {
+                config.weightDecay = 0.004
+            }
+            if let n = raw["clipvalue"] {
+                config.clipValue = try number(n, "optimizer.clipvalue", { $0 > 0 }, "a positive clip value")
+            }
+        } else if optimizer.name == "adamw" {
+            config.weightDecay = 0.004
+        }
         if let node = top["checkpoint"] { config.checkpoint = try checkpoint(node) }
         if let node = top["callbacks"] {
             guard case .sequence(let seq) = node else {
@@ -380,12 +393,13 @@ struct Reader {
             )
         }
         let kind = try name(kindNode, kindPath, from: OptimizerSpec.names, what: "optimizer")
-        let keys: [String] =
+        let baseKeys: [String] =
             switch kind {
             case "sgd": ["name", "learning_rate", "momentum", "nesterov", "schedule"]
             case "rmsprop": ["name", "learning_rate", "rho", "epsilon", "momentum", "centered", "schedule"]
             default: ["name", "learning_rate", "beta_1", "beta_2", "epsilon", "schedule"]
             }
+        let keys = baseKeys + ["weight_decay", "clipvalue"]
         let m: [String: Node] = if case .mapping = node { try mapping(node, path, allowed: keys) } else { [:] }
         func f(_ key: String, _ def: Float, _ valid: (Double) -> Bool, _ expected: String) throws(ConfigError) -> Float
         {
@@ -408,11 +422,14 @@ struct Reader {
                 epsilon: try f("epsilon", 1e-7, positive, "a positive epsilon"),
                 momentum: try f("momentum", 0, unit, "a momentum in [0, 1)"), centered: try b("centered"))
         default:
-            return .adam(
-                learningRate: try f("learning_rate", 0.001, positive, "a positive learning rate"),
-                beta1: try f("beta_1", 0.9, unit, "beta_1 in [0, 1)"),
-                beta2: try f("beta_2", 0.999, unit, "beta_2 in [0, 1)"),
-                epsilon: try f("epsilon", 1e-7, positive, "a positive epsilon"))
+            let (lr, b1, b2, eps) = (
+                try f("learning_rate", 0.001, positive, "a positive learning rate"),
+                try f("beta_1", 0.9, unit, "beta_1 in [0, 1)"), try f("beta_2", 0.999, unit, "beta_2 in [0, 1)"),
+                try f("epsilon", 1e-7, positive, "a positive epsilon")
+            )
+            return kind == "adamw"
+                ? .adamw(learningRate: lr, beta1: b1, beta2: b2, epsilon: eps)
+                : .adam(learningRate: lr, beta1: b1, beta2: b2, epsilon: eps)
         }
     }
 

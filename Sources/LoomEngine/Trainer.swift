@@ -146,12 +146,14 @@ public final class Trainer: @unchecked Sendable {
     public init(
         model: Sequential, optimizer: OptimizerSpec, placements: [WorkerPlacement], batchSize: Int,
         seed: UInt64, pin: Bool = true, schedule: StepPlan.Policy = .auto,
-        learningRate: LearningRateSchedule = .constant
+        learningRate: LearningRateSchedule = .constant, weightDecay: Float = 0, clipValue: Float = 0
     ) {
         precondition(batchSize >= placements.count, "more workers than rows in a batch")
         self.model = model
         self.optimizer = Optimizer(optimizer, parameterCount: model.parameterCount)
         self.optimizer.schedule = learningRate
+        self.optimizer.weightDecay = weightDecay
+        self.optimizer.clipValue = clipValue
         self.batchSize = batchSize
         self.seed = seed
         pool = WorkerPool(placements: placements, pin: pin)

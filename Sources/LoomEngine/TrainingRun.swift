@@ -62,7 +62,8 @@ public final class TrainingRun {
     public private(set) lazy var trainer = Trainer(
         model: model, optimizer: config.optimizer, placements: placements,
         batchSize: config.training.batchSize, seed: config.training.seed,
-        pin: pin, schedule: config.training.schedule, learningRate: config.schedule)
+        pin: pin, schedule: config.training.schedule, learningRate: config.schedule,
+        weightDecay: Float(config.weightDecay), clipValue: Float(config.clipValue))
     private let pin: Bool
 
     /// Loads the data, checks it against the model and resolves the worker count (`training.workers`, else

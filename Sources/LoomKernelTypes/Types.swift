@@ -50,6 +50,10 @@ public struct UpdateRule: @unchecked Sendable {
     public var epsilon: Float = 0
     /// Adam's α for this step.
     public var alpha: Float = 0
+    /// Decoupled weight decay (Keras 3, AdamW): w −= w·wd·lr before the update; 0: none.
+    public var weightDecay: Float = 0
+    /// Gradients are clipped to [−clipValue, clipValue] first (Keras' clipvalue); 0: no clipping.
+    public var clipValue: Float = 0
     public var parameters: UnsafeMutablePointer<Float>
     public var gradients: UnsafeMutablePointer<Float>
     public var slot0: UnsafeMutablePointer<Float>

@@ -14,17 +14,24 @@ extension UpdateRule {
     /// Updates parameters i..<i+lanes given their gradient vector g (lanes ≤ vecLanes), with the rule `kind`
     /// (a constant at every call site, so the switch folds away).
     @inline(__always)
-    func apply(_ kind: Kind, _ g: Vec, at i: Int, lanes n: Int) {
+    func apply(_ kind: Kind, _ gradient: Vec, at i: Int, lanes n: Int) {
         let w = parameters + i
         let lr = learningRate
+        var g = gradient
+        if clipValue != 0 {
+            g = g.clamped(lowerBound: Vec(repeating: -clipValue), upperBound: Vec(repeating: clipValue))
+        }
+        // The parameter as the rule sees it: after decoupled weight decay (w − w·wd·lr, in Keras' order).
+        var w0 = loadLanes(w, n)
+        if weightDecay != 0 { w0 = w0 - w0 * weightDecay * lr }
         switch kind {
         case .sgd:
-            storeLanes(loadLanes(w, n) - g * lr, w, n)
+            storeLanes(w0 - g * lr, w, n)
         case .momentum, .nesterov:
             let v = slot0 + i
             let vi = loadLanes(v, n) * a - g * lr
             storeLanes(vi, v, n)
-            storeLanes(loadLanes(w, n) + (kind == .nesterov ? vi * a - g * lr : vi), w, n)
+            storeLanes(w0 + (kind == .nesterov ? vi * a - g * lr : vi), w, n)
         case .rmsprop, .rmspropMomentum, .rmspropCentered, .rmspropCenteredMomentum:
             let rho = b
             let acc = slot0 + i
@@ -42,9 +49,9 @@ extension UpdateRule {
                 let v = slot1 + i
                 let vi = loadLanes(v, n) * a + increment
                 storeLanes(vi, v, n)
-                storeLanes(loadLanes(w, n) - vi, w, n)
+                storeLanes(w0 - vi, w, n)
             } else {
-                storeLanes(loadLanes(w, n) - increment, w, n)
+                storeLanes(w0 - increment, w, n)
             }
         case .adam:
             let mp = slot0 + i
@@ -55,7 +62,7 @@ extension UpdateRule {
             vi += (g * g - vi) * (1 - b)
             storeLanes(mi, mp, n)
             storeLanes(vi, vp, n)
-            storeLanes(loadLanes(w, n) - mi * alpha / (vsqrt(vi) + epsilon), w, n)
+            storeLanes(w0 - mi * alpha / (vsqrt(vi) + epsilon), w, n)
         }
     }
 }

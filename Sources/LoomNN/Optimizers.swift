@@ -19,19 +19,22 @@ public enum OptimizerSpec: Equatable, Sendable, CustomStringConvertible {
         learningRate: Float = 0.001, rho: Float = 0.9, epsilon: Float = 1e-7, momentum: Float = 0,
         centered: Bool = false)
     case adam(learningRate: Float = 0.001, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-7)
+    /// Adam with decoupled weight decay (Keras' AdamW; its weight_decay defaults to 0.004).
+    case adamw(learningRate: Float = 0.001, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-7)
 
-    public static let names = ["sgd", "rmsprop", "adam"]
+    public static let names = ["sgd", "rmsprop", "adam", "adamw"]
 
     public var name: String {
         switch self {
         case .sgd: "sgd"
         case .rmsprop: "rmsprop"
         case .adam: "adam"
+        case .adamw: "adamw"
         }
     }
     public var learningRate: Float {
         switch self {
-        case .sgd(let lr, _, _), .rmsprop(let lr, _, _, _, _), .adam(let lr, _, _, _): lr
+        case .sgd(let lr, _, _), .rmsprop(let lr, _, _, _, _), .adam(let lr, _, _, _), .adamw(let lr, _, _, _): lr
         }
     }
     public var description: String {
@@ -39,8 +42,8 @@ public enum OptimizerSpec: Equatable, Sendable, CustomStringConvertible {
         case .sgd(let lr, let m, let n): "sgd(learning_rate: \(lr), momentum: \(m), nesterov: \(n))"
         case .rmsprop(let lr, let rho, let eps, let m, let c):
             "rmsprop(learning_rate: \(lr), rho: \(rho), epsilon: \(eps), momentum: \(m), centered: \(c))"
-        case .adam(let lr, let b1, let b2, let eps):
-            "adam(learning_rate: \(lr), beta_1: \(b1), beta_2: \(b2), epsilon: \(eps))"
+        case .adam(let lr, let b1, let b2, let eps), .adamw(let lr, let b1, let b2, let eps):
+            "\(name)(learning_rate: \(lr), beta_1: \(b1), beta_2: \(b2), epsilon: \(eps))"
         }
     }
 
@@ -50,7 +53,7 @@ public enum OptimizerSpec: Equatable, Sendable, CustomStringConvertible {
         case .sgd(_, let m, _): m != 0 ? ["momentum"] : []
         case .rmsprop(_, _, _, let m, let c):
             ["velocity"] + (m != 0 ? ["momentum"] : []) + (c ? ["average_gradient"] : [])
-        case .adam: ["m", "v"]
+        case .adam, .adamw: ["m", "v"]
         }
     }
 }
@@ -65,6 +68,9 @@ public final class Optimizer: @unchecked Sendable {
 
     /// The base learning rate when a callback (reduce_lr_on_plateau) has changed it; nil: the spec's.
     public var baseLearningRate: Float?
+    /// Decoupled weight decay and gradient value clipping (Keras' weight_decay and clipvalue; 0: none).
+    public var weightDecay: Float = 0
+    public var clipValue: Float = 0
 
     /// The learning rate of step `step` (1-based).
     public func learningRate(step: Int) -> Float {
@@ -90,6 +96,15 @@ public final class Optimizer: @unchecked Sendable {
     public func rule(step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>)
         -> UpdateRule
     {
+        var rule = baseRule(step: step, parameters: parameters, gradients: gradients)
+        rule.weightDecay = weightDecay
+        rule.clipValue = clipValue
+        return rule
+    }
+
+    func baseRule(step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>)
+        -> UpdateRule
+    {
         let lr = learningRate(step: step)
         switch spec {
         case .sgd(_, let m, let nesterov):
@@ -104,7 +119,7 @@ public final class Optimizer: @unchecked Sendable {
             return UpdateRule(
                 kind: kind, learningRate: lr, a: m, b: rho, epsilon: eps,
                 parameters: parameters, gradients: gradients, slot0: s0, slot1: s1, slot2: s2)
-        case .adam(_, let b1, let b2, let eps):
+        case .adam(_, let b1, let b2, let eps), .adamw(_, let b1, let b2, let eps):
             let t = Float(step)
             let alpha = lr * (1 - Foundation.pow(b2, t)).squareRoot() / (1 - Foundation.pow(b1, t))
             return UpdateRule(
