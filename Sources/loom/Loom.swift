@@ -16,7 +16,7 @@ struct Loom: ParsableCommand {
         abstract: "A data-parallel neural-network trainer for many-core CPUs.",
         version: Version.loom,
         subcommands: [
-            Train.self, Evaluate.self, Predict.self, Summary.self, Plan.self, Topo.self, BenchCommand.self,
+            Train.self, Evaluate.self, Predict.self, Summary.self, Plan.self, Tune.self, Topo.self, BenchCommand.self,
         ])
 
     /// Runs the command; every error is one `error:` line on stderr. Command-line mistakes exit with 2 like
@@ -39,8 +39,9 @@ struct Loom: ParsableCommand {
     }
 
     static func isSubcommand(_ word: String) -> Bool {
-        ["train", "evaluate", "predict", "summary", "plan", "topology", "bench", "kernels", "step", "scaling"].contains(
-            word)
+        ["train", "evaluate", "predict", "summary", "plan", "tune", "topology", "bench", "kernels", "step", "scaling"]
+            .contains(
+                word)
     }
 
     static func lowercasedFirst(_ s: String) -> String {
