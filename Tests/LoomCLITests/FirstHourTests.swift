@@ -337,7 +337,7 @@ struct ToolTests {
             readme.components(separatedBy: "## Commands").dropFirst().first?
                 .components(separatedBy: "\n## ").first)
         for command in [
-            ["train"], ["evaluate"], ["predict"], ["summary"], ["plan"], ["topology"], ["bench", "kernels"],
+            ["train"], ["evaluate"], ["predict"], ["summary"], ["plan"], ["tune"], ["topology"], ["bench", "kernels"],
             ["bench", "step"], ["bench", "scaling"], ["bench", "project"],
         ] {
             let help = try loom(command + ["--help"]).stdout
