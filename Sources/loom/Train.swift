@@ -54,6 +54,7 @@ struct Train: ParsableCommand {
         } catch { fail(error) }
         if let report { checkWritable(report, option: "--report") }
         loom_install_signal_handlers()
+        stopWhenParentDies()
         for w in run.warnings { FileHandle.standardError.write(Data((w + "\n").utf8)) }
         if progress != .none { print(header(run)) }
         let result: RunResult
@@ -175,4 +176,15 @@ final class ProgressPrinter {
             print(line)
         }
     }
+}
+
+/// When started by `loom tune` (LOOM_PARENT_PID), stops like on SIGTERM once that process is gone: a sweep killed
+/// with SIGKILL leaves no trial running on, and the interrupted trial writes no report, so a rerun redoes it.
+func stopWhenParentDies() {
+    guard let text = ProcessInfo.processInfo.environment["LOOM_PARENT_PID"], let parent = Int32(text) else { return }
+    let thread = Thread {
+        while getppid() == parent { usleep(200_000) }
+        kill(getpid(), SIGTERM)
+    }
+    thread.start()
 }

@@ -87,6 +87,8 @@ struct Tune: ParsableCommand {
                 "--save-weights", folder + "/weights.safetensors",
             ]
             let p = Process()
+            // The trial stops (without a report, so a rerun runs it again) if this sweep is killed.
+            p.environment = ProcessInfo.processInfo.environment.merging(["LOOM_PARENT_PID": String(getpid())]) { $1 }
             p.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
             p.arguments = args
             _ = FileManager.default.createFile(atPath: folder + "/output.log", contents: nil)
