@@ -1,18 +1,19 @@
-// The coordinator: owns the model's parameters and optimizer state, the worker pool and the step's schedule.
+// The coordinator: owns the model's parameters and optimizer state, the worker pool and the step's plan.
 //
-// One training step, on W workers (worker w owns rows [n·w/W, n·(w+1)/W) of the batch of n):
-//   1. gather    worker w converts its rows of the shuffled batch to floats (first touch: its NUMA node)
-//   2. forward   its rows through every layer (X·W + b, relu fused)
-//   3. loss      per-row loss, and ∂L/∂z = (softmax − onehot)/n for its rows
-//   4. backward  its rows' activation gradients, layer by layer (dz·Wᵀ, relu mask fused) — row-local
+// One training step, on W workers, walks the stages of a StepPlan (StepPlan.swift says who computes which tile;
+// StepRunner.swift what a stage means for one worker):
+//   gather      each worker converts its rows of the shuffled batch to floats (first touch: its NUMA node)
+//   forward     every layer's product, cut into row blocks, column blocks or 2-D tiles (relu fused)
+//   loss        per-row loss, and ∂L/∂z = (softmax − onehot)/n
+//   backward    each layer's input gradient dZ·Wᵀ, cut the same way (relu mask fused)
 //   ── barrier ──
-//   5. gradient  worker w computes part w of every layer's weight gradient over *all* n rows (some rows of
-//                Xᵀ·dZ, some bias entries) — "owner computes": the batch sum runs in the same order whatever W
-//   6. update    and applies the optimizer to exactly those parameters, while they are in its cache
+//   parameters  each worker computes its blocks of the weight gradients over *all* n rows ("owner computes":
+//               the batch sum runs in the same order whatever W) and applies the optimizer to exactly those
+//               parameters, while they are in its cache
 //   ── barrier ──  (the next step's forward reads the new weights)
-// No per-worker gradient buffers, no reduction pass: the average is computed where it is owned. Because every
-// row's forward/backward and every parameter's batch sum are computed by the same arithmetic in the same
-// order whatever W is (see Gemm.swift), the trained weights are bitwise identical for any worker count.
+// Barriers stand only where a stage reads another worker's output. No per-worker gradient buffers, no reduction
+// pass: the average is computed where it is owned. Because every element is one fixed FMA chain whichever tile
+// computes it (see Gemm.swift), the trained weights are bitwise identical for any worker count and cut.
 import Atomics
 import CSupport
 import Foundation
