@@ -50,6 +50,16 @@ public enum CallbackConfig: Equatable, Sendable {
     }
 }
 
+/// A config's `sweep` section, in `loom tune`'s command-line form: `grid` entries "key=v1,v2", `sample`
+/// entries "key=loguniform(a,b)", drawn `samples` times with `sampleSeed`.
+public struct SweepConfig: Equatable, Sendable {
+    public var grid: [String] = []
+    public var sample: [String] = []
+    public var samples = 0
+    public var sampleSeed = 1
+    public init() {}
+}
+
 /// What to do when a batch's loss is not finite.
 public enum NaNPolicy: String, Sendable, CaseIterable {
     case stop
@@ -106,6 +116,8 @@ public struct RunConfig: Equatable, Sendable {
     public var schedule = LearningRateSchedule.constant
     /// Keras callbacks, in the order given.
     public var callbacks: [CallbackConfig] = []
+    /// The sweep `loom tune` runs (the `sweep` section; a plain training run ignores it).
+    public var sweep = SweepConfig()
     /// Decoupled weight decay (`optimizer.weight_decay`; adamw's default 0.004) and gradient value clipping
     /// (`optimizer.clipvalue`); 0: none.
     public var weightDecay = 0.0

@@ -173,15 +173,19 @@ struct Reader {
             column: node?.mark?.column, keyPath: path, message: message)
     }
 
-    /// The mapping at `path`, checked for unknown keys.
-    func mapping(_ node: Node, _ path: String, allowed: [String]) throws(ConfigError) -> [String: Node] {
+    /// The mapping at `path`, checked for unknown keys (any key when `allowed` is nil).
+    func mapping(_ node: Node, _ path: String, allowed: [String]?) throws(ConfigError) -> [String: Node] {
         guard case .mapping(let m) = node else {
-            throw fail(
-                node, path, "expected a mapping with keys \(allowed.joined(separator: ", ")), found \(describe(node))")
+            let keys = allowed.map { " with keys \($0.joined(separator: ", "))" } ?? ""
+            throw fail(node, path, "expected a mapping\(keys), found \(describe(node))")
         }
         var result: [String: Node] = [:]
         for (k, v) in m {
             guard let key = k.string else { throw fail(k, path, "keys must be strings") }
+            guard let allowed else {
+                result[key] = v
+                continue
+            }
             guard allowed.contains(key) else {
                 let full = path.isEmpty ? key : path + "." + key
                 throw fail(
@@ -246,7 +250,7 @@ struct Reader {
 
     func runConfig(_ root: Node) throws(ConfigError) -> RunConfig {
         let top = try mapping(
-            root, "", allowed: ["model", "loss", "optimizer", "data", "training", "checkpoint", "callbacks"])
+            root, "", allowed: ["model", "loss", "optimizer", "data", "training", "checkpoint", "callbacks", "sweep"])
         let modelNode = try required(top, "model", "", parent: root)
         let model = try mapping(modelNode, "model", allowed: ["input", "layers"])
         let layersNode = try required(model, "layers", "model", parent: modelNode)
@@ -287,6 +291,7 @@ struct Reader {
             config.weightDecay = 0.004
         }
         if let node = top["checkpoint"] { config.checkpoint = try checkpoint(node) }
+        if let node = top["sweep"] { config.sweep = try sweep(node) }
         if let node = top["callbacks"] {
             guard case .sequence(let seq) = node else {
                 throw fail(node, "callbacks", "expected a list of callbacks, found \(describe(node))")
@@ -589,6 +594,42 @@ struct Reader {
             config.training.onNaN = .stop
             return nil
         }
+    }
+
+    /// The `sweep` section `loom tune` reads (a plain `loom train` ignores it): `grid` maps keys to lists of
+    /// values, `sample` maps keys to distributions, with `samples` draws and `sample_seed`.
+    func sweep(_ node: Node) throws(ConfigError) -> SweepConfig {
+        let path = "sweep"
+        let m = try mapping(node, path, allowed: ["grid", "sample", "samples", "sample_seed"])
+        var sweep = SweepConfig()
+        if let n = m["grid"] {
+            for (key, values) in try mapping(n, join(path, "grid"), allowed: nil).sorted(by: { $0.key < $1.key }) {
+                guard case .sequence(let seq) = values, !seq.isEmpty else {
+                    throw fail(
+                        values, join(path, "grid.\(key)"), "expected a list of values, found \(describe(values))")
+                }
+                var texts: [String] = []
+                for v in seq {
+                    guard case .scalar(let s) = v else {
+                        throw fail(v, join(path, "grid.\(key)"), "expected single values, found \(describe(v))")
+                    }
+                    texts.append(s.string)
+                }
+                sweep.grid.append("\(key)=\(texts.joined(separator: ","))")
+            }
+        }
+        if let n = m["sample"] {
+            for (key, value) in try mapping(n, join(path, "sample"), allowed: nil).sorted(by: { $0.key < $1.key }) {
+                guard case .scalar(let s) = value else {
+                    throw fail(
+                        value, join(path, "sample.\(key)"), "expected a distribution such as loguniform(1e-4, 1e-2)")
+                }
+                sweep.sample.append("\(key)=\(s.string)")
+            }
+        }
+        if let n = m["samples"] { sweep.samples = try int(n, join(path, "samples"), min: 1, what: "a number of draws") }
+        if let n = m["sample_seed"] { sweep.sampleSeed = try int(n, join(path, "sample_seed"), min: 0, what: "a seed") }
+        return sweep
     }
 
     func data(_ node: Node) throws(ConfigError) -> DataSource {

@@ -45,7 +45,11 @@ struct Tune: ParsableCommand {
         if let workers, workers < 1 { fail(.usage("--workers \(workers): at least one worker is needed")) }
         let trials: [Trial]
         do {
-            trials = try Sweep.trials(grid: grid, samples: sample, count: samples, seed: UInt64(max(0, sampleSeed)))
+            // The config's sweep section, then the command line's grid and samples.
+            let sweep = try options.load().sweep
+            trials = try Sweep.trials(
+                grid: sweep.grid + grid, samples: sweep.sample + sample, count: samples > 0 ? samples : sweep.samples,
+                seed: UInt64(max(0, sampleSeed != 1 ? sampleSeed : sweep.sampleSeed)))
             // Every trial's config must load before anything runs.
             for t in trials { _ = try options.load(extra: t.overrides) }
         } catch { fail(error) }

@@ -65,4 +65,21 @@ struct TuneTests {
                 && FileManager.default.fileExists(atPath: dir + "/p1/tune.svg"))
         expectOneLineError(try loom(["tune", config, "--grid", "training.epochs=0"]), ["training.epochs"])
     }
+
+    @Test("a config's sweep section is the sweep; loom train ignores it")
+    func sweepSection() throws {
+        let dir = scratch()
+        writeGoodIDX(dir)
+        let path = idxConfig(dir)
+        let text =
+            try String(contentsOfFile: path, encoding: .utf8)
+            + "\nsweep:\n  grid:\n    optimizer.learning_rate: [0.1, 0.05]\n  sample:\n    model.layers.0.units: choice(4, 8)\n  samples: 2\n"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let o = try loom(["tune", path, "--out", dir + "/s"])
+        #expect(o.status == 0 && o.stdout.contains("Sweep of 4 trials"), "\(o.stdout) \(o.stderr)")
+        #expect(try loom(["train", path, "--quiet"]).status == 0)
+        let bad = text.replacingOccurrences(of: "[0.1, 0.05]", with: "0.1")
+        try bad.write(toFile: path, atomically: true, encoding: .utf8)
+        expectOneLineError(try loom(["tune", path]), ["sweep.grid.optimizer.learning_rate", "expected a list"])
+    }
 }
