@@ -176,39 +176,10 @@ struct Tune: ParsableCommand {
         if let json = try? JSONEncoder().encode(rows) {
             writeOrFail(String(decoding: json, as: UTF8.self) + "\n", out + "/tune.json")
         }
-        writeOrFail(svg(rows.sorted { $0.trial < $1.trial }), out + "/tune.svg")
+        writeOrFail(
+            tuneChart(rows.sorted { $0.trial < $1.trial }.map { ($0.overrides, $0.value) }, monitor: monitor),
+            out + "/tune.svg")
         print("wrote \(out)/tune.csv, \(out)/tune.json, \(out)/tune.svg")
-    }
-
-    /// The monitored value per trial, as bars.
-    func svg(_ rows: [Row]) -> String {
-        let values = rows.compactMap(\.value)
-        let axis = Axis(
-            covering: values.min() ?? 0, values.max() ?? 1, ticks: 5,
-            limits: monitor.hasSuffix("accuracy") ? 0...1 : 0...Double.infinity)
-        let (w, h, left, top, bottom) = (max(360.0, 40 + 36 * Double(rows.count)), 320.0, 60.0, 40.0, 50.0)
-        var s =
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">\(monitor) per trial</text>\n"
-        for t in axis.ticks {
-            let y = axis.position(t, from: h - bottom, to: top)
-            s += String(
-                format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n", left, y, w - 10, y)
-            s += String(
-                format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%@</text>\n", left - 5, y + 4, axis.label(t))
-        }
-        for (i, r) in rows.enumerated() {
-            let x = left + 10 + Double(i) * 36
-            if let v = r.value {
-                let y = axis.position(max(axis.lo, v), from: h - bottom, to: top)
-                s += String(
-                    format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"24\" height=\"%.1f\" fill=\"#1f77b4\"/>\n", x, y,
-                    h - bottom - y)
-            }
-            s += String(
-                format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>\n", x + 12, h - bottom + 16, i + 1
-            )
-        }
-        return s + "<text x=\"\(w / 2)\" y=\"\(h - 10)\" text-anchor=\"middle\">trial</text>\n</svg>\n"
     }
 }
 

@@ -60,9 +60,12 @@ struct TuneTests {
             try FileManager.default.attributesOfItem(atPath: dir + "/p1/trial-001/report.json")[.modificationDate]
             as! Date
         #expect(after == finished)
-        #expect(
-            FileManager.default.fileExists(atPath: dir + "/p1/tune.csv")
-                && FileManager.default.fileExists(atPath: dir + "/p1/tune.svg"))
+        #expect(FileManager.default.fileExists(atPath: dir + "/p1/tune.csv"))
+        // The chart: the metric per trial, then against each swept key.
+        let chart = try String(contentsOfFile: dir + "/p1/tune.svg", encoding: .utf8)
+        for title in ["per trial", "against optimizer.learning_rate", "against model.layers.0.units"] {
+            #expect(chart.contains("test_accuracy \(title)</text>"), "\(title)")
+        }
         expectOneLineError(try loom(["tune", config, "--grid", "training.epochs=0"]), ["training.epochs"])
     }
 
