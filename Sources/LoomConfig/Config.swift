@@ -6,14 +6,16 @@ import LoomNN
 
 /// One layer of the model section.
 public enum LayerConfig: Equatable, Sendable {
-    case dense(units: Int, activation: ActivationKind, kernelInitializer: Initializer, biasInitializer: Initializer)
+    case dense(
+        units: Int, activation: ActivationKind, kernelInitializer: Initializer, biasInitializer: Initializer,
+        kernelRegularizer: Regularizer? = nil, biasRegularizer: Regularizer? = nil)
     case activation(ActivationKind)
     case dropout(rate: Double)
 
     /// The layer as the loss check sees it.
     public var shape: OutputDescription.LayerShape {
         switch self {
-        case .dense(let units, let activation, _, _): .dense(units: units, activation: activation)
+        case .dense(let units, let activation, _, _, _, _): .dense(units: units, activation: activation)
         case .activation(let kind): .activation(kind)
         case .dropout: .dropout
         }
@@ -22,8 +24,10 @@ public enum LayerConfig: Equatable, Sendable {
     /// The layer object.
     public func makeLayer() -> any Layer {
         switch self {
-        case .dense(let units, let activation, let k, let b):
-            Dense(units: units, activation: activation, kernelInitializer: k, biasInitializer: b)
+        case .dense(let units, let activation, let k, let b, let kr, let br):
+            Dense(
+                units: units, activation: activation, kernelInitializer: k, biasInitializer: b, kernelRegularizer: kr,
+                biasRegularizer: br)
         case .activation(let kind): ActivationLayer(kind)
         case .dropout(let rate): Dropout(rate: Float(rate))
         }
@@ -118,10 +122,10 @@ public struct RunConfig: Equatable, Sendable {
     public var callbacks: [CallbackConfig] = []
     /// The sweep `loom tune` runs (the `sweep` section; a plain training run ignores it).
     public var sweep = SweepConfig()
-    /// Decoupled weight decay (`optimizer.weight_decay`; adamw's default 0.004) and gradient value clipping
-    /// (`optimizer.clipvalue`); 0: none.
+    /// Decoupled weight decay (`optimizer.weight_decay`; adamw's default 0.004; 0: none) and gradient clipping
+    /// (`optimizer.clipvalue`, `clipnorm` or `global_clipnorm`).
     public var weightDecay = 0.0
-    public var clipValue = 0.0
+    public var clipping = GradientClipping.none
     /// The file it came from, for messages.
     public var source: String
 
@@ -137,10 +141,12 @@ public struct RunConfig: Equatable, Sendable {
         out += "  layers:\n"
         for layer in layers {
             switch layer {
-            case .dense(let units, let act, let k, let b):
+            case .dense(let units, let act, let k, let b, let kr, let br):
                 out += "    - type: dense\n      units: \(units)\n      activation: \(act.rawValue)\n"
                 out +=
                     "      kernel_initializer: \(yamlInitializer(k))\n      bias_initializer: \(yamlInitializer(b))\n"
+                if let kr { out += "      kernel_regularizer: {l1: \(kr.l1), l2: \(kr.l2)}\n" }
+                if let br { out += "      bias_regularizer: {l1: \(br.l1), l2: \(br.l2)}\n" }
             case .activation(let kind): out += "    - type: activation\n      activation: \(kind.rawValue)\n"
             case .dropout(let rate): out += "    - type: dropout\n      rate: \(rate)\n"
             }
@@ -156,7 +162,12 @@ public struct RunConfig: Equatable, Sendable {
         }
         if schedule != .constant { out += "  schedule: \(yamlSchedule(schedule))\n" }
         if weightDecay != 0 || optimizer.name == "adamw" { out += "  weight_decay: \(weightDecay)\n" }
-        if clipValue != 0 { out += "  clipvalue: \(clipValue)\n" }
+        switch clipping {
+        case .none: break
+        case .value(let c): out += "  clipvalue: \(c)\n"
+        case .norm(let c): out += "  clipnorm: \(c)\n"
+        case .globalNorm(let c): out += "  global_clipnorm: \(c)\n"
+        }
         out += "data:\n  dataset: \(data.dataset)\n"
         for (key, value) in [
             ("path", data.path), ("train_images", data.trainImages), ("train_labels", data.trainLabels),

@@ -284,9 +284,7 @@ struct Reader {
             } else if optimizer.name == "adamw" {
                 config.weightDecay = 0.004
             }
-            if let n = raw["clipvalue"] {
-                config.clipValue = try number(n, "optimizer.clipvalue", { $0 > 0 }, "a positive clip value")
-            }
+            config.clipping = try clipping(raw)
         } else if optimizer.name == "adamw" {
             config.weightDecay = 0.004
         }
@@ -303,6 +301,43 @@ struct Reader {
         return config
     }
 
+    /// Keras' regularizers: `l1`, `l2`, `l1_l2` (factor 0.01), or a mapping `{l1: a, l2: b}`.
+    func regularizer(_ node: Node, _ path: String) throws(ConfigError) -> Regularizer {
+        let names = ["l1", "l2", "l1_l2"]
+        if case .scalar = node {
+            let kind = try name(node, path, from: names, what: "regularizer")
+            return Regularizer(l1: kind == "l2" ? 0 : 0.01, l2: kind == "l1" ? 0 : 0.01)
+        }
+        let m = try mapping(node, path, allowed: ["l1", "l2"])
+        func factor(_ key: String) throws(ConfigError) -> Float {
+            try m[key].map { n throws(ConfigError) in
+                Float(try number(n, join(path, key), { $0 >= 0 && $0.isFinite }, "a factor ≥ 0"))
+            } ?? 0
+        }
+        let r = Regularizer(l1: try factor("l1"), l2: try factor("l2"))
+        guard r.l1 > 0 || r.l2 > 0 else {
+            throw fail(node, path, "expected l1 and/or l2 factors above 0, e.g. {l2: 0.0001}")
+        }
+        return r
+    }
+
+    /// The optimizer's gradient clipping: at most one of clipvalue, clipnorm, global_clipnorm (as in Keras).
+    func clipping(_ raw: Node.Mapping) throws(ConfigError) -> GradientClipping {
+        let keys = ["clipvalue", "clipnorm", "global_clipnorm"].filter { raw[$0] != nil }
+        guard let key = keys.first else { return .none }
+        if keys.count > 1 {
+            throw fail(
+                raw[keys[1]]!, "optimizer.\(keys[1])",
+                "set only one of \(keys.joined(separator: ", ")) (Keras accepts one clipping mode)")
+        }
+        let c = Float(try number(raw[key]!, "optimizer.\(key)", { $0 > 0 && $0.isFinite }, "a positive number"))
+        switch key {
+        case "clipvalue": return .value(c)
+        case "clipnorm": return .norm(c)
+        default: return .globalNorm(c)
+        }
+    }
+
     func layer(_ node: Node, _ path: String) throws(ConfigError) -> LayerConfig {
         let types = ["dense", "activation", "dropout"]
         guard case .mapping(let raw) = node, let typeNode = raw["type"] else {
@@ -313,7 +348,11 @@ struct Reader {
         switch type {
         case "dense":
             let m = try mapping(
-                node, path, allowed: ["type", "units", "activation", "kernel_initializer", "bias_initializer"])
+                node, path,
+                allowed: [
+                    "type", "units", "activation", "kernel_initializer", "bias_initializer", "kernel_regularizer",
+                    "bias_regularizer",
+                ])
             let units = try int(
                 required(m, "units", path, parent: node), join(path, "units"), min: 1, max: 1 << 20,
                 what: "a positive number of units")
@@ -330,7 +369,15 @@ struct Reader {
                 try m["bias_initializer"].map { n throws(ConfigError) in
                     try initializer(n, join(path, "bias_initializer"))
                 } ?? .zeros
-            return .dense(units: units, activation: act, kernelInitializer: k, biasInitializer: b)
+            let kr = try m["kernel_regularizer"].map { n throws(ConfigError) in
+                try regularizer(n, join(path, "kernel_regularizer"))
+            }
+            let br = try m["bias_regularizer"].map { n throws(ConfigError) in
+                try regularizer(n, join(path, "bias_regularizer"))
+            }
+            return .dense(
+                units: units, activation: act, kernelInitializer: k, biasInitializer: b, kernelRegularizer: kr,
+                biasRegularizer: br)
         case "activation":
             let m = try mapping(node, path, allowed: ["type", "activation"])
             return .activation(
@@ -404,7 +451,7 @@ struct Reader {
             case "rmsprop": ["name", "learning_rate", "rho", "epsilon", "momentum", "centered", "schedule"]
             default: ["name", "learning_rate", "beta_1", "beta_2", "epsilon", "schedule"]
             }
-        let keys = baseKeys + ["weight_decay", "clipvalue"]
+        let keys = baseKeys + ["weight_decay", "clipvalue", "clipnorm", "global_clipnorm"]
         let m: [String: Node] = if case .mapping = node { try mapping(node, path, allowed: keys) } else { [:] }
         func f(_ key: String, _ def: Float, _ valid: (Double) -> Bool, _ expected: String) throws(ConfigError) -> Float
         {

@@ -132,6 +132,10 @@ public struct NumaLayout: Sendable, Equatable {
                         bytes += read(gradientWriters[l + 1], rows: 0..<n, columns: 0..<widths[l + 1], on: nodes[w])
                     }
                 }
+            case .penalty, .gradientNorms, .clippedUpdate:
+                // Chunks are summed by the owners of their first values: only a chunk that straddles two
+                // owners on different nodes reads from another node (at most one chunk per owner boundary).
+                break
             case .barrier:
                 break
             }

@@ -68,6 +68,8 @@ extension Bench {
         let model = run.model
         let batch = run.config.training.batchSize
         let optimizer = Optimizer(run.config.optimizer, parameterCount: model.parameterCount)
+        optimizer.weightDecay = Float(run.config.weightDecay)
+        optimizer.clipping = run.config.clipping
         let buffers = ActivationBuffers(model: model, capacity: batch)
         let labels = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
         defer { labels.deallocate() }
@@ -81,7 +83,9 @@ extension Bench {
         for w in [1] + workers {
             for policy in w == 1 ? [SchedulePolicy.rows] : [.rows, .auto] {
                 while workspaces.count < w { workspaces.append(GemmWorkspace()) }
-                let plan = StepPlan(model: model, batchSize: batch, workers: w, policy: policy)
+                let plan = StepPlan(
+                    model: model, batchSize: batch, workers: w, policy: policy,
+                    clipsByNorm: run.config.clipping.needsNorms)
                 let runners = (0..<w).map {
                     StepRunner(model: model, buffers: buffers, plan: plan, workspace: workspaces[$0], worker: $0)
                 }
@@ -119,6 +123,9 @@ extension Bench {
         var best = [[Double]](repeating: [Double](repeating: .infinity, count: runners.count), count: stages.count)
         var runners = runners
         let batch = plan.batchSize
+        let sums = UnsafeMutablePointer<Double>.allocate(capacity: max(1, plan.chunks.count))
+        sums.initialize(repeating: 0, count: max(1, plan.chunks.count))
+        defer { sums.deallocate() }
         for step in 0..<steps + 2 {  // two warm-up steps
             for r in runners.indices {
                 runners[r].begin(rows: batch, pass: Pass(training: true, seed: 1, step: UInt64(step + 1)))
@@ -136,7 +143,10 @@ extension Bench {
                             into: runner.buffers.input + rows.lowerBound * model.inputWidth, ld: model.inputWidth,
                             labels: labels + rows.lowerBound)
                     case .loss: _ = runner.loss(labels: labels)
-                    case .parameters: runner.parameters(update: rule)
+                    case .parameters: runner.parameters(update: plan.clipsByNorm ? nil : rule)
+                    case .penalty: runner.penalty(into: sums)
+                    case .gradientNorms: runner.gradientNorms(into: sums)
+                    case .clippedUpdate: runner.clippedUpdate(rule, clipping: optimizer.clipping, squares: sums)
                     default: runner.run(stage)
                     }
                     let seconds = monotonicSeconds() - start

@@ -10,6 +10,13 @@
 //   input grad l      dX = dZ·Wᵀ, cut into tiles (a column block of dX is a block of W's rows)
 //   parameters        each dense layer's weight gradient over the whole batch, in `parts` blocks of W's rows,
 //                     with the optimizer update fused (owner computes)
+// and, where the run asks for them:
+//   penalty           the regularizers' penalty l1·Σ|w| + l2·Σw², per fixed chunk of the weights (after gather)
+//   gradient norms    Σg² per fixed chunk of the gradients (clipnorm, global_clipnorm: after the parameters
+//                     stage, which then only stores the gradients)
+//   clipped update    each worker's parameters updated with the gradient scaled by the clipped norm
+// A chunk is computed by the owner of its first parameter; its sums are added in chunk order, so the penalty
+// and the norms are the same numbers for every worker count.
 //
 // A product is cut by batch rows while every worker keeps enough rows for an efficient tile, by output columns
 // (or both, a 2-D grid) when rows run short, and onto fewer workers when it is too small to share. Stages that
@@ -77,8 +84,22 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         case rowBackward(layer: Int)
         case inputGradient(layer: Int, split: Split)
         case parameters
+        case penalty
+        case gradientNorms
+        case clippedUpdate
         case barrier
     }
+
+    /// A fixed block of one parameter tensor (global offsets `range`), the unit in which the penalty and the
+    /// gradient norms are summed: at most `chunkSize` values, whatever the worker count.
+    public struct Chunk: Sendable, Equatable {
+        /// The tensor's index in `Sequential.namedParameters`, and its layer.
+        public var tensor: Int
+        public var layer: Int
+        public var range: Range<Int>
+        public var regularizer: Regularizer?
+    }
+    public static let chunkSize = 16384
 
     public let workers: Int
     public let batchSize: Int
@@ -87,17 +108,27 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// Workers sharing each layer's weight gradient (0 for layers without parameters), and the first of them.
     public let parameterParts: [Int]
     public let parameterFirstWorker: [Int]
+    /// Every parameter tensor cut into chunks, and the worker that sums each (the owner of its first value).
+    public let chunks: [Chunk]
+    public let chunkOwners: [Int]
+    /// Whether the update waits for the gradient norms (the clipped-update stage).
+    public let clipsByNorm: Bool
     /// Layer descriptions for `description`.
     let layerNames: [String]
 
-    /// Plans a step of `model` on `workers` workers for batches of up to `batchSize` rows.
-    public init(model: Sequential, batchSize: Int, workers: Int, policy: Policy = .auto) {
+    /// Plans a step of `model` on `workers` workers for batches of up to `batchSize` rows; with `clipsByNorm`
+    /// the update waits for the gradient norms (clipnorm, global_clipnorm).
+    public init(
+        model: Sequential, batchSize: Int, workers: Int, policy: Policy = .auto, clipsByNorm: Bool = false
+    ) {
         precondition(workers >= 1 && batchSize >= 1)
         self.workers = workers
         self.batchSize = batchSize
         self.policy = policy
         let everyRow = Split(rowGroups: workers, columnGroups: 1)
         var stages: [Stage] = [.gather]
+        let tensors = model.namedParameters
+        if tensors.contains(where: { $0.regularizer != nil }) { stages.append(.penalty) }
         for (l, layer) in model.layers.enumerated() {
             if let tiled = layer as? TiledLayer {
                 let split = StepPlan.split(
@@ -124,6 +155,8 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             }
         }
         stages.append(.parameters)
+        if clipsByNorm { stages += [.gradientNorms, .clippedUpdate] }
+        self.clipsByNorm = clipsByNorm
         // Barriers: wherever a stage may read what another worker wrote in the stage before.
         var withBarriers: [Stage] = []
         for stage in stages {
@@ -138,7 +171,34 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         self.stages = withBarriers
         (parameterParts, parameterFirstWorker) = StepPlan.parameterBlocks(
             model: model, batchSize: batchSize, workers: workers, policy: policy)
+        chunks = StepPlan.chunks(model)
+        chunkOwners = chunks.map { [parameterParts, parameterFirstWorker] chunk in
+            let local = chunk.range.lowerBound - model.offsets[chunk.layer]
+            let parts = parameterParts[chunk.layer]
+            let part = (0..<parts).first {
+                let slices = model.layers[chunk.layer].parameterSlices(part: $0, of: parts)
+                return slices.first.contains(local) || slices.second.contains(local)
+            }
+            return part.map { (parameterFirstWorker[chunk.layer] + $0) % workers } ?? 0
+        }
         layerNames = model.layers.map { "\($0.typeName.lowercased()) \($0.inputWidth)→\($0.outputWidth)" }
+    }
+
+    /// Every tensor of `model`, in order, in chunks of at most `chunkSize` values.
+    static func chunks(_ model: Sequential) -> [Chunk] {
+        var chunks: [Chunk] = []
+        var index = 0
+        for (l, layer) in model.layers.enumerated() {
+            for tensor in layer.parameterTensors {
+                let range = model.offsets[l] + tensor.offset..<model.offsets[l] + tensor.offset + tensor.count
+                for start in stride(from: range.lowerBound, to: range.upperBound, by: chunkSize) {
+                    let end = min(start + chunkSize, range.upperBound)
+                    chunks.append(Chunk(tensor: index, layer: l, range: start..<end, regularizer: tensor.regularizer))
+                }
+                index += 1
+            }
+        }
+        return chunks
     }
 
     /// Who computes each layer's weight gradient (and update): `parts` blocks of W's rows per layer, on workers
@@ -212,8 +272,10 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     static func rowLocal(_ stage: Stage, _ everyRow: Split) -> Bool {
         switch stage {
         case .gather, .rowForward, .loss, .activationGradient, .rowBackward: true
+        // The penalty reads only the weights, which nothing writes before the parameters stage.
+        case .penalty: true
         case .forward(_, let split), .inputGradient(_, let split): split == everyRow
-        case .parameters, .barrier: false
+        case .parameters, .gradientNorms, .clippedUpdate, .barrier: false
         }
     }
 
@@ -328,7 +390,12 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             case .parameters:
                 let parts = parameterParts.enumerated().filter { $0.element > 0 }
                     .map { "layer \($0.offset): \($0.element) block\($0.element == 1 ? "" : "s") of W's rows" }
-                lines.append("  parameters    weight gradient + update, " + parts.joined(separator: ", "))
+                let what = stages.contains(.clippedUpdate) ? "weight gradient" : "weight gradient + update"
+                lines.append("  parameters    \(what), " + parts.joined(separator: ", "))
+            case .penalty: lines.append("  penalty       \(chunks.count) chunks of the weights, by their owners")
+            case .gradientNorms: lines.append("  norms         Σg² of \(chunks.count) chunks, by their owners")
+            case .clippedUpdate:
+                lines.append("  update        the parameters' owners, gradients scaled to the clip norm")
             case .barrier:
                 barrier += 1
                 lines.append("  ── barrier \(barrier)")

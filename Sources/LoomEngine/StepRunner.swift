@@ -64,7 +64,7 @@ struct StepRunner {
             model.layers[l].backward(
                 x: buffers.output(l - 1, rows), y: buffers.output(l, rows), dy: buffers.gradient(l, rows),
                 dx: buffers.gradient(l - 1, rows), pass: pass, workspace: workspace)
-        case .gather, .loss, .parameters, .barrier:
+        case .gather, .loss, .parameters, .penalty, .gradientNorms, .clippedUpdate, .barrier:
             preconditionFailure("the job runs \(stage) itself")
         }
     }
@@ -87,6 +87,55 @@ struct StepRunner {
             _ = model.layers[l].parameterGradient(
                 x: buffers.output(l - 1, 0..<batchRows), dy: buffers.gradient(l, 0..<batchRows), part: part,
                 of: plan.parameterParts[l], update: update?.advanced(by: model.offsets[l]), workspace: workspace)
+        }
+    }
+
+    /// penalties[c] = l1·Σ|w| + l2·Σw² for this worker's chunks of regularized weights.
+    func penalty(into penalties: UnsafeMutablePointer<Double>) {
+        let w = model.parameters.pointer
+        for (c, chunk) in plan.chunks.enumerated() where plan.chunkOwners[c] == worker {
+            guard let r = chunk.regularizer else { continue }
+            let sums = absAndSquareSums(w + chunk.range.lowerBound, count: chunk.range.count)
+            penalties[c] = r.penalty(absSum: sums.abs, squareSum: sums.squares)
+        }
+    }
+
+    /// squares[c] = Σv² for this worker's chunks of the gradient, v the gradient with its penalty's gradient
+    /// added (what the update will see).
+    func gradientNorms(into squares: UnsafeMutablePointer<Double>) {
+        let (w, g) = (model.parameters.pointer, model.gradients.pointer)
+        for (c, chunk) in plan.chunks.enumerated() where plan.chunkOwners[c] == worker {
+            let o = chunk.range.lowerBound
+            let r = chunk.regularizer
+            squares[c] =
+                absAndSquareSums(
+                    g + o, count: chunk.range.count, penaltyOf: r == nil ? nil : w + o, l1: r?.l1 ?? 0, l2: r?.l2 ?? 0
+                ).squares
+        }
+    }
+
+    /// The update of the parameters whose gradients this worker computed, each tensor's gradient scaled as
+    /// `clipping` says from the chunks' Σv² (added in chunk order by every worker alike).
+    func clippedUpdate(_ rule: UpdateRule, clipping: GradientClipping, squares: UnsafePointer<Double>) {
+        let chunks = plan.chunks
+        var global = 0.0
+        for c in chunks.indices { global += squares[c] }
+        /// Updates the layer's parameters `local` (one tensor's block).
+        func update(layer l: Int, _ local: Range<Int>) {
+            guard !local.isEmpty else { return }
+            let first = model.offsets[l] + local.lowerBound
+            guard let owner = chunks.firstIndex(where: { $0.range.contains(first) }) else { return }
+            var tensorSquares = 0.0
+            for c in chunks.indices where chunks[c].tensor == chunks[owner].tensor { tensorSquares += squares[c] }
+            var r = rule.advanced(by: model.offsets[l]).regularized(chunks[owner].regularizer)
+            r.gradientScale = clipping.scale(squares: tensorSquares, globalSquares: global)
+            applyUpdate(r, local)
+        }
+        for l in 0..<model.layers.count {
+            guard let part = plan.parameterPart(l, worker: worker) else { continue }
+            let slices = model.layers[l].parameterSlices(part: part, of: plan.parameterParts[l])
+            update(layer: l, slices.first)
+            update(layer: l, slices.second)
         }
     }
 }

@@ -147,23 +147,25 @@ public final class Trainer: @unchecked Sendable {
     public init(
         model: Sequential, optimizer: OptimizerSpec, placements: [WorkerPlacement], batchSize: Int,
         seed: UInt64, pin: Bool = true, schedule: StepPlan.Policy = .auto,
-        learningRate: LearningRateSchedule = .constant, weightDecay: Float = 0, clipValue: Float = 0
+        learningRate: LearningRateSchedule = .constant, weightDecay: Float = 0, clipping: GradientClipping = .none
     ) {
         precondition(batchSize >= placements.count, "more workers than rows in a batch")
         self.model = model
         self.optimizer = Optimizer(optimizer, parameterCount: model.parameterCount)
         self.optimizer.schedule = learningRate
         self.optimizer.weightDecay = weightDecay
-        self.optimizer.clipValue = clipValue
+        self.optimizer.clipping = clipping
         self.batchSize = batchSize
         self.seed = seed
         pool = WorkerPool(placements: placements, pin: pin)
-        plan = StepPlan(model: model, batchSize: batchSize, workers: placements.count, policy: schedule)
+        plan = StepPlan(
+            model: model, batchSize: batchSize, workers: placements.count, policy: schedule,
+            clipsByNorm: clipping.needsNorms)
         // Each parameter's value, gradient and optimizer state on its owner's node (a no-op on one node).
         numa = NumaLayout(model: model, plan: plan, placements: placements)
         numa.move([model.parameters.pointer, model.gradients.pointer] + self.optimizer.slots.map(\.pointer))
         buffers = ActivationBuffers(model: model, capacity: batchSize)
-        shared = SharedState(workers: placements.count, batchSize: batchSize)
+        shared = SharedState(workers: placements.count, batchSize: batchSize, chunks: plan.chunks.count)
         // Each worker allocates its GEMM workspace on its own CPU (first touch on its node).
         let shared = self.shared
         pool.run { w in shared.workspaces[w] = GemmWorkspace() }
@@ -312,6 +314,9 @@ public final class Trainer: @unchecked Sendable {
                 let start = s * batchSize
                 let n = min(batchSize, data.count - start)
                 let t = firstStep + s + 1
+                let rule = optimizer.rule(
+                    step: t, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
+                var skipping = false  // this batch's loss was not finite and it is skipped (on_nan: skip_batch)
                 runner.begin(rows: n, pass: Pass(training: true, seed: seed, step: UInt64(t)))
                 for stage in plan.stages {
                     switch stage {
@@ -324,6 +329,8 @@ public final class Trainer: @unchecked Sendable {
                             order + start + rows.lowerBound, count: rows.count,
                             into: buffers.input + rows.lowerBound * model.inputWidth, ld: model.inputWidth,
                             labels: shared.labels + rows.lowerBound)
+                    case .penalty:
+                        runner.penalty(into: shared.penalties)
                     case .loss:
                         if runner.loss(labels: shared.labels) { shared.nonFiniteStep.store(t, ordering: .relaxed) }
                     case .parameters:
@@ -338,16 +345,22 @@ public final class Trainer: @unchecked Sendable {
                                 return
                             }
                             if w == 0 { shared.skipped += 1 }
+                            skipping = true
                             continue
                         }
                         skippedInARow = 0
-                        if w == 0 { shared.record(buffers, rows: n) }
-                        runner.parameters(
-                            update: optimizer.rule(
-                                step: t, parameters: model.parameters.pointer, gradients: model.gradients.pointer))
+                        if w == 0 { shared.record(buffers, rows: n, plan: plan) }
+                        // Clipping by norm stores the gradients; the update waits for their norms.
+                        runner.parameters(update: plan.clipsByNorm ? nil : rule)
                         if w == 0 && policy.watchSignals {
                             let signal = loom_pending_signal()
                             if signal != 0 { shared.outcome = StepOutcome(kind: 2, step: t, signal: Int(signal)) }
+                        }
+                    case .gradientNorms:
+                        if !skipping { runner.gradientNorms(into: shared.squares) }
+                    case .clippedUpdate:
+                        if !skipping {
+                            runner.clippedUpdate(rule, clipping: optimizer.clipping, squares: shared.squares)
                         }
                     default:
                         runner.run(stage)
@@ -381,9 +394,23 @@ public final class Trainer: @unchecked Sendable {
             if truth == guess { correct += 1 }
             if truth < confusion.count && guess < confusion.count { confusion[truth][guess] += 1 }
         }
+        // As in Keras, the reported loss includes the regularizers' penalty.
         return Evaluation(
-            loss: count > 0 ? sum / Double(count) : 0, accuracy: count > 0 ? Double(correct) / Double(count) : 0,
+            loss: (count > 0 ? sum / Double(count) : 0) + penalty(),
+            accuracy: count > 0 ? Double(correct) / Double(count) : 0,
             count: count, confusion: confusion)
+    }
+
+    /// The regularizers' penalty l1·Σ|w| + l2·Σw² at the current weights, summed chunk by chunk in the plan's
+    /// order (the same number the training step adds to each batch's loss).
+    public func penalty() -> Double {
+        var total = 0.0
+        for chunk in plan.chunks {
+            guard let r = chunk.regularizer else { continue }
+            let sums = absAndSquareSums(model.parameters.pointer + chunk.range.lowerBound, count: chunk.range.count)
+            total += r.penalty(absSum: sums.abs, squareSum: sums.squares)
+        }
+        return total
     }
 
     /// Class probabilities (or outputs) for every sample of `data`, row-major [count × outputs].
@@ -517,17 +544,29 @@ final class SharedState: @unchecked Sendable {
     var skipped = 0
     var policy = StepPolicy(skipOnNaN: false, maxSkipped: 10, watchSignals: false)
     let workspaces: PerWorker<GemmWorkspace?>
+    /// Per chunk of the parameters (StepPlan.chunks): the penalty, and the gradient's Σv²; each written by the
+    /// chunk's owner, read after a barrier (by worker 0, and by every worker).
+    let penalties: UnsafeMutablePointer<Double>
+    let squares: UnsafeMutablePointer<Double>
     private let stepsDone = ManagedAtomic<Int>(0)
     private let lossBits = ManagedAtomic<UInt64>(0)
     private let correctBits = ManagedAtomic<UInt64>(0)
     private let seenCount = ManagedAtomic<Int>(0)
     private var lossSum = 0.0, correctSum = 0.0, seen = 0  // worker 0's running sums
 
-    init(workers: Int, batchSize: Int) {
+    init(workers: Int, batchSize: Int, chunks: Int) {
         labels = .allocate(capacity: batchSize)
         workspaces = PerWorker(count: workers, initial: nil)
+        penalties = .allocate(capacity: max(1, chunks))
+        penalties.initialize(repeating: 0, count: max(1, chunks))
+        squares = .allocate(capacity: max(1, chunks))
+        squares.initialize(repeating: 0, count: max(1, chunks))
     }
-    deinit { labels.deallocate() }
+    deinit {
+        labels.deallocate()
+        penalties.deallocate()
+        squares.deallocate()
+    }
 
     func restoreProgress(steps: Int, lossSum: Double, correctSum: Double, seen: Int) {
         outcome = StepOutcome(kind: 0, step: 0, signal: 0)
@@ -551,10 +590,13 @@ final class SharedState: @unchecked Sendable {
         seenCount.store(0, ordering: .relaxed)
     }
 
-    /// Worker 0, after the step's first barrier: adds the batch's per-row losses in row order.
-    func record(_ buffers: ActivationBuffers, rows n: Int) {
+    /// Worker 0, after the step's first barrier: adds the batch's per-row losses in row order, each with the
+    /// regularizers' penalty (summed over the plan's chunks in order), as Keras reports a regularized loss.
+    func record(_ buffers: ActivationBuffers, rows n: Int, plan: StepPlan) {
+        var penalty = 0.0
+        for (c, chunk) in plan.chunks.enumerated() where chunk.regularizer != nil { penalty += penalties[c] }
         for i in 0..<n {
-            lossSum += Double(buffers.rowLoss[i])
+            lossSum += Double(buffers.rowLoss[i]) + penalty
             correctSum += Double(buffers.rowCorrect[i])
         }
         seen += n

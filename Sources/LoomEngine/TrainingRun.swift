@@ -63,7 +63,7 @@ public final class TrainingRun {
         model: model, optimizer: config.optimizer, placements: placements,
         batchSize: config.training.batchSize, seed: config.training.seed,
         pin: pin, schedule: config.training.schedule, learningRate: config.schedule,
-        weightDecay: Float(config.weightDecay), clipValue: Float(config.clipValue))
+        weightDecay: Float(config.weightDecay), clipping: config.clipping)
     private let pin: Bool
 
     /// Loads the data, checks it against the model and resolves the worker count (`training.workers`, else
@@ -164,7 +164,7 @@ public final class TrainingRun {
         var widths = [inputWidth]
         var parameters = 0
         for layer in config.layers {
-            if case .dense(let units, _, _, _) = layer {
+            if case .dense(let units, _, _, _, _, _) = layer {
                 parameters += (width + 1) * units
                 width = units
             }

@@ -54,6 +54,12 @@ public struct UpdateRule: @unchecked Sendable {
     public var weightDecay: Float = 0
     /// Gradients are clipped to [−clipValue, clipValue] first (Keras' clipvalue); 0: no clipping.
     public var clipValue: Float = 0
+    /// A penalty l1·Σ|w| + l2·Σw² on these parameters (Keras' kernel_regularizer): its gradient
+    /// l1·sign(w) + 2·l2·w, at the weights before this step, is added to the gradient first; 0: none.
+    public var l1: Float = 0
+    public var l2: Float = 0
+    /// The gradient is multiplied by this after the penalty (clipnorm / global_clipnorm); 1: unchanged.
+    public var gradientScale: Float = 1
     public var parameters: UnsafeMutablePointer<Float>
     public var gradients: UnsafeMutablePointer<Float>
     public var slot0: UnsafeMutablePointer<Float>
@@ -76,6 +82,14 @@ public struct UpdateRule: @unchecked Sendable {
         self.slot0 = slot0
         self.slot1 = slot1
         self.slot2 = slot2
+    }
+
+    /// The same rule with the penalty `l1`, `l2` on its parameters (Keras' regularizers).
+    public func regularized(l1: Float, l2: Float) -> UpdateRule {
+        var r = self
+        r.l1 = l1
+        r.l2 = l2
+        return r
     }
 
     /// The same rule for the parameters from `offset` on: every pointer (parameters, gradients, slots) advanced.

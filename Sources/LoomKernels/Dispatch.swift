@@ -150,6 +150,15 @@ public func columnSums(
     }
 }
 
+/// (Σ|v|, Σv²) over a block: v = x, or x with the penalty gradient of weights `penaltyOf` (see the kernels).
+public func absAndSquareSums(
+    _ x: UnsafePointer<Float>, count: Int, penaltyOf w: UnsafePointer<Float>? = nil, l1: Float = 0, l2: Float = 0
+) -> (abs: Double, squares: Double) {
+    wide
+        ? LoomKernelsAVX512.absAndSquareSums(x, count: count, penaltyOf: w, l1: l1, l2: l2)
+        : LoomKernelsAVX2.absAndSquareSums(x, count: count, penaltyOf: w, l1: l1, l2: l2)
+}
+
 /// y += bias for each row.
 public func addBias(rows: Int, cols: Int, _ y: UnsafeMutablePointer<Float>, ld: Int, bias: UnsafePointer<Float>) {
     if wide {

@@ -205,6 +205,40 @@ public func columnSums(
     }
 }
 
+/// g + l1·sign(w) + 2·l2·w: a gradient with the regularizers' penalty l1·Σ|w| + l2·Σw² added (sign(0) = 0).
+@inline(__always)
+func penalized(_ g: Vec, _ w: Vec, l1: Float, l2: Float) -> Vec {
+    let zero = Vec(repeating: 0)
+    let sign = zero.replacing(with: 1, where: w .> zero).replacing(with: -1, where: w .< zero)
+    return g + w * (2 * l2) + sign * l1
+}
+
+/// (Σ|v|, Σv²) over `count` values v = x[i], or v = penalized(x[i], w[i]) when `penaltyOf` gives w: the
+/// penalty of a block of weights, or the squared norm of a block of gradients with their penalty. One vector
+/// accumulator in a fixed order, so a block's sums never depend on who computes them.
+public func absAndSquareSums(
+    _ x: UnsafePointer<Float>, count: Int, penaltyOf w: UnsafePointer<Float>?, l1: Float, l2: Float
+) -> (abs: Double, squares: Double) {
+    var absAcc = Vec()
+    var sqAcc = Vec()
+    var i = 0
+    while i < count {
+        let n = min(vecLanes, count - i)
+        var v = n == vecLanes ? loadVec(x + i) : loadPartial(x + i, n)
+        if let w { v = penalized(v, n == vecLanes ? loadVec(w + i) : loadPartial(w + i, n), l1: l1, l2: l2) }
+        absAcc += v.replacing(with: -v, where: v .< Vec(repeating: 0))
+        sqAcc = sqAcc.addingProduct(v, v)
+        i += n
+    }
+    var a = 0.0
+    var q = 0.0
+    for l in 0..<vecLanes {
+        a += Double(absAcc[l])
+        q += Double(sqAcc[l])
+    }
+    return (a, q)
+}
+
 /// y[i, j] += bias[j] for a row block.
 public func addBias(rows: Int, cols: Int, _ y: UnsafeMutablePointer<Float>, ld: Int, bias: UnsafePointer<Float>) {
     for i in 0..<rows {

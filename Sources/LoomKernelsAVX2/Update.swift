@@ -4,6 +4,8 @@
 //   rmsprop      a = ρ·a + (1−ρ)·g²;  w −= lr·g / √(a + ε)        (ε inside the root)
 //                momentum m: v = m·v + lr·g/√(a + ε); w −= v;  centered: ḡ = ρ·ḡ + (1−ρ)·g, root √(a − ḡ² + ε)
 //   adam         m += (g − m)(1−β₁);  v += (g² − v)(1−β₂);  w −= α·m/(√v + ε),  α = lr·√(1−β₂ᵗ)/(1−β₁ᵗ)
+// Before any rule: g += l1·sign(w) + 2·l2·w (regularizers), g *= scale (clipnorm), g = clamp(g) (clipvalue),
+// w −= w·wd·lr (decoupled weight decay).
 // One vector of arithmetic (`apply`), run by a streaming loop over a parameter range that is specialized per
 // rule (the switch is hoisted out of the loop, so consecutive vectors' sqrt/divide chains overlap). Lanes past
 // a range's end are zero-filled: the result never depends on where a worker's range begins or ends.
@@ -17,12 +19,16 @@ extension UpdateRule {
     func apply(_ kind: Kind, _ gradient: Vec, at i: Int, lanes n: Int) {
         let w = parameters + i
         let lr = learningRate
+        var w0 = loadLanes(w, n)
         var g = gradient
+        // Keras' order: the penalty's gradient joins the loss's, the sum is clipped, the weights decay, then
+        // the step.
+        if l1 != 0 || l2 != 0 { g = penalized(g, w0, l1: l1, l2: l2) }
+        if gradientScale != 1 { g = g * gradientScale }
         if clipValue != 0 {
             g = g.clamped(lowerBound: Vec(repeating: -clipValue), upperBound: Vec(repeating: clipValue))
         }
-        // The parameter as the rule sees it: after decoupled weight decay (w − w·wd·lr, in Keras' order).
-        var w0 = loadLanes(w, n)
+        // The parameter as the rule sees it: after decoupled weight decay (w − w·wd·lr).
         if weightDecay != 0 { w0 = w0 - w0 * weightDecay * lr }
         switch kind {
         case .sgd:

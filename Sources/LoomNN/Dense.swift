@@ -1,4 +1,5 @@
 // Dense: y = activation(x · W + b), W: [in × out] (Keras' layout), b: [out].
+//   penalty   l1·Σ|W| + l2·ΣW² per regularizer (its gradient is added by the update: Regularization.swift)
 //   forward   z = x·W + b, y = f(z)           (bias and relu fused into the GEMM's store)
 //   backward  dz = dy ⊙ f'(y), dx = dz · Wᵀ    (dx's store can apply the layer below's relu mask)
 //   gradient  dW = xᵀ · dz, db = Σ_rows dz      (over the whole batch; a worker computes some rows of dW)
@@ -10,6 +11,9 @@ public final class Dense: TiledLayer {
     public let activation: ActivationKind
     public let kernelInitializer: Initializer
     public let biasInitializer: Initializer
+    /// Penalties on W and b added to the loss (Keras' kernel_regularizer and bias_regularizer).
+    public let kernelRegularizer: Regularizer?
+    public let biasRegularizer: Regularizer?
     public private(set) var inputWidth = 0
 
     /// Set by the model when this softmax layer feeds a cross-entropy loss: the layer then emits logits and
@@ -27,13 +31,16 @@ public final class Dense: TiledLayer {
 
     public init(
         units: Int, activation: ActivationKind = .linear,
-        kernelInitializer: Initializer = .glorotUniform, biasInitializer: Initializer = .zeros
+        kernelInitializer: Initializer = .glorotUniform, biasInitializer: Initializer = .zeros,
+        kernelRegularizer: Regularizer? = nil, biasRegularizer: Regularizer? = nil
     ) {
         precondition(units > 0, "Dense needs at least one unit")
         self.units = units
         self.activation = activation
         self.kernelInitializer = kernelInitializer
         self.biasInitializer = biasInitializer
+        self.kernelRegularizer = kernelRegularizer
+        self.biasRegularizer = biasRegularizer
     }
 
     public var typeName: String { "Dense" }
@@ -41,8 +48,8 @@ public final class Dense: TiledLayer {
     public var outputWidth: Int { units }
     public var parameterTensors: [ParameterTensor] {
         [
-            ParameterTensor(name: "kernel", shape: [inputWidth, units], offset: 0),
-            ParameterTensor(name: "bias", shape: [units], offset: inputWidth * units),
+            ParameterTensor(name: "kernel", shape: [inputWidth, units], offset: 0, regularizer: kernelRegularizer),
+            ParameterTensor(name: "bias", shape: [units], offset: inputWidth * units, regularizer: biasRegularizer),
         ]
     }
 
@@ -109,17 +116,32 @@ public final class Dense: TiledLayer {
             workspace: workspace)
     }
 
+    /// Part `part` of `parts`: a block of W's rows (inputs i0..<i1) and a block of the bias.
+    public func parameterSlices(part: Int, of parts: Int) -> ParameterSlices {
+        let i0 = inputWidth * part / parts
+        let i1 = inputWidth * (part + 1) / parts
+        let biasOffset = inputWidth * units
+        return ParameterSlices(
+            first: i0 * units..<i1 * units,
+            second: biasOffset + units * part / parts..<biasOffset + units * (part + 1) / parts)
+    }
+
     public func parameterGradient(
         x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
         workspace: GemmWorkspace
     ) -> ParameterSlices {
-        let i0 = inputWidth * part / parts
-        let i1 = inputWidth * (part + 1) / parts
+        let slices = parameterSlices(part: part, of: parts)
+        let i0 = slices.first.lowerBound / units
+        let i1 = slices.first.upperBound / units
+        let biasOffset = inputWidth * units
+        let j0 = slices.second.lowerBound - biasOffset
+        let j1 = slices.second.upperBound - biasOffset
         // With an update and a wide layer, dW is consumed block by block as it is computed and never stored
         // (`gemmUpdate`: the same values, three fewer memory streams); otherwise it is stored, then applied.
         let fused = update != nil && gemmUpdateSupports(n: units, k: x.count)
+        let kernelUpdate = update.map { $0.regularized(kernelRegularizer) }
         if i1 > i0 {
-            if fused, let update {
+            if fused, let update = kernelUpdate {
                 gemmUpdate(
                     m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
                     b: dy.base, ldb: dy.ld, transposeB: false, update: update.advanced(by: i0 * units),
@@ -130,14 +152,11 @@ public final class Dense: TiledLayer {
                     b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units, workspace: workspace)
             }
         }
-        let j0 = units * part / parts
-        let j1 = units * (part + 1) / parts
         columnSums(rows: dy.count, columns: j0..<j1, dy.base, ld: dy.ld, into: db, accumulate: false)
-        let biasOffset = inputWidth * units
-        if let update {
-            if !fused { applyUpdate(update, i0 * units..<i1 * units) }
-            applyUpdate(update, biasOffset + j0..<biasOffset + j1)
+        if let update, let kernelUpdate {
+            if !fused { applyUpdate(kernelUpdate, slices.first) }
+            applyUpdate(update.regularized(biasRegularizer), slices.second)
         }
-        return ParameterSlices(first: i0 * units..<i1 * units, second: biasOffset + j0..<biasOffset + j1)
+        return slices
     }
 }

@@ -49,7 +49,16 @@ public struct ParameterTensor: Sendable, Equatable {
     public var name: String
     public var shape: [Int]
     public var offset: Int
+    /// A penalty on this tensor's values, added to the loss (Keras' kernel_regularizer, bias_regularizer).
+    public var regularizer: Regularizer?
     public var count: Int { shape.reduce(1, *) }
+
+    public init(name: String, shape: [Int], offset: Int, regularizer: Regularizer? = nil) {
+        self.name = name
+        self.shape = shape
+        self.offset = offset
+        self.regularizer = regularizer
+    }
 }
 
 /// The part of a layer's parameters whose gradient one worker computed: two ranges of the layer's flat
@@ -89,10 +98,13 @@ public protocol Layer: AnyObject {
         x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
         workspace: GemmWorkspace
     ) -> ParameterSlices
+    /// The parameters that part `part` of `parts` of `parameterGradient` covers (none for parameter-free layers).
+    func parameterSlices(part: Int, of parts: Int) -> ParameterSlices
 }
 
 extension Layer {
     public var parameterCount: Int { parameterTensors.reduce(0) { $0 + $1.count } }
+    public func parameterSlices(part: Int, of parts: Int) -> ParameterSlices { .none }
 }
 
 /// A layer whose forward pass and input gradient are matrix products that the engine may cut into tiles of

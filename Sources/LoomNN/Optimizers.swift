@@ -68,9 +68,11 @@ public final class Optimizer: @unchecked Sendable {
 
     /// The base learning rate when a callback (reduce_lr_on_plateau) has changed it; nil: the spec's.
     public var baseLearningRate: Float?
-    /// Decoupled weight decay and gradient value clipping (Keras' weight_decay and clipvalue; 0: none).
+    /// Decoupled weight decay (Keras' weight_decay; 0: none) and gradient clipping (clipvalue, clipnorm,
+    /// global_clipnorm). The rule clips by value itself; clipping by norm needs every gradient's norm first,
+    /// which the engine computes and passes in as `UpdateRule.gradientScale`.
     public var weightDecay: Float = 0
-    public var clipValue: Float = 0
+    public var clipping = GradientClipping.none
 
     /// The learning rate of step `step` (1-based).
     public func learningRate(step: Int) -> Float {
@@ -98,7 +100,7 @@ public final class Optimizer: @unchecked Sendable {
     {
         var rule = baseRule(step: step, parameters: parameters, gradients: gradients)
         rule.weightDecay = weightDecay
-        rule.clipValue = clipValue
+        if case .value(let c) = clipping { rule.clipValue = c }
         return rule
     }
 

@@ -82,7 +82,9 @@ public final class Sequential: @unchecked Sendable {
         for (l, layer) in layers.enumerated() {
             for t in layer.parameterTensors {
                 result.append(
-                    ParameterTensor(name: "layers.\(l).\(t.name)", shape: t.shape, offset: offsets[l] + t.offset))
+                    ParameterTensor(
+                        name: "layers.\(l).\(t.name)", shape: t.shape, offset: offsets[l] + t.offset,
+                        regularizer: t.regularizer))
             }
         }
         return result

@@ -61,6 +61,38 @@ struct ConfigTests {
                 && again.data == c.data)
     }
 
+    @Test("kernel_regularizer and bias_regularizer in Keras' forms; one clipping mode; both survive the resolved YAML")
+    func regularization() throws {
+        let regularized = good.replacingOccurrences(
+            of: "activation: relu\n",
+            with: "activation: relu\n      kernel_regularizer: {l1: 0.001, l2: 0.0001}\n      bias_regularizer: l2\n")
+        let c = try ConfigLoader.parse(
+            regularized, file: "c.yaml", overrides: ["optimizer.clipnorm=1.5", "model.layers.1.kernel_regularizer=l1"])
+        #expect(
+            c.layers[0]
+                == .dense(
+                    units: 512, activation: .relu, kernelInitializer: .glorotUniform, biasInitializer: .zeros,
+                    kernelRegularizer: Regularizer(l1: 0.001, l2: 0.0001), biasRegularizer: Regularizer(l2: 0.01)))
+        #expect(
+            c.layers[1]
+                == .dense(
+                    units: 10, activation: .softmax, kernelInitializer: .glorotUniform, biasInitializer: .zeros,
+                    kernelRegularizer: Regularizer(l1: 0.01)))
+        #expect(c.clipping == .norm(1.5))
+        let again = try ConfigLoader.parse(c.yaml, file: "resolved.yaml")
+        #expect(again.layers == c.layers && again.clipping == c.clipping)
+        #expect(
+            try ConfigLoader.parse(good, file: "c.yaml", overrides: ["optimizer.global_clipnorm=2"]).clipping
+                == .globalNorm(2))
+        #expect(
+            message(good, overrides: ["optimizer.clipnorm=1", "optimizer.clipvalue=0.5"]).contains(
+                "set only one of clipvalue, clipnorm (Keras accepts one clipping mode)"))
+        #expect(message(good, overrides: ["optimizer.clipnorm=0"]).contains("a positive number"))
+        #expect(message(good, overrides: ["model.layers.0.kernel_regularizer=l3"]).contains("regularizer"))
+        #expect(
+            message(good, overrides: ["model.layers.0.kernel_regularizer.l2=-1"]).contains("a factor ≥ 0"))
+    }
+
     @Test("an unknown key names file, line, key path and the key meant")
     func unknownKey() {
         let text = good.replacingOccurrences(of: "  epochs: 5", with: "  epoch: 5")
