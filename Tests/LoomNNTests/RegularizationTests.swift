@@ -83,6 +83,8 @@ struct RegularizationTests {
         w.withUnsafeMutableBufferPointer { wp in
             g.withUnsafeMutableBufferPointer { gp in
                 for t in 1...2 {
+                    // The penalty's gradient is added into the gradient buffer: a new step, a new gradient.
+                    for (i, v) in [Float(0.2), -0.4, 1, 0].enumerated() { gp[i] = v }
                     let rule = o.rule(step: t, parameters: wp.baseAddress!, gradients: gp.baseAddress!)
                     applyUpdate(rule.regularized(Regularizer(l1: 0.01, l2: 0.05)), 0..<4)
                 }
