@@ -4,7 +4,8 @@
 // Module stairs (each depends only on the ones to its right):
 //   loom (CLI) → LoomEngine → LoomConfig → LoomNN → LoomKernels → LoomKernelsAVX512 | LoomKernelsAVX2 → LoomKernelTypes
 //                    └────────→ LoomData ──────────────┘      (run-time dispatch between the two kernel builds)
-// C shims: CSupport (pinning, cpu pause), CNuma (libnuma), CZlib (gzip), CPng (libpng).
+// C shims: CSupport (pinning, cpu pause), CNuma (libnuma), CZlib (gzip), CPng (libpng), CLoomMPI (the MPI calls;
+// stubs unless built with the MPI trait: `swift build -c release --traits MPI`, which needs libopenmpi-dev).
 import PackageDescription
 import Foundation
 
@@ -32,6 +33,9 @@ let package = Package(
         .executable(name: "loom", targets: ["loom"]),
         .library(name: "LoomEngine", targets: ["LoomEngine"]),
     ],
+    traits: [
+        .trait(name: "MPI", description: "Data parallelism across processes and machines over MPI (needs libopenmpi-dev)")
+    ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -42,6 +46,10 @@ let package = Package(
         .systemLibrary(name: "CNuma", providers: [.apt(["libnuma-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .target(
+            name: "CLoomMPI", dependencies: [.target(name: "CMPI", condition: .when(traits: ["MPI"]))],
+            cSettings: fastC + [.define("LOOM_MPI", .when(traits: ["MPI"]))]),
         .target(name: "LoomKernelTypes", swiftSettings: fastSwift),
         .target(name: "LoomKernelsAVX2", dependencies: ["LoomKernelTypes"], swiftSettings: swiftFlags(cpu: baseCPU)),
         .target(
@@ -56,7 +64,7 @@ let package = Package(
         .target(
             name: "LoomEngine",
             dependencies: [
-                "LoomKernels", "LoomNN", "LoomData", "LoomConfig", "CSupport",
+                "LoomKernels", "LoomNN", "LoomData", "LoomConfig", "CSupport", "CLoomMPI",
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: fastSwift),

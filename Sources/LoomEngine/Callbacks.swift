@@ -103,7 +103,10 @@ public final class Callbacks {
                 if !best || better {
                     let path = filepath.replacingOccurrences(of: "{epoch}", with: String(record.epoch))
                     do {
-                        try Checkpoint.saveWeights(trainer.model, config: runConfig, to: path)
+                        // Every rank holds the same weights; one writes them.
+                        if trainer.communicator.rank == 0 {
+                            try Checkpoint.saveWeights(trainer.model, config: runConfig, to: path)
+                        }
                     } catch {
                         messages.append("model_checkpoint: cannot write \(path): \(error.localizedDescription)")
                     }

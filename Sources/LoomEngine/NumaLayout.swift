@@ -29,7 +29,7 @@ public struct NumaLayout: Sendable, Equatable {
         for (l, layer) in model.layers.enumerated() where plan.parameterParts[l] > 0 {
             let (inputs, units, parts) = (layer.inputWidth, layer.outputWidth, plan.parameterParts[l])
             for part in 0..<parts {
-                let owner = (plan.parameterFirstWorker[l] + part) % plan.workers
+                let owner = plan.owner(l, part: part) % plan.workers
                 let rows = shard(inputs, part: part, of: parts)
                 ranges.append(
                     (
@@ -38,7 +38,7 @@ public struct NumaLayout: Sendable, Equatable {
                     ))
             }
             for part in 0..<parts {
-                let owner = (plan.parameterFirstWorker[l] + part) % plan.workers
+                let owner = plan.owner(l, part: part) % plan.workers
                 let bias = shard(units, part: part, of: parts)
                 let start = model.offsets[l] + inputs * units
                 ranges.append((start + bias.lowerBound..<start + bias.upperBound, node[owner]))
@@ -78,7 +78,7 @@ public struct NumaLayout: Sendable, Equatable {
         func ownerNode(_ l: Int, row i: Int) -> Int {
             let parts = plan.parameterParts[l]
             let part = (0..<parts).first { shard(model.layers[l].inputWidth, part: $0, of: parts).contains(i) } ?? 0
-            return nodes[(plan.parameterFirstWorker[l] + part) % workers]
+            return nodes[plan.owner(l, part: part) % workers]
         }
         for stage in plan.stages {
             switch stage {
@@ -126,13 +126,13 @@ public struct NumaLayout: Sendable, Equatable {
                 // Each block of W's rows reads those input columns of every row, and all of dZ.
                 for (l, layer) in model.layers.enumerated() where plan.parameterParts[l] > 0 {
                     for part in 0..<plan.parameterParts[l] {
-                        let w = (plan.parameterFirstWorker[l] + part) % workers
+                        let w = plan.owner(l, part: part) % workers
                         let rows = shard(layer.inputWidth, part: part, of: plan.parameterParts[l])
                         bytes += read(writers[l], rows: 0..<n, columns: rows, on: nodes[w])
                         bytes += read(gradientWriters[l + 1], rows: 0..<n, columns: 0..<widths[l + 1], on: nodes[w])
                     }
                 }
-            case .penalty, .gradientNorms, .clippedUpdate:
+            case .penalty, .gradientNorms, .clippedUpdate, .exchange:
                 // Chunks are summed by the owners of their first values: only a chunk that straddles two
                 // owners on different nodes reads from another node (at most one chunk per owner boundary).
                 break

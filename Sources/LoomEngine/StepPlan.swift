@@ -18,6 +18,15 @@
 // A chunk is computed by the owner of its first parameter; its sums are added in chunk order, so the penalty
 // and the norms are the same numbers for every worker count.
 //
+// Across R processes (ranks, over MPI) the batch is first cut into R row blocks, one per rank, and each rank's
+// threads run the row and tile stages on its block; then
+//   exchange activations   every rank receives the other ranks' rows of each layer's input and output
+//                          gradient (and per-row losses), so each can compute weight gradients over all rows
+//   parameters             the weight gradient is cut among all R × T workers (owner computes, as above)
+//   exchange parameters    every rank receives the parameters the others updated
+// so the arithmetic of every value is the same as on one process: the weights are bitwise identical for every
+// R × T (and the input rows, which every rank can read itself, never travel).
+//
 // A product is cut by batch rows while every worker keeps enough rows for an efficient tile, by output columns
 // (or both, a 2-D grid) when rows run short, and onto fewer workers when it is too small to share. Stages that
 // work on the same row shards follow each other without waiting; any other change of cut waits at a barrier.
@@ -87,7 +96,20 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         case penalty
         case gradientNorms
         case clippedUpdate
+        /// Worker 0 exchanges data with the other ranks (only with more than one rank).
+        case exchange(Exchange)
         case barrier
+    }
+
+    /// What crosses between ranks, and when.
+    public enum Exchange: Sendable, Equatable {
+        /// Before the weight gradients: the layers' inputs and output gradients of every rank's rows, the rows'
+        /// losses, the penalty's chunk sums, and whether any rank saw a signal.
+        case activations
+        /// The gradient norms' chunk sums (clipnorm, global_clipnorm).
+        case norms
+        /// After the update: the parameters each rank updated.
+        case parameters
     }
 
     /// A fixed block of one parameter tensor (global offsets `range`), the unit in which the penalty and the
@@ -101,7 +123,10 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     }
     public static let chunkSize = 16384
 
+    /// Threads per rank, ranks, and this process's rank.
     public let workers: Int
+    public let ranks: Int
+    public let rank: Int
     public let batchSize: Int
     public let policy: Policy
     public let stages: [Stage]
@@ -116,15 +141,20 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// Layer descriptions for `description`.
     let layerNames: [String]
 
-    /// Plans a step of `model` on `workers` workers for batches of up to `batchSize` rows; with `clipsByNorm`
-    /// the update waits for the gradient norms (clipnorm, global_clipnorm).
+    /// Plans a step of `model` on `workers` workers (threads) of each of `ranks` processes for batches of up to
+    /// `batchSize` rows; with `clipsByNorm` the update waits for the gradient norms (clipnorm, global_clipnorm).
     public init(
-        model: Sequential, batchSize: Int, workers: Int, policy: Policy = .auto, clipsByNorm: Bool = false
+        model: Sequential, batchSize: Int, workers: Int, policy: Policy = .auto, clipsByNorm: Bool = false,
+        ranks: Int = 1, rank: Int = 0
     ) {
-        precondition(workers >= 1 && batchSize >= 1)
+        precondition(workers >= 1 && batchSize >= 1 && ranks >= 1 && (0..<ranks).contains(rank))
         self.workers = workers
+        self.ranks = ranks
+        self.rank = rank
         self.batchSize = batchSize
         self.policy = policy
+        // The rows a rank's threads share: its block of the batch.
+        let rankRows = (batchSize + ranks - 1) / ranks
         let everyRow = Split(rowGroups: workers, columnGroups: 1)
         var stages: [Stage] = [.gather]
         let tensors = model.namedParameters
@@ -132,7 +162,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         for (l, layer) in model.layers.enumerated() {
             if let tiled = layer as? TiledLayer {
                 let split = StepPlan.split(
-                    m: batchSize, n: tiled.outputWidth, k: tiled.inputWidth, workers: workers, policy: policy,
+                    m: rankRows, n: tiled.outputWidth, k: tiled.inputWidth, workers: workers, policy: policy,
                     columns: tiled.splitsOutputColumns)
                 stages.append(.forward(layer: l, split: split))
             } else {
@@ -146,7 +176,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
                 if !tiled.activationGradientIsFused { stages.append(.activationGradient(layer: l)) }
                 if l > 0 {
                     let split = StepPlan.split(
-                        m: batchSize, n: tiled.inputWidth, k: tiled.outputWidth, workers: workers, policy: policy,
+                        m: rankRows, n: tiled.inputWidth, k: tiled.outputWidth, workers: workers, policy: policy,
                         columns: true)
                     stages.append(.inputGradient(layer: l, split: split))
                 }
@@ -154,8 +184,14 @@ public struct StepPlan: Sendable, CustomStringConvertible {
                 stages.append(.rowBackward(layer: l))
             }
         }
+        if ranks > 1 { stages.append(.exchange(.activations)) }
         stages.append(.parameters)
-        if clipsByNorm { stages += [.gradientNorms, .clippedUpdate] }
+        if clipsByNorm {
+            stages.append(.gradientNorms)
+            if ranks > 1 { stages.append(.exchange(.norms)) }
+            stages.append(.clippedUpdate)
+        }
+        if ranks > 1 { stages.append(.exchange(.parameters)) }
         self.clipsByNorm = clipsByNorm
         // Barriers: wherever a stage may read what another worker wrote in the stage before.
         var withBarriers: [Stage] = []
@@ -170,7 +206,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         withBarriers.append(.barrier)  // the next step's forward reads the updated weights
         self.stages = withBarriers
         (parameterParts, parameterFirstWorker) = StepPlan.parameterBlocks(
-            model: model, batchSize: batchSize, workers: workers, policy: policy)
+            model: model, batchSize: batchSize, workers: workers * ranks, policy: policy, wraps: ranks == 1)
         chunks = StepPlan.chunks(model)
         chunkOwners = chunks.map { [parameterParts, parameterFirstWorker] chunk in
             let local = chunk.range.lowerBound - model.offsets[chunk.layer]
@@ -179,7 +215,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
                 let slices = model.layers[chunk.layer].parameterSlices(part: $0, of: parts)
                 return slices.first.contains(local) || slices.second.contains(local)
             }
-            return part.map { (parameterFirstWorker[chunk.layer] + $0) % workers } ?? 0
+            return part.map { (parameterFirstWorker[chunk.layer] + $0) % (workers * ranks) } ?? 0
         }
         layerNames = model.layers.map { "\($0.typeName.lowercased()) \($0.inputWidth)→\($0.outputWidth)" }
     }
@@ -204,7 +240,10 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// Who computes each layer's weight gradient (and update): `parts` blocks of W's rows per layer, on workers
     /// `first ..< first + parts` (mod W). Either every layer is shared by all workers, or — when that leaves
     /// small layers in slivers — each layer gets its own workers in proportion to its cost; the cheaper wins.
-    static func parameterBlocks(model: Sequential, batchSize: Int, workers: Int, policy: Policy) -> ([Int], [Int]) {
+    /// Without `wraps` every layer's blocks start at worker 0 (so each rank's blocks of a layer are contiguous).
+    static func parameterBlocks(
+        model: Sequential, batchSize: Int, workers: Int, policy: Policy, wraps: Bool = true
+    ) -> ([Int], [Int]) {
         let layers = model.layers.map { layer -> (m: Int, n: Int)? in
             guard layer is TiledLayer, layer.parameterCount > 0 else { return nil }
             return (layer.inputWidth, layer.outputWidth)
@@ -227,7 +266,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             let shape = layers[l]!
             let parts = StepPlan.bestParts(shape, workers: workers, cost: cost)
             sharedParts[l] = parts
-            sharedFirst[l] = next % workers
+            sharedFirst[l] = wraps ? next % workers : 0
             for i in 0..<parts { load[(next + i) % workers] += cost(shape, parts) }
             next += parts
         }
@@ -275,17 +314,27 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         // The penalty reads only the weights, which nothing writes before the parameters stage.
         case .penalty: true
         case .forward(_, let split), .inputGradient(_, let split): split == everyRow
-        case .parameters, .gradientNorms, .clippedUpdate, .barrier: false
+        case .parameters, .gradientNorms, .clippedUpdate, .exchange, .barrier: false
         }
     }
 
-    /// The part of layer `layer`'s weight gradient worker `w` computes, if any.
+    /// The part of layer `layer`'s weight gradient worker `w` of this rank computes, if any.
     @inline(__always) public func parameterPart(_ layer: Int, worker w: Int) -> Int? {
         let parts = parameterParts[layer]
         guard parts > 0 else { return nil }
-        let part = (w - parameterFirstWorker[layer] + workers) % workers
+        let all = workers * ranks
+        let part = (globalWorker(w) - parameterFirstWorker[layer] + all) % all
         return part < parts ? part : nil
     }
+
+    /// Worker `w` of this rank among the workers of all ranks.
+    @inline(__always) public func globalWorker(_ w: Int) -> Int { rank * workers + w }
+
+    /// The worker (among all ranks') that computes part `part` of layer `layer`'s weight gradient.
+    public func owner(_ layer: Int, part: Int) -> Int { (parameterFirstWorker[layer] + part) % (workers * ranks) }
+
+    /// The rows of a batch of `n` that rank `r` computes.
+    @inline(__always) public func rankRows(_ n: Int, rank r: Int) -> Range<Int> { shard(n, part: r, of: ranks) }
 
     /// Barriers a step waits at.
     public var barriers: Int { stages.filter { $0 == .barrier }.count }
@@ -396,6 +445,10 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             case .gradientNorms: lines.append("  norms         Σg² of \(chunks.count) chunks, by their owners")
             case .clippedUpdate:
                 lines.append("  update        the parameters' owners, gradients scaled to the clip norm")
+            case .exchange(.activations):
+                lines.append("  exchange      layer inputs and output gradients of every rank's rows (MPI)")
+            case .exchange(.norms): lines.append("  exchange      gradient norms' chunk sums (MPI)")
+            case .exchange(.parameters): lines.append("  exchange      the parameters each rank updated (MPI)")
             case .barrier:
                 barrier += 1
                 lines.append("  ── barrier \(barrier)")

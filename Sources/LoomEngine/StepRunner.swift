@@ -13,9 +13,12 @@ struct StepRunner {
     let worker: Int
     /// The layers whose products are cut into tiles (nil for row-wise layers), cast once per job.
     let tiled: [TiledLayer?]
-    /// Rows in the current batch, this worker's row shard of them, and the pass (dropout keys).
+    /// Rows in the current batch, this rank's block of them, this worker's row shard of that block, its share
+    /// of the whole batch to gather (every rank reads all input rows itself), and the pass (dropout keys).
     private(set) var batchRows = 0
+    private(set) var rankRows = 0..<0
     private(set) var rows = 0..<0
+    private(set) var gatherRows = 0..<0
     private var pass = Pass(training: true)
 
     init(model: Sequential, buffers: ActivationBuffers, plan: StepPlan, workspace: GemmWorkspace, worker: Int) {
@@ -30,9 +33,16 @@ struct StepRunner {
     /// Starts a batch of `n` rows.
     mutating func begin(rows n: Int, pass: Pass) {
         batchRows = n
-        rows = shard(n, part: worker, of: plan.workers)
+        rankRows = plan.rankRows(n, rank: plan.rank)
+        rows = offset(shard(rankRows.count, part: worker, of: plan.workers))
+        gatherRows = plan.ranks == 1 ? rows : shard(n, part: worker, of: plan.workers)
         self.pass = pass
         self.pass.firstRow = rows.lowerBound
+    }
+
+    /// Rows of this rank's block as rows of the batch.
+    @inline(__always) func offset(_ r: Range<Int>) -> Range<Int> {
+        rankRows.lowerBound + r.lowerBound..<rankRows.lowerBound + r.upperBound
     }
 
     /// Runs one compute stage (not barriers, gather, loss or parameters: the job handles those).
@@ -40,10 +50,12 @@ struct StepRunner {
         switch stage {
         case .forward(let l, let split):
             let layer = tiled[l]!
-            guard let tile = split.tile(worker, rows: batchRows, columns: layer.outputWidth, align: StepPlan.align)
+            guard
+                let tile = split.tile(worker, rows: rankRows.count, columns: layer.outputWidth, align: StepPlan.align)
             else { return }
+            let tileRows = offset(tile.rows)
             layer.forwardTile(
-                buffers.output(l - 1, tile.rows), buffers.output(l, tile.rows), columns: tile.columns,
+                buffers.output(l - 1, tileRows), buffers.output(l, tileRows), columns: tile.columns,
                 workspace: workspace)
         case .rowForward(let l):
             guard !rows.isEmpty else { return }
@@ -54,17 +66,19 @@ struct StepRunner {
             tiled[l]!.activationGradient(y: buffers.output(l, rows), dy: buffers.gradient(l, rows))
         case .inputGradient(let l, let split):
             let layer = tiled[l]!
-            guard let tile = split.tile(worker, rows: batchRows, columns: layer.inputWidth, align: StepPlan.align)
+            guard
+                let tile = split.tile(worker, rows: rankRows.count, columns: layer.inputWidth, align: StepPlan.align)
             else { return }
+            let tileRows = offset(tile.rows)
             layer.inputGradientTile(
-                x: buffers.output(l - 1, tile.rows), dz: buffers.gradient(l, tile.rows),
-                dx: buffers.gradient(l - 1, tile.rows), columns: tile.columns, workspace: workspace)
+                x: buffers.output(l - 1, tileRows), dz: buffers.gradient(l, tileRows),
+                dx: buffers.gradient(l - 1, tileRows), columns: tile.columns, workspace: workspace)
         case .rowBackward(let l):
             guard !rows.isEmpty else { return }
             model.layers[l].backward(
                 x: buffers.output(l - 1, rows), y: buffers.output(l, rows), dy: buffers.gradient(l, rows),
                 dx: buffers.gradient(l - 1, rows), pass: pass, workspace: workspace)
-        case .gather, .loss, .parameters, .penalty, .gradientNorms, .clippedUpdate, .barrier:
+        case .gather, .loss, .parameters, .penalty, .gradientNorms, .clippedUpdate, .exchange, .barrier:
             preconditionFailure("the job runs \(stage) itself")
         }
     }
@@ -93,7 +107,7 @@ struct StepRunner {
     /// penalties[c] = l1·Σ|w| + l2·Σw² for this worker's chunks of regularized weights.
     func penalty(into penalties: UnsafeMutablePointer<Double>) {
         let w = model.parameters.pointer
-        for (c, chunk) in plan.chunks.enumerated() where plan.chunkOwners[c] == worker {
+        for (c, chunk) in plan.chunks.enumerated() where plan.chunkOwners[c] == plan.globalWorker(worker) {
             guard let r = chunk.regularizer else { continue }
             let sums = absAndSquareSums(w + chunk.range.lowerBound, count: chunk.range.count)
             penalties[c] = r.penalty(absSum: sums.abs, squareSum: sums.squares)
@@ -104,7 +118,7 @@ struct StepRunner {
     /// added (what the update will see).
     func gradientNorms(into squares: UnsafeMutablePointer<Double>) {
         let (w, g) = (model.parameters.pointer, model.gradients.pointer)
-        for (c, chunk) in plan.chunks.enumerated() where plan.chunkOwners[c] == worker {
+        for (c, chunk) in plan.chunks.enumerated() where plan.chunkOwners[c] == plan.globalWorker(worker) {
             let o = chunk.range.lowerBound
             let r = chunk.regularizer
             squares[c] =

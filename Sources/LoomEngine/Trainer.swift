@@ -142,12 +142,17 @@ public final class Trainer: @unchecked Sendable {
     /// Who computes which part of a step (see StepPlan), and where its memory lives (see NumaLayout).
     public let plan: StepPlan
     public let numa: NumaLayout
+    /// The processes training this model together (one, unless started by an MPI launcher), and what worker 0
+    /// sends them during a step.
+    public let communicator: Communicator
+    let exchanger: Exchanger?
 
     /// Builds the pool (pinned per `placements`) and the batch buffers for up to `batchSize` rows.
     public init(
         model: Sequential, optimizer: OptimizerSpec, placements: [WorkerPlacement], batchSize: Int,
         seed: UInt64, pin: Bool = true, schedule: StepPlan.Policy = .auto,
-        learningRate: LearningRateSchedule = .constant, weightDecay: Float = 0, clipping: GradientClipping = .none
+        learningRate: LearningRateSchedule = .constant, weightDecay: Float = 0, clipping: GradientClipping = .none,
+        communicator: Communicator = .single
     ) {
         precondition(batchSize >= placements.count, "more workers than rows in a batch")
         self.model = model
@@ -158,14 +163,20 @@ public final class Trainer: @unchecked Sendable {
         self.batchSize = batchSize
         self.seed = seed
         pool = WorkerPool(placements: placements, pin: pin)
+        self.communicator = communicator
         plan = StepPlan(
             model: model, batchSize: batchSize, workers: placements.count, policy: schedule,
-            clipsByNorm: clipping.needsNorms)
+            clipsByNorm: clipping.needsNorms, ranks: communicator.size, rank: communicator.rank)
         // Each parameter's value, gradient and optimizer state on its owner's node (a no-op on one node).
         numa = NumaLayout(model: model, plan: plan, placements: placements)
         numa.move([model.parameters.pointer, model.gradients.pointer] + self.optimizer.slots.map(\.pointer))
         buffers = ActivationBuffers(model: model, capacity: batchSize)
-        shared = SharedState(workers: placements.count, batchSize: batchSize, chunks: plan.chunks.count)
+        shared = SharedState(
+            workers: placements.count, batchSize: batchSize, chunks: plan.chunks.count,
+            distributed: communicator.isDistributed)
+        exchanger =
+            communicator.isDistributed
+            ? Exchanger(communicator: communicator, plan: plan, model: model, buffers: buffers) : nil
         // Each worker allocates its GEMM workspace on its own CPU (first touch on its node).
         let shared = self.shared
         pool.run { w in shared.workspaces[w] = GemmWorkspace() }
@@ -296,6 +307,13 @@ public final class Trainer: @unchecked Sendable {
         return records
     }
 
+    /// Gives every rank the whole optimizer state (each rank updates only the slots of its own parameters during
+    /// training; the parameters themselves are exchanged every step). Every rank must call it, between jobs.
+    public func synchronizeState() {
+        guard let exchanger else { return }
+        for slot in optimizer.slots { exchanger.parameters(slot.pointer) }
+    }
+
     /// Puts the trainer at `point`'s optimizer step (its parameters and optimizer slots are set by the caller).
     public func resume(at point: ResumePoint) { step = point.step }
 
@@ -303,6 +321,7 @@ public final class Trainer: @unchecked Sendable {
     /// Each worker walks the plan's stages; `StepRunner` says what a stage means for one worker.
     func epochJob(_ data: Dataset, steps: Range<Int>, firstStep: Int) -> WorkerJob {
         let (model, optimizer, buffers, shared, barrier, plan) = (model, optimizer, buffers, shared, pool.barrier, plan)
+        let exchanger = exchanger
         let (batchSize, seed) = (batchSize, seed)
         return { w in
             var runner = StepRunner(
@@ -323,12 +342,15 @@ public final class Trainer: @unchecked Sendable {
                     case .barrier:
                         barrier.wait(w)
                     case .gather:
-                        let rows = runner.rows
+                        let rows = runner.gatherRows
                         guard !rows.isEmpty else { continue }
                         data.gather(
                             order + start + rows.lowerBound, count: rows.count,
                             into: buffers.input + rows.lowerBound * model.inputWidth, ld: model.inputWidth,
                             labels: shared.labels + rows.lowerBound)
+                    case .exchange(let what):
+                        guard w == 0, let exchanger else { continue }
+                        shared.exchange(what, exchanger, batch: n, step: t, parameters: model.parameters.pointer)
                     case .penalty:
                         runner.penalty(into: shared.penalties)
                     case .loss:
@@ -353,14 +375,15 @@ public final class Trainer: @unchecked Sendable {
                         // Clipping by norm stores the gradients; the update waits for their norms.
                         runner.parameters(update: plan.clipsByNorm ? nil : rule)
                         if w == 0 && policy.watchSignals {
-                            let signal = loom_pending_signal()
-                            if signal != 0 { shared.outcome = StepOutcome(kind: 2, step: t, signal: Int(signal)) }
+                            // Across ranks, the signal every rank agreed on in the exchange (all stop together).
+                            let signal = exchanger == nil ? Int(loom_pending_signal()) : shared.agreedSignal
+                            if signal != 0 { shared.outcome = StepOutcome(kind: 2, step: t, signal: signal) }
                         }
                     case .gradientNorms:
                         if !skipping { runner.gradientNorms(into: shared.squares) }
                     case .clippedUpdate:
                         if !skipping {
-                            runner.clippedUpdate(rule, clipping: optimizer.clipping, squares: shared.squares)
+                            runner.clippedUpdate(rule, clipping: optimizer.clipping, squares: shared.allSquares)
                         }
                     default:
                         runner.run(stage)
@@ -548,24 +571,58 @@ final class SharedState: @unchecked Sendable {
     /// chunk's owner, read after a barrier (by worker 0, and by every worker).
     let penalties: UnsafeMutablePointer<Double>
     let squares: UnsafeMutablePointer<Double>
+    /// The same sums over every rank (with one rank, the same buffers), written by worker 0 in an exchange.
+    let allPenalties: UnsafeMutablePointer<Double>
+    let allSquares: UnsafeMutablePointer<Double>
+    /// The signal any rank saw (the largest), agreed in the activations exchange; 0: none.
+    var agreedSignal = 0
     private let stepsDone = ManagedAtomic<Int>(0)
     private let lossBits = ManagedAtomic<UInt64>(0)
     private let correctBits = ManagedAtomic<UInt64>(0)
     private let seenCount = ManagedAtomic<Int>(0)
     private var lossSum = 0.0, correctSum = 0.0, seen = 0  // worker 0's running sums
 
-    init(workers: Int, batchSize: Int, chunks: Int) {
+    init(workers: Int, batchSize: Int, chunks: Int, distributed: Bool) {
         labels = .allocate(capacity: batchSize)
         workspaces = PerWorker(count: workers, initial: nil)
-        penalties = .allocate(capacity: max(1, chunks))
-        penalties.initialize(repeating: 0, count: max(1, chunks))
-        squares = .allocate(capacity: max(1, chunks))
-        squares.initialize(repeating: 0, count: max(1, chunks))
+        func zeros() -> UnsafeMutablePointer<Double> {
+            let p = UnsafeMutablePointer<Double>.allocate(capacity: max(1, chunks))
+            p.initialize(repeating: 0, count: max(1, chunks))
+            return p
+        }
+        penalties = zeros()
+        squares = zeros()
+        allPenalties = distributed ? zeros() : penalties
+        allSquares = distributed ? zeros() : squares
     }
     deinit {
         labels.deallocate()
+        if allPenalties != penalties { allPenalties.deallocate() }
+        if allSquares != squares { allSquares.deallocate() }
         penalties.deallocate()
         squares.deallocate()
+    }
+
+    /// Worker 0, between barriers: what the ranks exchange at this point of step `step` (a batch of `n` rows).
+    func exchange(
+        _ what: StepPlan.Exchange, _ exchanger: Exchanger, batch n: Int, step: Int,
+        parameters: UnsafeMutablePointer<Float>
+    ) {
+        switch what {
+        case .activations:
+            exchanger.activations(batch: n)
+            exchanger.sumChunks(penalties, into: allPenalties)
+            agreedSignal = exchanger.communicator.maximum(Int(loom_pending_signal()))
+            // A non-finite loss on any rank's rows stops (or skips) the step on every rank alike.
+            for i in 0..<n where !exchanger.buffers.rowLoss[i].isFinite {
+                nonFiniteStep.store(step, ordering: .relaxed)
+                break
+            }
+        case .norms:
+            exchanger.sumChunks(squares, into: allSquares)
+        case .parameters:
+            exchanger.parameters(parameters)
+        }
     }
 
     func restoreProgress(steps: Int, lossSum: Double, correctSum: Double, seen: Int) {
@@ -594,7 +651,7 @@ final class SharedState: @unchecked Sendable {
     /// regularizers' penalty (summed over the plan's chunks in order), as Keras reports a regularized loss.
     func record(_ buffers: ActivationBuffers, rows n: Int, plan: StepPlan) {
         var penalty = 0.0
-        for (c, chunk) in plan.chunks.enumerated() where chunk.regularizer != nil { penalty += penalties[c] }
+        for (c, chunk) in plan.chunks.enumerated() where chunk.regularizer != nil { penalty += allPenalties[c] }
         for i in 0..<n {
             lossSum += Double(buffers.rowLoss[i]) + penalty
             correctSum += Double(buffers.rowCorrect[i])

@@ -63,15 +63,21 @@ public final class TrainingRun {
         model: model, optimizer: config.optimizer, placements: placements,
         batchSize: config.training.batchSize, seed: config.training.seed,
         pin: pin, schedule: config.training.schedule, learningRate: config.schedule,
-        weightDecay: Float(config.weightDecay), clipping: config.clipping)
+        weightDecay: Float(config.weightDecay), clipping: config.clipping, communicator: communicator)
     private let pin: Bool
+    /// The processes of this run (one unless started by an MPI launcher); rank 0 writes every file.
+    public let communicator: Communicator
+    var writes: Bool { communicator.rank == 0 }
 
     /// Loads the data, checks it against the model and resolves the worker count (`training.workers`, else
     /// one per usable CPU, at most one per batch row).
-    public init(config: RunConfig, topology: Topology = .detect(), pin: Bool = true) throws(LoomError) {
+    public init(
+        config: RunConfig, topology: Topology = .detect(), pin: Bool = true, communicator: Communicator = .single
+    ) throws(LoomError) {
         self.config = config
         self.topology = topology
         self.pin = pin
+        self.communicator = communicator
         do { data = try loadDataset(config.data) } catch { throw .data(error) }
         let features = data.train.features
         if let declared = config.inputWidth, declared != features {
@@ -192,7 +198,7 @@ public final class TrainingRun {
             control.checkpointEverySteps = config.checkpoint.everySteps
             control.checkpoint = checkpoints.write
         }
-        let metrics = try options.logDir.map { dir throws(LoomError) in
+        let metrics = try (writes ? options.logDir : nil).map { dir throws(LoomError) in
             try MetricsLog(dir: dir, config: config, resuming: options.resume != nil)
         }
         let optimizer = trainer.optimizer
@@ -214,7 +220,8 @@ public final class TrainingRun {
         case nil, .callback: finished = true
         default: finished = false
         }
-        if let path = options.saveWeights { try saveWeights(to: path) }
+        trainer.synchronizeState()
+        if let path = options.saveWeights, writes { try saveWeights(to: path) }
         let steps = history.reduce(0) { $0 + $1.steps }
         let samples = history.reduce(0) { $0 + $1.samples }
         let seconds = history.reduce(0) { $0 + $1.seconds }
@@ -246,6 +253,7 @@ public final class TrainingRun {
 
     /// Creates missing output folders and checks each output can be written, before any training.
     func prepareOutputs(_ options: RunOptions) throws(LoomError) {
+        guard writes else { return }
         if let path = options.saveWeights { try OutputPaths.prepareFile(path, option: "--save-weights") }
         if let dir = options.logDir { try OutputPaths.prepareFolder(dir, option: "--log-dir") }
         if let dir = config.checkpoint.dir { try OutputPaths.prepareFolder(dir, option: "checkpoint.dir") }
@@ -351,6 +359,12 @@ final class CheckpointWriter {
 
     func write(_ point: ResumePoint) {
         let path = dir + "/" + Checkpoint.fileName(step: point.step)
+        // Every rank joins in gathering the optimizer state; rank 0 writes it.
+        trainer.synchronizeState()
+        guard trainer.communicator.rank == 0 else {
+            last = path
+            return
+        }
         // Never write a checkpoint from a non-finite state.
         if Checkpoint.firstNonFinite(trainer.model, in: trainer.model.parameters) != nil {
             failure = failure ?? "not writing checkpoint \(path): the weights are not finite"

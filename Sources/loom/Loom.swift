@@ -73,6 +73,15 @@ func fail(_ error: LoomError) -> Never {
     Foundation.exit(error.exitCode)
 }
 
+/// Like `fail`, for a run of several ranks that all meet the same error: rank 0 prints it, every rank exits with
+/// its code. (An error only one rank meets is printed by that rank, which then ends the job: `Communicator.abort`.)
+func failRank(_ world: Communicator, _ error: LoomError) -> Never {
+    guard world.isDistributed else { fail(error) }
+    if world.rank == 0 { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+    world.finalize()
+    Foundation.exit(error.exitCode)
+}
+
 /// Creates `path`'s folder when missing and exits with a clear line if the file cannot be written there
 /// (before hours of work, not after).
 func checkWritable(_ path: String, option: String) {

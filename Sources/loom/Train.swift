@@ -45,27 +45,38 @@ struct Train: ParsableCommand {
     var verbosity: Int?
 
     func run() throws {
-        let progress = progressMode()
-        let config: RunConfig
-        let run: TrainingRun
+        // Under an MPI launcher, one of several ranks: rank 0 prints and writes, every rank trains.
+        let world: Communicator
+        do { world = try Communicator.world() } catch { fail(error) }
+        let lead = world.rank == 0
+        let progress = lead ? progressMode() : .none
+        var loaded: (RunConfig, TrainingRun)?
         do {
-            config = try options.load(extra: try overrides())
-            run = try TrainingRun(config: config)
-        } catch { fail(error) }
-        if let report { checkWritable(report, option: "--report") }
+            let config = try options.load(extra: try overrides())
+            loaded = (config, try TrainingRun(config: config, communicator: world))
+        } catch {
+            guard world.isDistributed else { fail(error) }
+            do { try world.agree(RankStart(error: "\(error)")) } catch { failRank(world, error) }
+        }
+        guard let (config, run) = loaded else { failRank(world, .usage("could not start")) }
+        do { try world.agree(RankStart(config: config, data: run.data)) } catch { failRank(world, error) }
+        if let report, lead { checkWritable(report, option: "--report") }
         loom_install_signal_handlers()
         stopWhenParentDies()
-        for w in run.warnings { FileHandle.standardError.write(Data((w + "\n").utf8)) }
+        if lead { for w in run.warnings { FileHandle.standardError.write(Data((w + "\n").utf8)) } }
         if progress != .none { print(header(run)) }
         let result: RunResult
-        do { result = try run.run(runOptions(), progress: ProgressPrinter(mode: progress).show) } catch { fail(error) }
-        printResult(result)
-        if let report {
+        do { result = try run.run(runOptions(), progress: ProgressPrinter(mode: progress).show) } catch {
+            failRank(world, error)
+        }
+        if lead { printResult(result) }
+        if let report, lead {
             let json = ReportWriter.json(config: config, run: run, result: result)
             do { try atomicWrite(json, to: report) } catch {
                 fail(.output("cannot write the report \(report): \(error.localizedDescription)"))
             }
         }
+        world.finalize()
     }
 
     /// The command-line options as config overrides (`--epochs 3` is `--set training.epochs=3`).
@@ -115,8 +126,10 @@ struct Train: ParsableCommand {
     func header(_ run: TrainingRun) -> String {
         let validating = run.validation.map { ", validating on \($0.count)" } ?? ""
         let workers = run.placements.count
+        let ranks = run.communicator.size
+        let processes = ranks > 1 ? "\(ranks) ranks × " : ""
         return
-            "Training \(run.train.name): \(run.train.count) samples\(validating), \(workers) worker\(workers == 1 ? "" : "s"), batch \(run.config.training.batchSize), \(run.config.optimizer.name)"
+            "Training \(run.train.name): \(run.train.count) samples\(validating), \(processes)\(workers) worker\(workers == 1 ? "" : "s"), batch \(run.config.training.batchSize), \(run.config.optimizer.name)"
     }
 
     func printResult(_ result: RunResult) {

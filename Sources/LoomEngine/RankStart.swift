@@ -1,0 +1,99 @@
+// RankStart: before the first step, every rank of a job says whether it could start and what it is about to
+// train (fingerprints of its resolved config, its data and its binary); all ranks then see the same table and
+// reach the same verdict, so a rank that cannot start, or would train something else, ends the job at once
+// with one line, instead of hanging the others at their first collective.
+import Foundation
+import LoomConfig
+import LoomData
+import LoomNN
+
+/// What one rank brings to the start of a job.
+public struct RankStart: Sendable, Equatable {
+    /// Why this rank cannot start (nil: it can).
+    public var error: String?
+    /// SHA-256 of the resolved config, of the data (sizes, labels and a sample of rows), and of the binary
+    /// (version and size).
+    public var config: [UInt8]
+    public var data: [UInt8]
+    public var binary: [UInt8]
+
+    public init(error: String) {
+        self.error = error
+        (config, data, binary) = ([], [], [])
+    }
+
+    public init(config: RunConfig, data: DataSplits) {
+        error = nil
+        self.config = SHA256.hash(Array(config.yaml.utf8))
+        self.data = RankStart.fingerprint(data)
+        let exe = (try? FileManager.default.attributesOfItem(atPath: "/proc/self/exe")[.size] as? Int) ?? 0
+        binary = SHA256.hash(Array("\(Version.loom) \(exe)".utf8))
+    }
+
+    static func fingerprint(_ data: DataSplits) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for set in [data.train, data.test] {
+            bytes += Array("\(set.count) \(set.features) \(set.classes);".utf8)
+            for i in 0..<set.count { withUnsafeBytes(of: set.label(i)) { bytes += $0 } }
+            // 64 rows spread over the set, as floats.
+            let picks = min(64, set.count)
+            var rows = [Float](repeating: 0, count: max(1, picks * set.features))
+            var labels = [Int32](repeating: 0, count: max(1, picks))
+            var indices = (0..<picks).map { Int32($0 * set.count / max(1, picks)) }
+            rows.withUnsafeMutableBufferPointer { r in
+                labels.withUnsafeMutableBufferPointer { l in
+                    indices.withUnsafeMutableBufferPointer { i in
+                        set.gather(
+                            i.baseAddress!, count: picks, into: r.baseAddress!, ld: set.features, labels: l.baseAddress!
+                        )
+                    }
+                }
+            }
+            rows.withUnsafeBytes { bytes += $0 }
+        }
+        return SHA256.hash(bytes)
+    }
+}
+
+extension SHA256 {
+    static func hash(_ bytes: [UInt8]) -> [UInt8] { bytes.withUnsafeBytes { hash($0) } }
+}
+
+extension Communicator {
+    /// Shares every rank's start; throws on every rank alike when one could not start or differs from rank 0
+    /// (naming the rank, its host and what differs).
+    public func agree(_ start: RankStart) throws(LoomError) {
+        guard isDistributed else {
+            if let error = start.error { throw .usage(error) }
+            return
+        }
+        let messageBytes = 480
+        let hostBytes = 64
+        func pad(_ b: [UInt8], _ n: Int) -> [UInt8] {
+            Array(b.prefix(n)) + [UInt8](repeating: 0, count: max(0, n - b.count))
+        }
+        let record =
+            [start.error == nil ? 1 : 0] + pad(start.config, 32) + pad(start.data, 32) + pad(start.binary, 32)
+            + pad(Array((start.error ?? "").utf8), messageBytes) + pad(Array(host.utf8), hostBytes)
+        let all = allgather(record)
+        func text(_ b: ArraySlice<UInt8>) -> String { String(decoding: b.prefix { $0 != 0 }, as: UTF8.self) }
+        let failures = all.indices.filter { all[$0][0] == 0 }
+        if let r = failures.first {
+            let host = text(all[r][(97 + messageBytes)...])
+            let message = text(all[r][97..<(97 + messageBytes)])
+            let more =
+                failures.count > 1 ? " (and \(failures.count - 1) more rank\(failures.count > 2 ? "s" : ""))" : ""
+            throw .usage("rank \(r) on \(host)\(more): \(message)")
+        }
+        for r in 1..<all.count {
+            let host = text(all[r][(97 + messageBytes)...])
+            for (what, range, fix) in [
+                ("config", 1..<33, "give every rank the same config file and --set options"),
+                ("data", 33..<65, "give every rank the same data files"),
+                ("binary", 65..<97, "run the same loom build on every host"),
+            ] where all[r][range] != all[0][range] {
+                throw .usage("rank \(r) on \(host) has a different \(what) from rank 0's: \(fix)")
+            }
+        }
+    }
+}
