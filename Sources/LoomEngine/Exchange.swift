@@ -20,6 +20,11 @@ final class Exchanger: @unchecked Sendable {
     private let layers: [Int]
     /// Per layer with parameters: each rank's contiguous range of the layer's kernel and of its bias.
     private let parameterBlocks: [(layer: Int, kernel: [Range<Int>], bias: [Range<Int>])]
+    /// Seconds worker 0 spent in exchanges, and the bytes this rank sent (its blocks, once per collective), since
+    /// the trainer was built; read by the main thread between jobs.
+    private(set) var seconds = 0.0
+    private(set) var bytesSent = 0
+    private(set) var steps = 0
 
     init(communicator: Communicator, plan: StepPlan, model: Sequential, buffers: ActivationBuffers) {
         (self.communicator, self.plan, self.model, self.buffers) = (communicator, plan, model, buffers)
@@ -56,10 +61,14 @@ final class Exchanger: @unchecked Sendable {
             displacements[r] = Int32(rows.lowerBound * width)
         }
         communicator.allgather(base, counts: counts, displacements: displacements)
+        bytesSent += Int(counts[communicator.rank]) * 4
     }
 
     /// Before the weight gradients: each layer's input and output gradient, the rows' losses and correctness.
     func activations(batch n: Int) {
+        let start = monotonicSeconds()
+        defer { seconds += monotonicSeconds() - start }
+        steps += 1
         for l in layers {
             if l > 0 { gatherRows(buffers.output(l - 1, 0..<0).base, width: model.widths[l], batch: n) }
             gatherRows(buffers.gradient(l, 0..<0).base, width: model.widths[l + 1], batch: n)
@@ -69,13 +78,19 @@ final class Exchanger: @unchecked Sendable {
     }
 
     /// After the update: the parameters each rank updated, tensor block by tensor block.
-    func parameters(_ values: UnsafeMutablePointer<Float>) {
+    /// (`counted`: false for the optimizer state gathered before a checkpoint, which is not a step's traffic.)
+    func parameters(_ values: UnsafeMutablePointer<Float>, counted: Bool = true) {
+        let (start, sent) = (monotonicSeconds(), bytesSent)
+        defer {
+            if counted { seconds += monotonicSeconds() - start } else { bytesSent = sent }
+        }
         func gather(_ blocks: [Range<Int>], of l: Int) {
             for r in 0..<communicator.size {
                 counts[r] = Int32(blocks[r].count)
                 displacements[r] = Int32(blocks[r].lowerBound)
             }
             communicator.allgather(values + model.offsets[l], counts: counts, displacements: displacements)
+            bytesSent += Int(counts[communicator.rank]) * 4
         }
         for (l, kernel, bias) in parameterBlocks {
             gather(kernel, of: l)
@@ -85,6 +100,9 @@ final class Exchanger: @unchecked Sendable {
 
     /// Sums per chunk over ranks: `send` holds this rank's chunks (zero elsewhere).
     func sumChunks(_ send: UnsafePointer<Double>, into receive: UnsafeMutablePointer<Double>) {
+        let start = monotonicSeconds()
         communicator.sum(send, into: receive, count: plan.chunks.count)
+        bytesSent += plan.chunks.count * 8
+        seconds += monotonicSeconds() - start
     }
 }

@@ -97,3 +97,45 @@ extension Communicator {
         }
     }
 }
+
+/// Where each rank of a job runs: its host and the CPUs its workers use.
+public struct RankPlacement: Sendable, Equatable {
+    public var rank: Int
+    public var host: String
+    public var cpus: [Int]
+}
+
+extension Communicator {
+    /// Ranks on one host that were given overlapping CPUs (`mpirun --bind-to none`, or a launcher that binds
+    /// nothing) split those CPUs between them, in rank order, so no two ranks pin workers to the same CPU; ranks
+    /// bound to their own CPUs keep them. Returns this rank's topology and every rank's placement.
+    public func shareCPUs(_ topology: Topology) -> (Topology, [RankPlacement]) {
+        let maskBytes = 512  // CPUs 0..<4096
+        var mask = [UInt8](repeating: 0, count: maskBytes)
+        for cpu in topology.usableCPUs where cpu < maskBytes * 8 { mask[cpu / 8] |= 1 << UInt8(cpu % 8) }
+        let hostName = Array(self.host.utf8.prefix(63))
+        let all = allgather(hostName + [UInt8](repeating: 0, count: 64 - hostName.count) + mask)
+        func hostOf(_ r: Int) -> String { String(decoding: all[r][0..<64].prefix { $0 != 0 }, as: UTF8.self) }
+        func cpus(_ r: Int) -> [Int] { (0..<maskBytes * 8).filter { all[r][64 + $0 / 8] & (1 << UInt8($0 % 8)) != 0 } }
+        var placements = (0..<size).map { RankPlacement(rank: $0, host: hostOf($0), cpus: cpus($0)) }
+        // Groups of ranks on one host whose CPU sets overlap (transitively) share their union.
+        var group = Array(0..<size)
+        func root(_ r: Int) -> Int { group[r] == r ? r : root(group[r]) }
+        for a in 0..<size {
+            for b in 0..<a where placements[a].host == placements[b].host {
+                if !Set(placements[a].cpus).isDisjoint(with: placements[b].cpus) { group[root(a)] = root(b) }
+            }
+        }
+        for r0 in Set((0..<size).map(root)) {
+            let members = (0..<size).filter { root($0) == r0 }
+            guard members.count > 1 else { continue }
+            let union = Array(Set(members.flatMap { placements[$0].cpus })).sorted()
+            for (i, r) in members.enumerated() {
+                placements[r].cpus = Array(union[shard(union.count, part: i, of: members.count)])
+            }
+        }
+        var mine = topology
+        mine.usableCPUs = placements[rank].cpus.isEmpty ? topology.usableCPUs : placements[rank].cpus
+        return (mine, placements)
+    }
+}

@@ -113,7 +113,9 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     }
 
     /// A fixed block of one parameter tensor (global offsets `range`), the unit in which the penalty and the
-    /// gradient norms are summed: at most `chunkSize` values, whatever the worker count.
+    /// gradient norms are summed, whatever the worker and rank count: one row of a matrix (at most `chunkSize`
+    /// values), one value of a vector. Parameters are owned by whole rows of a kernel and single bias values,
+    /// so a chunk never straddles two owners: on several ranks, its owner holds all of its gradient.
     public struct Chunk: Sendable, Equatable {
         /// The tensor's index in `Sequential.namedParameters`, and its layer.
         public var tensor: Int
@@ -193,12 +195,12 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         }
         if ranks > 1 { stages.append(.exchange(.parameters)) }
         self.clipsByNorm = clipsByNorm
-        // Barriers: wherever a stage may read what another worker wrote in the stage before.
+        // Barriers: wherever a stage may read what another worker wrote in the stage before. (With several
+        // ranks each worker gathers a share of the whole batch, not of its rank's block: a barrier follows.)
+        func local(_ stage: Stage) -> Bool { StepPlan.rowLocal(stage, everyRow) && !(ranks > 1 && stage == .gather) }
         var withBarriers: [Stage] = []
         for stage in stages {
-            if let last = withBarriers.last,
-                !(StepPlan.rowLocal(last, everyRow) && StepPlan.rowLocal(stage, everyRow))
-            {
+            if let last = withBarriers.last, !(local(last) && local(stage)) {
                 withBarriers.append(.barrier)
             }
             withBarriers.append(stage)
@@ -220,15 +222,16 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         layerNames = model.layers.map { "\($0.typeName.lowercased()) \($0.inputWidth)→\($0.outputWidth)" }
     }
 
-    /// Every tensor of `model`, in order, in chunks of at most `chunkSize` values.
+    /// Every tensor of `model`, in order, in chunks: matrix rows (of at most `chunkSize` values), vector values.
     static func chunks(_ model: Sequential) -> [Chunk] {
         var chunks: [Chunk] = []
         var index = 0
         for (l, layer) in model.layers.enumerated() {
             for tensor in layer.parameterTensors {
                 let range = model.offsets[l] + tensor.offset..<model.offsets[l] + tensor.offset + tensor.count
-                for start in stride(from: range.lowerBound, to: range.upperBound, by: chunkSize) {
-                    let end = min(start + chunkSize, range.upperBound)
+                let row = tensor.shape.count >= 2 ? min(chunkSize, tensor.shape.last!) : 1
+                for start in stride(from: range.lowerBound, to: range.upperBound, by: row) {
+                    let end = min(start + row, range.upperBound)
                     chunks.append(Chunk(tensor: index, layer: l, range: start..<end, regularizer: tensor.regularizer))
                 }
                 index += 1

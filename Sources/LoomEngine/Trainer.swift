@@ -307,11 +307,18 @@ public final class Trainer: @unchecked Sendable {
         return records
     }
 
+    /// What crossed between ranks so far: bytes this rank sent and seconds its worker 0 spent exchanging, per
+    /// step (nil with one rank).
+    public var communication: (bytesPerStep: Double, secondsPerStep: Double)? {
+        guard let exchanger, exchanger.steps > 0 else { return nil }
+        return (Double(exchanger.bytesSent) / Double(exchanger.steps), exchanger.seconds / Double(exchanger.steps))
+    }
+
     /// Gives every rank the whole optimizer state (each rank updates only the slots of its own parameters during
     /// training; the parameters themselves are exchanged every step). Every rank must call it, between jobs.
     public func synchronizeState() {
         guard let exchanger else { return }
-        for slot in optimizer.slots { exchanger.parameters(slot.pointer) }
+        for slot in optimizer.slots { exchanger.parameters(slot.pointer, counted: false) }
     }
 
     /// Puts the trainer at `point`'s optimizer step (its parameters and optimizer slots are set by the caller).

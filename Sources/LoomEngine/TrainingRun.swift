@@ -46,6 +46,8 @@ public struct RunResult: Sendable {
     public var notes: [String]
     /// What the callbacks did (a learning-rate change, an early stop).
     public var callbackMessages: [String]
+    /// With several ranks: the bytes this rank sent and the seconds it spent exchanging, per step.
+    public var communication: (bytesPerStep: Double, secondsPerStep: Double)?
 }
 
 /// A prepared run: config, data, model, workers.
@@ -231,7 +233,8 @@ public final class TrainingRun {
             stoppedAtStep: finished ? nil : trainer.step, lastCheckpoint: checkpoints?.last, trainSeconds: seconds,
             samplesPerSecond: seconds > 0 ? Double(samples) / seconds : 0, steps: steps, samples: samples,
             secondsPerEpoch: steps > 0 ? seconds / Double(steps) * Double(stepsPerEpoch) : 0,
-            weightsDigest: model.weightsDigest(), notes: notes, callbackMessages: callbacks?.messages ?? [])
+            weightsDigest: model.weightsDigest(), notes: notes, callbackMessages: callbacks?.messages ?? [],
+            communication: trainer.communication)
     }
 
     /// The config's callbacks, with their state from the checkpoint being resumed.

@@ -86,8 +86,29 @@ struct Topo: ParsableCommand {
             topology = .detect()
         }
         if let workers, workers < 1 { fail(.usage("--workers \(workers): at least one worker is needed")) }
-        print(topology.describe(workers: workers ?? topology.usableCPUs.count))
-        print("Kernels: \(kernelsLine())")
+        let world: Communicator
+        do { world = try Communicator.world() } catch { fail(error) }
+        guard world.isDistributed, sysfs == nil else {
+            print(topology.describe(workers: workers ?? topology.usableCPUs.count))
+            print("Kernels: \(kernelsLine())")
+            return
+        }
+        // Under an MPI launcher: every rank's host, NUMA nodes and CPUs, printed by rank 0.
+        let (mine, placements) = world.shareCPUs(topology)
+        let usedNodes = mine.nodes.filter { !Set($0.cpus).isDisjoint(with: mine.usableCPUs) }.map(\.id)
+        let summary = Array("NUMA node\(usedNodes.count == 1 ? "" : "s") \(compactList(usedNodes))".utf8.prefix(127))
+        let nodes = world.allgather(summary + [UInt8](repeating: 0, count: 128 - summary.count)).map {
+            String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if world.rank == 0 {
+            print("MPI: \(world.size) ranks")
+            for p in placements {
+                print("  rank \(p.rank) → host \(p.host) → \(nodes[p.rank]) → CPUs \(compactList(p.cpus))")
+            }
+            print(mine.describe(workers: workers ?? mine.usableCPUs.count))
+            print("Kernels: \(kernelsLine())")
+        }
+        world.finalize()
     }
 }
 

@@ -51,9 +51,11 @@ struct Train: ParsableCommand {
         let lead = world.rank == 0
         let progress = lead ? progressMode() : .none
         var loaded: (RunConfig, TrainingRun)?
+        // Ranks sharing a host and its CPUs split them (mpirun --bind-to none): no two pin workers to one CPU.
+        let topology = world.isDistributed ? world.shareCPUs(.detect()).0 : .detect()
         do {
             let config = try options.load(extra: try overrides())
-            loaded = (config, try TrainingRun(config: config, communicator: world))
+            loaded = (config, try TrainingRun(config: config, topology: topology, communicator: world))
         } catch {
             guard world.isDistributed else { fail(error) }
             do { try world.agree(RankStart(error: "\(error)")) } catch { failRank(world, error) }
@@ -152,6 +154,14 @@ struct Train: ParsableCommand {
             String(
                 format: "trained %d step%@ in %.2f s (%.0f samples/s, %.3f s/epoch)", result.steps,
                 result.steps == 1 ? "" : "s", result.trainSeconds, result.samplesPerSecond, result.secondsPerEpoch))
+        if let c = result.communication {
+            let stepSeconds = result.steps > 0 ? result.trainSeconds / Double(result.steps) : 0
+            print(
+                String(
+                    format: "communication: %.2f MB sent per step by each rank, %.3f ms a step (%.0f%% of the step)",
+                    c.bytesPerStep / 1e6, c.secondsPerStep * 1e3,
+                    stepSeconds > 0 ? 100 * c.secondsPerStep / stepSeconds : 0))
+        }
         print("weights_digest: \(result.weightsDigest)")
     }
 }

@@ -165,7 +165,7 @@ struct RegularizationEngineTests {
         }
     }
 
-    @Test("chunks cover every parameter once, in order, each within one tensor; owners update their first value")
+    @Test("chunks cover every parameter once, in order, each within one tensor and one owner")
     func chunks() {
         let model = Sequential(inputWidth: 300, layers: [Dense(units: 100), Dense(units: 10)], loss: .meanSquaredError)
         let plan = StepPlan(model: model, batchSize: 64, workers: 4, clipsByNorm: true)
@@ -175,7 +175,25 @@ struct RegularizationEngineTests {
             next = chunk.range.upperBound
         }
         #expect(next == model.parameterCount)
-        #expect(plan.chunks.count == 2 + 1 + 1 + 1)  // 30,000 kernel values in 2 chunks, then 3 small tensors
+        #expect(plan.chunks.count == 300 + 100 + 100 + 10)  // a chunk per kernel row, one per bias value
+        // No chunk straddles two owners, whatever the workers and ranks.
+        for (workers, ranks) in [(3, 1), (2, 3), (5, 2)] {
+            for rank in 0..<ranks {
+                let p = StepPlan(model: model, batchSize: 64, workers: workers, ranks: ranks, rank: rank)
+                for (c, chunk) in p.chunks.enumerated() {
+                    let l = chunk.layer
+                    let parts = p.parameterParts[l]
+                    let owners = Set(
+                        (0..<parts).filter { part in
+                            let s = model.layers[l].parameterSlices(part: part, of: parts)
+                            let local =
+                                chunk.range.lowerBound - model.offsets[l]..<chunk.range.upperBound - model.offsets[l]
+                            return s.first.overlaps(local) || s.second.overlaps(local)
+                        }.map { p.owner(l, part: $0) })
+                    #expect(owners == [p.chunkOwners[c]], "chunk \(c), \(workers) workers × \(ranks) ranks")
+                }
+            }
+        }
         #expect(plan.stages.suffix(4) == [.gradientNorms, .barrier, .clippedUpdate, .barrier])
     }
 }
