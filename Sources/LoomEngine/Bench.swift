@@ -54,6 +54,11 @@ public struct ScalingResult: Codable, Sendable {
     public var efficiency: Double
     public var secondsPerEpoch: Double
     public var peakRSSMB: Double
+    /// Under an MPI launcher: the ranks (each with `workers` threads), the bytes each rank sent per step and
+    /// the seconds its worker 0 spent exchanging per step.
+    public var ranks = 1
+    public var megabytesSentPerStep: Double?
+    public var communicationMillisecondsPerStep: Double?
 }
 
 public enum Bench {
@@ -171,36 +176,54 @@ public enum Bench {
     /// Trains `steps` steps (after `warmup` more) of `run`'s model at each worker count, from the same seed;
     /// the worker counts are interleaved `repeats` times and each keeps its best rate (a shared or noisy machine
     /// only ever slows a run down).
+    /// Samples per second at each worker count (best of `repeats` interleaved rounds of `steps` steps after
+    /// `warmup`). Under an MPI launcher (`communicator` of several ranks) each count is threads per rank, and the
+    /// speed-up is over one process with one thread, measured first by rank 0 alone.
     public static func scaling(
         _ run: TrainingRun, workers: [Int], steps: Int, warmup: Int = 20, repeats: Int = 3,
-        topology: Topology = .detect()
+        topology: Topology = .detect(), communicator: Communicator = .single
     ) -> [ScalingResult] {
         var results: [ScalingResult] = []
         let t = run.config.training
+        /// Samples/s of one trainer, and its exchange per step.
+        func measure(_ w: Int, _ world: Communicator) -> (Double, (bytesPerStep: Double, secondsPerStep: Double)?) {
+            let model = run.config.makeModel(inputWidth: run.train.features)
+            model.initialize(seed: t.seed)
+            let trainer = Trainer(
+                model: model, optimizer: run.config.optimizer, placements: topology.placement(workers: w),
+                batchSize: t.batchSize, seed: t.seed, communicator: world)
+            _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: warmup)
+            let rate = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: steps)[0].samplesPerSecond
+            return (rate, trainer.communication)
+        }
+        var baseline: Double?
+        if communicator.isDistributed {
+            if communicator.rank == 0 {
+                baseline = (0..<max(1, repeats)).map { _ in measure(1, .single).0 }.max()
+            }
+            _ = communicator.maximum(0)  // the other ranks wait here
+        }
         var best = [Double](repeating: 0, count: workers.count)
+        var exchange = [(bytesPerStep: Double, secondsPerStep: Double)?](repeating: nil, count: workers.count)
         for _ in 0..<max(1, repeats) {
             for (i, w) in workers.enumerated() {
-                let model = run.config.makeModel(inputWidth: run.train.features)
-                model.initialize(seed: t.seed)
-                let trainer = Trainer(
-                    model: model, optimizer: run.config.optimizer, placements: topology.placement(workers: w),
-                    batchSize: t.batchSize, seed: t.seed)
-                _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: warmup)
-                best[i] = max(
-                    best[i],
-                    trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: steps)[0].samplesPerSecond)
+                let (rate, sent) = measure(w, communicator)
+                if rate > best[i] { (best[i], exchange[i]) = (rate, sent) }
             }
         }
-        let base = best[0] / Double(workers[0])
+        let ranks = communicator.size
+        let base = baseline ?? best[0] / Double(workers[0])
         for (i, w) in workers.enumerated() {
             let rate = best[i]
             let speedup = rate / base
             results.append(
                 ScalingResult(
                     workers: w, samplesPerSecond: rate, speedup: speedup,
-                    efficiency: speedup / Double(w),
+                    efficiency: speedup / Double(w * ranks),
                     secondsPerEpoch: Double(run.train.count) / rate,
-                    peakRSSMB: Double(peakRSSBytes()) / 1_048_576))
+                    peakRSSMB: Double(peakRSSBytes()) / 1_048_576, ranks: ranks,
+                    megabytesSentPerStep: exchange[i].map { $0.bytesPerStep / 1e6 },
+                    communicationMillisecondsPerStep: exchange[i].map { $0.secondsPerStep * 1e3 }))
         }
         return results
     }

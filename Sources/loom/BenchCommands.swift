@@ -82,7 +82,9 @@ struct ScalingBench: ParsableCommand {
     @Option(help: "Also write the results as JSON to this file.") var json: String?
 
     func run() throws {
-        let topology = Topology.detect()
+        let world: Communicator
+        do { world = try Communicator.world() } catch { fail(error) }
+        let topology = world.isDistributed ? world.shareCPUs(.detect()).0 : .detect()
         var counts: [Int] = []
         if let workers {
             for part in workers.split(separator: ",") {
@@ -102,7 +104,10 @@ struct ScalingBench: ParsableCommand {
         }
         guard steps >= 1 else { fail(.usage("--steps \(steps): at least one step is needed")) }
         let run: TrainingRun
-        do { run = try TrainingRun(config: try options.load(extra: ["training.workers=1"])) } catch { fail(error) }
+        do {
+            run = try TrainingRun(
+                config: try options.load(extra: ["training.workers=1"]), topology: topology, communicator: world)
+        } catch { failRank(world, error) }
         if let bad = counts.first(where: { $0 > run.config.training.batchSize }) {
             fail(.usage("--workers \(bad) is more than the batch size \(run.config.training.batchSize)"))
         }
@@ -110,7 +115,13 @@ struct ScalingBench: ParsableCommand {
             fail(.usage("cannot create \(out): \(error.localizedDescription)"))
         }
         guard repeats >= 1 else { fail(.usage("--repeats \(repeats): at least one round is needed")) }
-        let rows = Bench.scaling(run, workers: counts, steps: steps, repeats: repeats, topology: topology)
+        let rows = Bench.scaling(
+            run, workers: counts, steps: steps, repeats: repeats, topology: topology, communicator: world)
+        if world.isDistributed {
+            if world.rank == 0 { printRanks(rows, run: run) }
+            world.finalize()
+            return
+        }
         print("workers  samples/s  speed-up  efficiency  s/epoch (projected)  peak RSS")
         for r in rows {
             print(
@@ -125,6 +136,22 @@ struct ScalingBench: ParsableCommand {
         writeOrFail(Bench.svg(rows, title: title), out + "/scaling.svg")
         if let json { writeOrFail(Bench.json(rows), json) }
         print("wrote \(out)/scaling.csv, \(out)/scaling.json, \(out)/scaling.svg")
+    }
+
+    /// The table of a run under mpirun: ranks × threads against one process with one thread.
+    func printRanks(_ rows: [ScalingResult], run: TrainingRun) {
+        print(
+            "ranks × threads  samples/s  speed-up over 1×1  efficiency  MB sent/step/rank  exchange ms/step  % of step")
+        for r in rows {
+            let stepMs = 1e3 * Double(run.config.training.batchSize) / r.samplesPerSecond
+            let ms = r.communicationMillisecondsPerStep ?? 0
+            print(
+                String(
+                    format: "%@  %9.0f  %16.2f×  %10.2f  %17.2f  %16.3f  %8.0f%%",
+                    padded("\(r.ranks) × \(r.workers)", 15), r.samplesPerSecond, r.speedup, r.efficiency,
+                    r.megabytesSentPerStep ?? 0, ms, 100 * ms / stepMs))
+        }
+        if let json { writeOrFail(Bench.json(rows), json) }
     }
 }
 
