@@ -682,7 +682,11 @@ struct Reader {
     func data(_ node: Node) throws(ConfigError) -> DataSource {
         let path = "data"
         let m = try mapping(
-            node, path, allowed: ["dataset", "path", "train_images", "train_labels", "test_images", "test_labels"])
+            node, path,
+            allowed: [
+                "dataset", "path", "train_images", "train_labels", "test_images", "test_labels", "train_x", "train_y",
+                "test_x", "test_y",
+            ])
         let dataset = try name(
             required(m, "dataset", path, parent: node), join(path, "dataset"), from: DataSource.known, what: "dataset")
         func s(_ key: String) throws(ConfigError) -> String? {
@@ -695,9 +699,15 @@ struct Reader {
             guard let base = baseDirectory, n.mark != nil, !v.string.hasPrefix("/") else { return v.string }
             return shortPath(URL(fileURLWithPath: base).appendingPathComponent(v.string).standardizedFileURL.path)
         }
+        // train_x / train_y / test_x / test_y: the same files under the names array users know.
+        func either(_ a: String, _ b: String) throws(ConfigError) -> String? {
+            if let v = try s(a) { return v }
+            return try s(b)
+        }
         return DataSource(
-            dataset: dataset, path: try s("path"), trainImages: try s("train_images"),
-            trainLabels: try s("train_labels"), testImages: try s("test_images"), testLabels: try s("test_labels"),
+            dataset: dataset, path: try s("path"), trainImages: try either("train_images", "train_x"),
+            trainLabels: try either("train_labels", "train_y"), testImages: try either("test_images", "test_x"),
+            testLabels: try either("test_labels", "test_y"),
             searchRoots: baseDirectory.map { DataSource.ancestors(of: $0) } ?? [])
     }
 

@@ -33,7 +33,7 @@ public struct DataSource: Sendable, Equatable {
         self.searchRoots = searchRoots
     }
 
-    public static let known = ["mnist", "fashion-mnist", "fizzbuzz", "xor", "idx"]
+    public static let known = ["mnist", "fashion-mnist", "fizzbuzz", "xor", "idx", "arrays"]
 
     /// The folders above `directory` (itself first), for `searchRoots`.
     public static func ancestors(of directory: String) -> [String] {
@@ -88,12 +88,12 @@ public func loadSplit(_ source: DataSource, _ split: Split) throws(DataError) ->
             hint: "install it with `apt-get install dataset-fashion-mnist`, or set data.path to its folder")
     case "fizzbuzz": return split == .train ? fizzBuzz().train : fizzBuzz().test
     case "xor": return xor().train
-    case "idx":
+    case "idx", "arrays":
         let (imagesKey, labelsKey) = ("\(split)_images", "\(split)_labels")
         let (images, labels) =
             split == .train ? (source.trainImages, source.trainLabels) : (source.testImages, source.testLabels)
-        guard let images else { throw .mismatch("data", reason: "dataset 'idx' needs data.\(imagesKey)") }
-        guard let labels else { throw .mismatch("data", reason: "dataset 'idx' needs data.\(labelsKey)") }
+        guard let images else { throw .mismatch("data", reason: "dataset '\(source.dataset)' needs data.\(imagesKey)") }
+        guard let labels else { throw .mismatch("data", reason: "dataset '\(source.dataset)' needs data.\(labelsKey)") }
         let hint = "set data.%@ to the file's path (relative to the config file, or absolute)"
         return try loadIDX(
             images: images, labels: labels, name: "\(split)",
@@ -117,31 +117,42 @@ func loadIDXFolder(_ directory: String, _ split: Split, name: String, hint: Stri
         hints: (hint, hint))
 }
 
-/// An image file (N × rows × cols, or N × features) and its label file (N), checked against each other;
-/// `hints` say which key to change when either file is missing.
+/// A sample file (N × rows × cols, or N × features) and its label file (N), each IDX of any type or .npy,
+/// checked against each other; `hints` say which key to change when either file is missing. Unsigned-byte
+/// samples are pixels (kept as bytes, scaled to [0, 1] when gathered); other types are read as floats, which
+/// must be finite. Labels are class indices of any width (more than 256 classes are fine).
 public func loadIDX(
     images: String, labels: String, name: String, hints: (images: String, labels: String) = ("", "")
 ) throws(DataError) -> Dataset {
-    let x = try readIDX(path: images, hint: hints.images)
-    let y = try readIDX(path: labels, hint: hints.labels)
-    guard x.dimensions.count >= 2 else {
+    let x = try readArray(path: images, hint: hints.images)
+    let y = try readArray(path: labels, hint: hints.labels)
+    guard x.shape.count >= 2 else {
         throw .mismatch(
             images,
             reason:
-                "expected an image file (3 dimensions: count × rows × columns), found \(x.dimensions.count) dimension(s)"
+                "expected samples (2 or more dimensions: count × features, or count × rows × columns), found \(x.shape.count) dimension(s)"
         )
     }
-    guard y.dimensions.count == 1 else {
-        throw .mismatch(labels, reason: "expected a label file (1 dimension), found \(y.dimensions.count) dimensions")
+    let labelValues = try y.classLabels(path: labels)
+    guard x.shape[0] == labelValues.count else {
+        throw .mismatch(labels, reason: "holds \(labelValues.count) labels but \(images) holds \(x.shape[0]) samples")
     }
-    guard x.dimensions[0] == y.dimensions[0] else {
-        throw .mismatch(labels, reason: "holds \(y.dimensions[0]) labels but \(images) holds \(x.dimensions[0]) images")
+    guard x.shape[0] > 0 else { throw .mismatch(images, reason: "holds no samples") }
+    if let (sample, feature) = x.firstNonFinite() {
+        throw .mismatch(
+            images,
+            reason: "sample \(sample), value \(feature) is not a finite number; fill or drop missing values first")
     }
-    guard x.dimensions[0] > 0 else { throw .mismatch(images, reason: "holds no samples") }
-    let features = x.dimensions.dropFirst().reduce(1, *)
-    let labelValues = y.bytes.map { Int32($0) }
-    let classes = Int(labelValues.max() ?? 0) + 1
-    return Dataset(name: name, features: features, classes: max(classes, 2), bytes: x.bytes, labels: labelValues)
+    let features = x.featuresPerSample
+    let classes = max(Int(labelValues.max() ?? 0) + 1, 2)
+    switch x.values {
+    case .bytes(let b): return Dataset(name: name, features: features, classes: classes, bytes: b, labels: labelValues)
+    case .integers(let v):
+        return Dataset(
+            name: name, features: features, classes: classes, values: v.map { Float($0) }, labels: labelValues)
+    case .floats(let v):
+        return Dataset(name: name, features: features, classes: classes, values: v, labels: labelValues)
+    }
 }
 
 /// FizzBuzz as Data Science from Scratch sets it up.

@@ -1,5 +1,7 @@
 // IDX, the format of MNIST and Fashion-MNIST: a 4-byte magic (0, 0, type, ndims), ndims big-endian UInt32
-// dimensions, then the data, row-major. Loom reads unsigned-byte files (type 0x08), raw or gzip-compressed.
+// dimensions, then the data, row-major and big-endian, raw or gzip-compressed. Every type the format defines is
+// read: 0x08 unsigned byte, 0x09 signed byte, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64
+// (Arrays.swift turns them into numbers).
 import CZlib
 import Foundation
 
@@ -18,7 +20,7 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
         case .missingFile(let p, let hint): "\(p): no such file; \(hint)"
         case .unreadable(let p, let reason): "\(p): cannot read: \(reason)"
         case .badMagic(let p, let found):
-            "\(p): not an IDX file of unsigned bytes (magic number \(found), expected 0x00000801 or 0x00000803)"
+            "\(p): neither an IDX nor a .npy file (magic number \(found); IDX starts 00 00, then a type 08, 09, 0B, 0C, 0D or 0E and 1-4 dimensions)"
         case .truncated(let p, let expected, let found):
             "\(p): truncated IDX file: the header promises \(expected) bytes, the file holds \(found)"
         case .corrupt(let p, let reason): "\(p): corrupt: \(reason)"
@@ -29,13 +31,18 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The dimensions and bytes of one IDX file.
+/// The dimensions, element type and (big-endian) value bytes of one IDX file.
 public struct IDXArray {
     public var dimensions: [Int]
     public var bytes: [UInt8]
+    /// 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64.
+    public var type: UInt8 = 0x08
 }
 
-/// Reads an IDX file of unsigned bytes (gzip or raw), validating magic, dimensions and length.
+/// Bytes per value of each IDX type.
+let idxSizes: [UInt8: Int] = [0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8]
+
+/// Reads an IDX file (gzip or raw), validating magic, dimensions and length.
 /// `hint` says what to change when the file does not exist.
 public func readIDX(path: String, hint: String = "") throws(DataError) -> IDXArray {
     guard FileManager.default.fileExists(atPath: path) else {
@@ -53,7 +60,7 @@ public func readIDX(path: String, hint: String = "") throws(DataError) -> IDXArr
 public func parseIDX(_ data: [UInt8], path: String) throws(DataError) -> IDXArray {
     guard data.count >= 4 else { throw .truncated(path, expected: 4, found: data.count) }
     let magic = data[0..<4].map { String(format: "%02x", $0) }.joined()
-    guard data[0] == 0, data[1] == 0, data[2] == 0x08, (1...4).contains(Int(data[3])) else {
+    guard data[0] == 0, data[1] == 0, let size = idxSizes[data[2]], (1...4).contains(Int(data[3])) else {
         throw .badMagic(path, found: "0x" + magic)
     }
     let ndims = Int(data[3])
@@ -70,11 +77,12 @@ public func parseIDX(_ data: [UInt8], path: String) throws(DataError) -> IDXArra
         if overflow || product > 1 << 34 { throw .corrupt(path, reason: "dimensions \(dims) are implausibly large") }
         total = product
     }
+    total *= size
     guard data.count >= header + total else { throw .truncated(path, expected: header + total, found: data.count) }
     guard data.count == header + total else {
         throw .corrupt(path, reason: "\(data.count - header - total) bytes after the data the header describes")
     }
-    return IDXArray(dimensions: dims, bytes: Array(data[header...]))
+    return IDXArray(dimensions: dims, bytes: Array(data[header...]), type: data[2])
 }
 
 /// Inflates a gzip stream with zlib.

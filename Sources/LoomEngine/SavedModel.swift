@@ -86,17 +86,17 @@ public struct SavedModel {
     }
 }
 
-/// The images of a prediction input: an IDX image file (every image), a PGM or a PNG file.
+/// The samples of a prediction input: an IDX or .npy file (every sample), a PGM or a PNG file.
 public func readPredictionInputs(_ path: String, features: Int) throws(LoomError) -> [(String, [Float])] {
     let bytes = FileManager.default.contents(atPath: path).map { [UInt8]($0) } ?? []
-    let isIDX =
-        bytes.count >= 4 && bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 8
-        || bytes.count >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
-    if isIDX {
-        let array: IDXArray
-        do { array = try readIDX(path: path) } catch { throw .data(error) }
-        let per = array.dimensions.dropFirst().reduce(1, *)
-        guard array.dimensions.count >= 2 else {
+    let isArray =
+        bytes.count >= 4 && bytes[0] == 0 && bytes[1] == 0 && (8...14).contains(bytes[2])
+        || bytes.count >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b || bytes.starts(with: [0x93, 0x4E, 0x55, 0x4D])
+    if isArray {
+        let array: NumericArray
+        do { array = try readArray(path: path) } catch { throw .data(error) }
+        let per = array.featuresPerSample
+        guard array.shape.count >= 2 else {
             throw .data(
                 .mismatch(
                     path,
@@ -105,12 +105,10 @@ public func readPredictionInputs(_ path: String, features: Int) throws(LoomError
                 ))
         }
         guard per == features else {
-            let shape = array.dimensions.dropFirst().map(String.init).joined(separator: "×")
+            let shape = array.shape.dropFirst().map(String.init).joined(separator: "×")
             throw .data(.mismatch(path, reason: "holds samples of \(shape) values; the model takes \(features)"))
         }
-        return (0..<array.dimensions[0]).map { i in
-            ("\(path)[\(i)]", array.bytes[i * per..<(i + 1) * per].map { Float($0) / 255 })
-        }
+        return (0..<array.shape[0]).map { i in ("\(path)[\(i)]", array.sample(i)) }
     }
     let image: GreyImage
     do { image = try readImage(path: path) } catch { throw .data(error) }

@@ -53,8 +53,8 @@ struct IDXTests {
     @Test("a wrong magic number is named")
     func badMagic() {
         let dir = tempDir()
-        write([0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0], dir + "/floats")
-        #expect(throws: DataError.badMagic(dir + "/floats", found: "0x00000d01")) { try readIDX(path: dir + "/floats") }
+        write([0, 0, 0x0A, 1, 0, 0, 0, 1, 0], dir + "/type0a")  // 0x0A is no IDX type
+        #expect(throws: DataError.badMagic(dir + "/type0a", found: "0x00000a01")) { try readIDX(path: dir + "/type0a") }
         write(Array("hello world!".utf8), dir + "/text")
         #expect(throws: DataError.self) { try readIDX(path: dir + "/text") }
     }
@@ -89,7 +89,7 @@ struct IDXTests {
         #expect {
             try loadIDX(images: dir + "/images", labels: dir + "/labels", name: "t")
         } throws: { error in
-            "\(error)" == "\(dir)/labels: holds 4 labels but \(dir)/images holds 3 images"
+            "\(error)" == "\(dir)/labels: holds 4 labels but \(dir)/images holds 3 samples"
         }
     }
 

@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+
+/// A C-order little-endian .npy file of float32 (`f4`) or int64 (`i8`) values.
+func npy(_ descr: String, shape: [Int], _ payload: [UInt8]) -> Data {
+    let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+    var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
+    while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+    header += "\n"
+    let n = header.utf8.count
+    return Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(n & 255), UInt8(n >> 8)] + Array(header.utf8) + payload)
+}
+
+/// Three classes of points in the plane around three centres (a fixed pseudo-random sequence).
+func blobs(_ n: Int, seed: UInt64) -> (x: [Float], y: [Int64]) {
+    var state = seed
+    func uniform() -> Float {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Float(state >> 40) / Float(1 << 24)
+    }
+    let centres: [(Float, Float)] = [(0, 0), (3, 0), (0, 3)]
+    var x: [Float] = []
+    var y: [Int64] = []
+    for i in 0..<n {
+        let c = i % 3
+        x += [centres[c].0 + 2 * uniform() - 1, centres[c].1 + 2 * uniform() - 1, uniform()]
+        y.append(Int64(c))
+    }
+    return (x, y)
+}
+
+@Suite("Bring your own arrays: .npy and IDX files of any type")
+struct ArrayDataTests {
+    @Test("a float32 .npy with int64 labels trains to > 0.9 test accuracy, the same digest for 1, 2 and 3 workers")
+    func trainsOnNumPyArrays() throws {
+        let dir = scratch()
+        let (trainX, trainY) = blobs(600, seed: 1)
+        let (testX, testY) = blobs(150, seed: 2)
+        func bytes<T>(_ xs: [T]) -> [UInt8] { xs.withUnsafeBytes { Array($0) } }
+        try npy("<f4", shape: [600, 3], bytes(trainX)).write(to: URL(fileURLWithPath: dir + "/x.npy"))
+        try npy("<i8", shape: [600], bytes(trainY)).write(to: URL(fileURLWithPath: dir + "/y.npy"))
+        try npy("<f4", shape: [150, 3], bytes(testX)).write(to: URL(fileURLWithPath: dir + "/tx.npy"))
+        try npy("<i8", shape: [150], bytes(testY)).write(to: URL(fileURLWithPath: dir + "/ty.npy"))
+        let config = """
+            model:
+              layers:
+                - {type: dense, units: 16, activation: relu}
+                - {type: dense, units: 3, activation: softmax}
+            loss: sparse_categorical_crossentropy
+            optimizer: {name: adam, learning_rate: 0.01}
+            data: {dataset: arrays, train_x: x.npy, train_y: y.npy, test_x: tx.npy, test_y: ty.npy}
+            training: {epochs: 20, batch_size: 32}
+            """
+        try config.write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        var digests: [Substring] = []
+        for workers in ["1", "2", "3"] {
+            let o = try loom(["train", dir + "/c.yaml", "--workers", workers, "-q"])
+            #expect(o.status == 0, "\(o.stderr)")
+            if let line = o.stdout.split(separator: "\n").first(where: { $0.hasPrefix("test_loss") }),
+                let accuracy = Double(line.split(separator: " ")[4])
+            {
+                #expect(accuracy > 0.9, "\(line)")
+            } else {
+                Issue.record("no test line: \(o.stdout)")
+            }
+            digests.append(digest(o) ?? "")
+        }
+        #expect(Set(digests).count == 1 && !digests[0].isEmpty)
+        // A missing file names the key to set; a NaN names the sample.
+        expectOneLineError(try loom(["train", dir + "/c.yaml", "--set", "data.train_x=nope.npy"]), ["nope.npy"])
+        var withNaN = trainX
+        withNaN[4] = .nan
+        try npy("<f4", shape: [600, 3], bytes(withNaN)).write(to: URL(fileURLWithPath: dir + "/nan.npy"))
+        expectOneLineError(
+            try loom(["train", dir + "/c.yaml", "--set", "data.train_x=\(dir)/nan.npy"]),
+            ["sample 1, value 1 is not a finite number"])
+    }
+}
