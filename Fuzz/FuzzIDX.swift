@@ -1,5 +1,5 @@
-// libFuzzer target: the array readers — IDX of every type and NumPy .npy (gzip detection, zlib inflation,
-// header parsing, length validation, value conversion) — on arbitrary bytes. Built by Fuzz/run with the reader's own source file; any crash or sanitizer report is a bug.
+// libFuzzer target: the data readers — IDX of every type, NumPy .npy and CSV (gzip detection, zlib inflation,
+// header parsing, length validation, value conversion, quoting) — on arbitrary bytes. Built by Fuzz/run with the reader's own source file; any crash or sanitizer report is a bug.
 import Foundation
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -9,6 +9,7 @@ public func fuzzIDX(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         guard let inflated = try? gunzip(bytes, path: "fuzz") else { return 0 }
         bytes = inflated
     }
+    _ = bytes.withUnsafeBufferPointer { try? parseCSV($0, path: "fuzz", options: CSVOptions()) }
     if bytes.starts(with: npyMagic) {
         _ = try? parseNPY(bytes, path: "fuzz")
     } else if let idx = try? parseIDX(bytes, path: "fuzz") {

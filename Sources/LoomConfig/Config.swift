@@ -169,11 +169,22 @@ public struct RunConfig: Equatable, Sendable {
         case .globalNorm(let c): out += "  global_clipnorm: \(c)\n"
         }
         out += "data:\n  dataset: \(data.dataset)\n"
+        let csv = data.dataset == "csv"
         for (key, value) in [
-            ("path", data.path), ("train_images", data.trainImages), ("train_labels", data.trainLabels),
-            ("test_images", data.testImages), ("test_labels", data.testLabels),
+            ("path", data.path), (csv ? "train" : "train_images", data.trainImages), ("train_labels", data.trainLabels),
+            (csv ? "test" : "test_images", data.testImages), ("test_labels", data.testLabels),
         ] {
             if let value { out += "  \(key): \"\(value)\"\n" }
+        }
+        if let scale = data.scale { out += "  scale: \(scale)\n" }
+        if csv {
+            let c = data.csv
+            if let split = data.testSplit { out += "  test_split: \(split)\n" }
+            out += "  target: \"\(c.target)\"\n"
+            if let f = c.features { out += "  features: [\(f.map { "\"\($0)\"" }.joined(separator: ", "))]\n" }
+            if let h = c.header { out += "  header: \(h)\n" }
+            if c.skipRows > 0 { out += "  skip_rows: \(c.skipRows)\n" }
+            if let d = c.delimiter { out += "  delimiter: \"\(d == 9 ? "tab" : String(UnicodeScalar(d)))\"\n" }
         }
         out += "training:\n  epochs: \(training.epochs)\n  batch_size: \(training.batchSize)\n"
         out += "  seed: \(training.seed)\n  shuffle: \(training.shuffle)\n"

@@ -685,7 +685,8 @@ struct Reader {
             node, path,
             allowed: [
                 "dataset", "path", "train_images", "train_labels", "test_images", "test_labels", "train_x", "train_y",
-                "test_x", "test_y",
+                "test_x", "test_y", "train", "test", "test_split", "target", "features", "header", "skip_rows",
+                "delimiter", "scale",
             ])
         let dataset = try name(
             required(m, "dataset", path, parent: node), join(path, "dataset"), from: DataSource.known, what: "dataset")
@@ -704,11 +705,71 @@ struct Reader {
             if let v = try s(a) { return v }
             return try s(b)
         }
-        return DataSource(
+        var source = DataSource(
             dataset: dataset, path: try s("path"), trainImages: try either("train_images", "train_x"),
             trainLabels: try either("train_labels", "train_y"), testImages: try either("test_images", "test_x"),
             testLabels: try either("test_labels", "test_y"),
             searchRoots: baseDirectory.map { DataSource.ancestors(of: $0) } ?? [])
+        try csv(m, path, into: &source, file: s)
+        if let n = m["scale"] {
+            guard ["arrays", "idx", "csv"].contains(dataset) else {
+                throw fail(
+                    n, join(path, "scale"), "applies to datasets arrays, idx and csv (\(dataset) is scaled already)")
+            }
+            source.scale = try number(
+                n, join(path, "scale"), { $0 > 0 && $0.isFinite }, "a positive factor, e.g. 0.00392156862745098 (1/255)"
+            )
+        }
+        return source
+    }
+
+    /// The CSV keys of the data section: train, test, test_split, target, features, header, skip_rows, delimiter.
+    func csv(
+        _ m: [String: Node], _ path: String, into source: inout DataSource,
+        file: (String) throws(ConfigError) -> String?
+    ) throws(ConfigError) {
+        let keys = ["train", "test", "test_split", "target", "features", "header", "skip_rows", "delimiter"]
+        if source.dataset != "csv" {
+            if let key = keys.first(where: { m[$0] != nil }) {
+                throw fail(
+                    m[key]!, join(path, key), "is a key of dataset csv only (this data section reads \(source.dataset))"
+                )
+            }
+            return
+        }
+        if let train = try file("train") { source.trainImages = train }
+        if let test = try file("test") { source.testImages = test }
+        if let n = m["test_split"] {
+            source.testSplit = try number(n, join(path, "test_split"), { $0 > 0 && $0 < 1 }, "a fraction in (0, 1)")
+        }
+        func text(_ n: Node, _ key: String) throws(ConfigError) -> String {
+            guard case .scalar(let v) = n, !v.string.isEmpty else {
+                throw fail(n, join(path, key), "expected a column name or index, found \(describe(n))")
+            }
+            return v.string
+        }
+        if let n = m["target"] { source.csv.target = try text(n, "target") }
+        if let n = m["features"] {
+            guard case .sequence(let items) = n, !items.isEmpty else {
+                throw fail(
+                    n, join(path, "features"), "expected a list of column names or indices, found \(describe(n))")
+            }
+            var names: [String] = []
+            for item in items { names.append(try text(item, "features")) }
+            source.csv.features = names
+        }
+        if let n = m["header"] { source.csv.header = try bool(n, join(path, "header")) }
+        if let n = m["skip_rows"] {
+            source.csv.skipRows = try int(n, join(path, "skip_rows"), min: 0, what: "a line count")
+        }
+        if let n = m["delimiter"] {
+            let v = try text(n, "delimiter")
+            let named: [String: UInt8] = [",": 44, ";": 59, "\\t": 9, "\t": 9, "tab": 9]
+            guard let d = named[v] else {
+                throw fail(n, join(path, "delimiter"), "expected ',', ';' or tab, found '\(v)'")
+            }
+            source.csv.delimiter = d
+        }
     }
 
     func checkpoint(_ node: Node) throws(ConfigError) -> CheckpointConfig {

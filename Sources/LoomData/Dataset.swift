@@ -36,14 +36,14 @@ public final class Dataset: @unchecked Sendable {
         deinit { pointer.deallocate() }
     }
 
-    /// A data set of byte samples (pixels), each `features` bytes, scaled by 1/255 on gathering.
-    public init(name: String, features: Int, classes: Int, bytes: [UInt8], labels: [Int32]) {
+    /// A data set of byte samples (pixels), each `features` bytes, scaled by `scale` (1/255) on gathering.
+    public init(name: String, features: Int, classes: Int, bytes: [UInt8], labels: [Int32], scale: Float = 1 / 255) {
         precondition(bytes.count == features * labels.count)
         self.name = name
         self.features = features
         self.classes = classes
         count = labels.count
-        storage = .bytes(ByteStore(bytes), scale: 1 / 255)
+        storage = .bytes(ByteStore(bytes), scale: scale)
         labelStore = LabelStore(labels)
         first = 0
     }
@@ -62,6 +62,18 @@ public final class Dataset: @unchecked Sendable {
         first = 0
     }
 
+    /// A data set of float samples already in an aligned buffer (at least features × labels.count floats).
+    public init(name: String, features: Int, classes: Int, floats: AlignedBuffer, labels: [Int32]) {
+        precondition(floats.count >= features * labels.count)
+        self.name = name
+        self.features = features
+        self.classes = classes
+        count = labels.count
+        storage = .floats(floats)
+        labelStore = LabelStore(labels)
+        first = 0
+    }
+
     private init(_ parent: Dataset, range: Range<Int>, name: String) {
         self.name = name
         features = parent.features
@@ -70,6 +82,14 @@ public final class Dataset: @unchecked Sendable {
         storage = parent.storage
         labelStore = parent.labelStore
         first = parent.first + range.lowerBound
+    }
+
+    /// Bytes of the samples and labels this data set holds (shared with its subsets).
+    public var storageBytes: Int {
+        switch storage {
+        case .bytes: count * features + count * 4
+        case .floats: count * features * 4 + count * 4
+        }
     }
 
     /// Samples `range`, sharing storage (Keras' validation_split takes the last fraction this way).

@@ -5,7 +5,9 @@
 //   fizzbuzz       Data Science from Scratch ch. 18/19: n in 101...1023 binary-encoded (10 bits) for training,
 //                  1...100 for testing; classes: number, fizz, buzz, fizzbuzz
 //   xor            the four XOR points (the test set is the same four points)
-//   idx            any pair: data.train_images, data.train_labels, data.test_images, data.test_labels
+//   arrays (idx)   sample and label files by path (.npy or IDX): data.train_x, train_y, test_x, test_y
+//   csv            a table: data.train (and data.test, or data.test_split: the last fraction of train), the
+//                  class column data.target, feature columns data.features (CSVOptions)
 import Foundation
 
 /// Where to find a dataset's files. Paths written in a config file are already resolved against the config's
@@ -19,6 +21,12 @@ public struct DataSource: Sendable, Equatable {
     public var testImages: String?
     public var testLabels: String?
     public var searchRoots: [String]
+    /// CSV: how to read the table, and the fraction of the training file's last rows held out as the test set
+    /// when there is no test file.
+    public var csv = CSVOptions()
+    public var testSplit: Double?
+    /// Arrays and CSV: every feature value is multiplied by this when loaded (unsigned bytes: instead of 1/255).
+    public var scale: Double?
 
     public init(
         dataset: String, path: String? = nil, trainImages: String? = nil, trainLabels: String? = nil,
@@ -33,7 +41,7 @@ public struct DataSource: Sendable, Equatable {
         self.searchRoots = searchRoots
     }
 
-    public static let known = ["mnist", "fashion-mnist", "fizzbuzz", "xor", "idx", "arrays"]
+    public static let known = ["mnist", "fashion-mnist", "fizzbuzz", "xor", "idx", "arrays", "csv"]
 
     /// The folders above `directory` (itself first), for `searchRoots`.
     public static func ancestors(of directory: String) -> [String] {
@@ -65,6 +73,11 @@ public enum Split: String, Sendable {
 
 /// Loads the train and test sets a source names.
 public func loadDataset(_ source: DataSource) throws(DataError) -> DataSplits {
+    if source.dataset == "csv", source.testImages == nil, source.testSplit != nil {
+        // Both splits from one table: parse it once.
+        let (train, test) = try loadCSVSplits(source, scale: source.scale.map(Float.init))
+        return DataSplits(train: train, test: test)
+    }
     let train = try loadSplit(source, .train)
     let test = try loadSplit(source, .test)
     guard train.features == test.features else {
@@ -88,6 +101,8 @@ public func loadSplit(_ source: DataSource, _ split: Split) throws(DataError) ->
             hint: "install it with `apt-get install dataset-fashion-mnist`, or set data.path to its folder")
     case "fizzbuzz": return split == .train ? fizzBuzz().train : fizzBuzz().test
     case "xor": return xor().train
+    case "csv":
+        return try loadCSVSplit(source, split, scale: source.scale.map(Float.init))
     case "idx", "arrays":
         let (imagesKey, labelsKey) = ("\(split)_images", "\(split)_labels")
         let (images, labels) =
@@ -97,7 +112,8 @@ public func loadSplit(_ source: DataSource, _ split: Split) throws(DataError) ->
         let hint = "set data.%@ to the file's path (relative to the config file, or absolute)"
         return try loadIDX(
             images: images, labels: labels, name: "\(split)",
-            hints: (String(format: hint, imagesKey), String(format: hint, labelsKey)))
+            hints: (String(format: hint, imagesKey), String(format: hint, labelsKey)),
+            scale: source.scale.map(Float.init))
     default: throw .unknownDataset(source.dataset, known: DataSource.known)
     }
 }
@@ -122,7 +138,8 @@ func loadIDXFolder(_ directory: String, _ split: Split, name: String, hint: Stri
 /// samples are pixels (kept as bytes, scaled to [0, 1] when gathered); other types are read as floats, which
 /// must be finite. Labels are class indices of any width (more than 256 classes are fine).
 public func loadIDX(
-    images: String, labels: String, name: String, hints: (images: String, labels: String) = ("", "")
+    images: String, labels: String, name: String, hints: (images: String, labels: String) = ("", ""),
+    scale: Float? = nil
 ) throws(DataError) -> Dataset {
     let x = try readArray(path: images, hint: hints.images)
     let y = try readArray(path: labels, hint: hints.labels)
@@ -146,12 +163,17 @@ public func loadIDX(
     let features = x.featuresPerSample
     let classes = max(Int(labelValues.max() ?? 0) + 1, 2)
     switch x.values {
-    case .bytes(let b): return Dataset(name: name, features: features, classes: classes, bytes: b, labels: labelValues)
+    case .bytes(let b):
+        return Dataset(
+            name: name, features: features, classes: classes, bytes: b, labels: labelValues, scale: scale ?? 1 / 255)
     case .integers(let v):
         return Dataset(
-            name: name, features: features, classes: classes, values: v.map { Float($0) }, labels: labelValues)
+            name: name, features: features, classes: classes, values: v.map { Float($0) * (scale ?? 1) },
+            labels: labelValues)
     case .floats(let v):
-        return Dataset(name: name, features: features, classes: classes, values: v, labels: labelValues)
+        return Dataset(
+            name: name, features: features, classes: classes, values: scale.map { s in v.map { $0 * s } } ?? v,
+            labels: labelValues)
     }
 }
 
@@ -171,4 +193,46 @@ public func xor() -> DataSplits {
     let y: [Int32] = [0, 1, 1, 0]
     let d = Dataset(name: "xor", features: 2, classes: 2, values: x, labels: y)
     return DataSplits(train: d, test: d)
+}
+
+/// One split of a CSV source: its own file, or the last `testSplit` of the training file (the test split) and
+/// the rows before it (the training split).
+func loadCSVSplit(_ source: DataSource, _ split: Split, scale: Float?) throws(DataError) -> Dataset {
+    guard source.trainImages != nil else {
+        throw .mismatch("data", reason: "dataset 'csv' needs data.train (a CSV file)")
+    }
+    let hint = "set data.%@ to the file's path (relative to the config file, or absolute)"
+    if split == .test, let testPath = source.testImages {
+        return try dataset(
+            readCSV(path: testPath, options: source.csv, hint: String(format: hint, "test")), "test", scale: scale)
+    }
+    guard source.testImages != nil || source.testSplit != nil else {
+        throw .mismatch("data", reason: "dataset 'csv' needs data.test (a CSV file) or data.test_split (e.g. 0.2)")
+    }
+    if source.testImages != nil { return try loadCSVSplits(source, scale: scale).train }
+    let (train, test) = try loadCSVSplits(source, scale: scale)
+    return split == .train ? train : test
+}
+
+/// The training file, whole (with a test file) or cut by `testSplit` into the training rows and the last
+/// fraction (the test split), from one parse.
+func loadCSVSplits(_ source: DataSource, scale: Float?) throws(DataError) -> (train: Dataset, test: Dataset) {
+    let trainPath = source.trainImages ?? ""
+    let hint = "set data.train to the file's path (relative to the config file, or absolute)"
+    let all = try dataset(readCSV(path: trainPath, options: source.csv, hint: hint), "train", scale: scale)
+    guard let fraction = source.testSplit, source.testImages == nil else { return (all, all) }
+    let held = Int((Double(all.count) * fraction).rounded(.down))
+    guard held > 0 && held < all.count else {
+        throw .mismatch(
+            trainPath, reason: "data.test_split \(fraction) of \(all.count) rows leaves no test or no training rows")
+    }
+    return (all.subset(0..<all.count - held), all.subset(all.count - held..<all.count, name: "test"))
+}
+
+func dataset(_ table: CSVTable, _ name: String, scale: Float?) -> Dataset {
+    let classes = max(table.classNames?.count ?? 0, Int(table.labels.max() ?? 0) + 1, 2)
+    if let scale {
+        for i in 0..<table.labels.count * table.features { table.values.pointer[i] *= scale }
+    }
+    return Dataset(name: name, features: table.features, classes: classes, floats: table.values, labels: table.labels)
 }

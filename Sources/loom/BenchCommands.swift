@@ -11,7 +11,39 @@ import LoomNN
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure kernel speed and scaling.",
-        subcommands: [KernelsBench.self, StepBench.self, ScalingBench.self, ProjectBench.self])
+        subcommands: [KernelsBench.self, StepBench.self, ScalingBench.self, ProjectBench.self, LoadBench.self])
+}
+
+struct LoadBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load",
+        abstract: "Time loading a config's data set, and the memory it holds afterwards against its arrays' bytes.")
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        let config: RunConfig
+        do { config = try options.load() } catch { fail(error) }
+        let before = residentBytes()
+        let start = monotonicSeconds()
+        let data: DataSplits
+        do { data = try loadDataset(config.data) } catch { fail(.data(error)) }
+        let seconds = monotonicSeconds() - start
+        let grown = residentBytes() - before
+        let arrays = [data.train, data.test].reduce(0) { $0 + $1.storageBytes }
+        print(
+            String(
+                format:
+                    "loaded %d training and %d test samples of %d features in %.3f s; arrays %.1f MB, resident memory grew by %.1f MB (%.2f× the arrays)",
+                data.train.count, data.test.count, data.train.features, seconds, Double(arrays) / 1e6,
+                Double(grown) / 1e6, arrays > 0 ? Double(grown) / Double(arrays) : 0))
+    }
+
+    /// This process's resident memory now (/proc/self/statm).
+    func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
+    }
 }
 
 struct KernelsBench: ParsableCommand {

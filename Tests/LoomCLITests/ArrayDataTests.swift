@@ -76,3 +76,25 @@ struct ArrayDataTests {
             ["sample 1, value 1 is not a finite number"])
     }
 }
+
+/// configs/digits.yaml reads a file of Debian's python3-sklearn (CI installs it).
+let digitsFile = "/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz"
+
+@Suite("The shipped CSV example")
+struct DigitsConfigTests {
+    @Test(
+        "configs/digits.yaml: scikit-learn's reference accuracy (≥ 0.91), the same digest for 1, 2 and 3 workers",
+        .enabled(if: FileManager.default.fileExists(atPath: digitsFile), "needs python3-sklearn's digits.csv.gz"))
+    func digits() throws {
+        var digests: [Substring] = []
+        for workers in ["1", "2", "3"] {
+            let o = try loom(["train", "configs/digits.yaml", "--workers", workers, "-q"])
+            #expect(o.status == 0, "\(o.stderr)")
+            let line = o.stdout.split(separator: "\n").first { $0.hasPrefix("test_loss") } ?? ""
+            #expect(line.contains("(449 samples)"), "\(line)")
+            #expect((Double(line.split(separator: " ").dropFirst(4).first ?? "") ?? 0) >= 0.91, "\(line)")
+            digests.append(digest(o) ?? "")
+        }
+        #expect(Set(digests).count == 1 && !digests[0].isEmpty)
+    }
+}

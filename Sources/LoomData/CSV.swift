@@ -1,0 +1,475 @@
+// CSV: numeric tables with a class column, parsed in one pass over the file's bytes into one preallocated float
+// array (no allocation per row or field). Fields may be quoted ("1.5", "a ""b"""); the delimiter is a comma, a
+// semicolon or a tab (found from the first row when not given); the first row is a header when asked, or, by
+// default, when one of its fields is not a number. Numbers are read as float64 and rounded to float32, as NumPy's
+// loaders do (Clinger's exact fast path for up to 15 significant digits and powers of ten up to 22, the C
+// library's strtod otherwise). A missing or non-numeric value is refused with file:line:column.
+import Foundation
+
+#if canImport(LoomKernelTypes)  // (the fuzzer compiles this file with AlignedBuffer.swift, outside the package)
+    import LoomKernelTypes
+#endif
+
+/// How to read a CSV file: which column holds the class, which hold the features.
+public struct CSVOptions: Sendable, Equatable {
+    /// The class column: a header name, or an index (negative counts from the end; default: the last column).
+    public var target: String = "-1"
+    /// Feature columns (names or indices); nil: every column but the target.
+    public var features: [String]?
+    /// true / false / nil (auto: a first row with a non-numeric field is a header).
+    public var header: Bool?
+    /// Lines skipped before the header or the first row (scikit-learn's files start with a count line).
+    public var skipRows = 0
+    /// nil: found from the first row.
+    public var delimiter: UInt8?
+
+    public init() {}
+}
+
+/// A CSV file read as samples (float features) and class labels, with the class names when the class column
+/// held text (sorted, as scikit-learn's LabelEncoder numbers them).
+public struct CSVTable: Sendable {
+    public var features: Int
+    /// Row-major samples (at least labels.count × features floats; the table's rows are parsed straight into
+    /// the buffer a data set keeps).
+    public var values: AlignedBuffer
+    public var labels: [Int32]
+    public var classNames: [String]?
+    public var columnNames: [String]?
+
+    /// The samples as an array (a copy, for tests).
+    public var valueArray: [Float] { Array(values.buffer.prefix(labels.count * features)) }
+}
+
+/// Reads a CSV file (raw or gzip).
+public func readCSV(path: String, options: CSVOptions, hint: String = "") throws(DataError) -> CSVTable {
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw .missingFile(path, hint: hint.isEmpty ? "check the path" : hint)
+    }
+    let mapped: Data
+    do { mapped = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+        throw .unreadable(path, reason: error.localizedDescription)
+    }
+    if mapped.count >= 2 && mapped[0] == 0x1f && mapped[1] == 0x8b {
+        let inflated = try gunzip([UInt8](mapped), path: path)
+        return try inflated.withUnsafeBufferPointer { b throws(DataError) in
+            try parseCSV(b, path: path, options: options)
+        }
+    }
+    do {
+        return try mapped.withUnsafeBytes { raw in
+            try parseCSV(raw.bindMemory(to: UInt8.self), path: path, options: options)
+        }
+    } catch let error as DataError { throw error } catch { throw .unreadable(path, reason: "\(error)") }
+}
+
+/// Parses CSV bytes (already decompressed).
+public func parseCSV(_ bytes: UnsafeBufferPointer<UInt8>, path: String, options: CSVOptions) throws(DataError)
+    -> CSVTable
+{
+    var reader = CSVReader(bytes, path: path)
+    for _ in 0..<options.skipRows { reader.skipLine() }
+    reader.skipBlankLines()
+    guard !reader.atEnd else { throw .mismatch(path, reason: "holds no rows") }
+    let delimiter = options.delimiter ?? reader.guessDelimiter()
+    reader.delimiter = delimiter
+    // The first row: a header, or data.
+    let firstLine = reader.line
+    let first = reader.rowFields()
+    let numeric = first.allSatisfy { parseNumber($0) != nil }
+    let hasHeader = options.header ?? !numeric
+    let columns = first.count
+    let names = hasHeader ? first.map(text) : nil
+    func column(_ spec: String, what: String) throws(DataError) -> Int {
+        if let i = Int(spec) {
+            let c = i < 0 ? columns + i : i
+            guard (0..<columns).contains(c) else {
+                throw .mismatch(path, reason: "the \(what) column \(spec) is outside the \(columns) columns")
+            }
+            return c
+        }
+        guard let names, let c = names.firstIndex(of: spec) else {
+            throw .mismatch(
+                path,
+                reason: names == nil
+                    ? "the \(what) column '\(spec)' needs a header row; give its index instead"
+                    : "no column named '\(spec)' (columns: \(names!.joined(separator: ", ")))")
+        }
+        return c
+    }
+    let target = try column(options.target, what: "target")
+    var featureColumns: [Int] = []
+    if let wanted = options.features {
+        for f in wanted { featureColumns.append(try column(f, what: "feature")) }
+    } else {
+        featureColumns = (0..<columns).filter { $0 != target }
+    }
+    guard !featureColumns.isEmpty else { throw .mismatch(path, reason: "no feature columns besides the target") }
+    // Which column feeds which feature (-1: unused, -2: the target).
+    var role = [Int](repeating: -1, count: columns)
+    for (k, c) in featureColumns.enumerated() { role[c] = k }
+    role[target] = -2
+    // One preallocated array: rows counted first (newlines), then filled in place.
+    let rowsAtMost = reader.remainingLines + (hasHeader ? 0 : 1)
+    let width = featureColumns.count
+    let values = AlignedBuffer(count: rowsAtMost * width, zeroed: false)
+    var numericLabels: [Double] = []
+    numericLabels.reserveCapacity(rowsAtMost)
+    var textLabels: [String] = []
+    var rows = 0
+    do {
+        let out = values.buffer
+        /// Stores one row's fields; `line` for messages.
+        func store(_ fields: [UnsafeBufferPointer<UInt8>], line: Int) throws(DataError) {
+            guard fields.count == columns else {
+                throw .corrupt(path, reason: "line \(line) has \(fields.count) fields, the first row \(columns)")
+            }
+            for (c, field) in fields.enumerated() where role[c] != -1 {
+                if let v = parseNumber(field), v.isFinite || role[c] == -2 {
+                    if role[c] >= 0 {
+                        out[rows * width + role[c]] = Float(v)
+                    } else if textLabels.isEmpty {
+                        numericLabels.append(v)
+                    } else {
+                        textLabels.append(text(field))
+                    }
+                    continue
+                }
+                let value = text(field)
+                let missing = value.isEmpty || ["na", "nan", "null", "none", "?"].contains(value.lowercased())
+                if role[c] == -2 && !missing {
+                    // A class column of names: the numbers seen so far were names too.
+                    if textLabels.isEmpty { textLabels = numericLabels.map { formatLabel($0) } }
+                    textLabels.append(value)
+                    continue
+                }
+                let name = names.map { " ('\($0[c])')" } ?? ""
+                throw .corrupt(
+                    path,
+                    reason: missing
+                        ? "line \(line), column \(c + 1)\(name): a missing value; fill or drop missing values first"
+                        : "line \(line), column \(c + 1)\(name): '\(value)' is not a number")
+            }
+            rows += 1
+        }
+        if !hasHeader { try store(first, line: firstLine) }
+        var fields: [UnsafeBufferPointer<UInt8>] = []
+        fields.reserveCapacity(columns)
+        let p = bytes.baseAddress!
+        let roles = UnsafeMutablePointer<Int>.allocate(capacity: columns)
+        defer { roles.deallocate() }
+        for c in 0..<columns { roles[c] = role[c] }
+        while true {
+            reader.skipBlankLines()
+            if reader.atEnd { break }
+            // Most rows are plain numbers: parsed straight from the bytes into place. Anything else (quotes,
+            // text, an error to report) takes the general path from the row's start.
+            if textLabels.isEmpty, rows < rowsAtMost,
+                let (end, label) = fastRow(
+                    p, from: reader.position, to: bytes.count, columns: columns, role: roles, delimiter: delimiter,
+                    into: out.baseAddress! + rows * width)
+            {
+                numericLabels.append(label)
+                rows += 1
+                reader.position = end
+                reader.line += 1
+                continue
+            }
+            let line = reader.line
+            reader.rowFields(into: &fields)
+            try store(fields, line: line)
+        }
+    }
+    var labels: [Int32]
+    var classNames: [String]?
+    if !textLabels.isEmpty {
+        let names = Array(Set(textLabels)).sorted()
+        let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Int32($0)) })
+        labels = textLabels.map { index[$0]! }
+        classNames = names
+    } else {
+        labels = []
+        labels.reserveCapacity(numericLabels.count)
+        for (i, v) in numericLabels.enumerated() {
+            guard v >= 0, v < Double(Int32.max), v.rounded() == v else {
+                throw .mismatch(
+                    path,
+                    reason: v.rounded() != v
+                        ? "row \(i + 1) has the real-valued target \(v); Loom trains classifiers on class indices (0, 1, 2, …) or names; regression targets are not supported yet"
+                        : "row \(i + 1) has the class \(v); class indices must be 0 … 2³¹−2")
+            }
+            labels.append(Int32(v))
+        }
+    }
+    guard rows > 0 else { throw .mismatch(path, reason: "holds a header but no rows") }
+    let columnNames = names.map { n in featureColumns.map { n[$0] } }
+    return CSVTable(features: width, values: values, labels: labels, classNames: classNames, columnNames: columnNames)
+}
+
+/// A numeric class as the text it was written as (1, not 1.0); any number, inf included.
+/// (Found by the fuzzer: Int(v) trapped on an infinite class before a text class followed it.)
+/// One row of plain numeric fields parsed in place: feature k of `role` into out[k], the target returned; and
+/// where the next line starts. Nil (nothing written that matters) when any field is not a plain finite number
+/// or the row has another number of fields.
+@inline(__always)
+func fastRow(
+    _ p: UnsafePointer<UInt8>, from start: Int, to n: Int, columns: Int, role: UnsafePointer<Int>, delimiter: UInt8,
+    into out: UnsafeMutablePointer<Float>
+) -> (Int, Double)? {
+    var i = start
+    var label = 0.0
+    for c in 0..<columns {
+        while i < n && p[i] == 32 { i += 1 }
+        guard let (v, end) = scanNumber(p, from: i, to: n) else { return nil }
+        i = end
+        while i < n && (p[i] == 32 || p[i] == 13) { i += 1 }
+        if c < columns - 1 {
+            guard i < n && p[i] == delimiter else { return nil }
+        } else {
+            guard i == n || p[i] == 10 else { return nil }
+        }
+        i += 1
+        let r = role[c]
+        if r >= 0 { out[r] = Float(v) } else if r == -2 { label = v }
+    }
+    return (min(i, n), label)
+}
+
+func formatLabel(_ v: Double) -> String { v.isFinite && v.rounded() == v && abs(v) < 1e15 ? String(Int(v)) : String(v) }
+
+/// A field as text, doubled quotes undoubled.
+func text(_ field: UnsafeBufferPointer<UInt8>) -> String {
+    String(decoding: field, as: UTF8.self).replacingOccurrences(of: "\"\"", with: "\"")
+}
+
+/// A cursor over CSV bytes: lines, fields (quotes removed, surrounding spaces trimmed).
+struct CSVReader {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let path: String
+    var position = 0
+    var line = 1
+    var delimiter: UInt8 = UInt8(ascii: ",")
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>, path: String) {
+        self.bytes = bytes
+        self.path = path
+    }
+
+    var atEnd: Bool { position >= bytes.count }
+
+    /// Lines left from here (newlines, plus a last line without one).
+    var remainingLines: Int {
+        guard position < bytes.count, let base = bytes.baseAddress else { return 0 }
+        var n = 0
+        var p = UnsafeRawPointer(base + position)
+        let end = UnsafeRawPointer(base + bytes.count)
+        while p < end, let hit = memchr(p, 10, end - p) {
+            n += 1
+            p = UnsafeRawPointer(hit) + 1
+        }
+        if bytes[bytes.count - 1] != 10 { n += 1 }
+        return n
+    }
+
+    mutating func skipLine() {
+        while position < bytes.count && bytes[position] != 10 { position += 1 }
+        if position < bytes.count {
+            position += 1
+            line += 1
+        }
+    }
+
+    mutating func skipBlankLines() {
+        while position < bytes.count {
+            var p = position
+            while p < bytes.count && (bytes[p] == 32 || bytes[p] == 13 || bytes[p] == 9) { p += 1 }
+            guard p < bytes.count else {
+                position = p
+                return
+            }
+            guard bytes[p] == 10 else { return }
+            position = p + 1
+            line += 1
+        }
+    }
+
+    /// The most frequent of comma, semicolon and tab in the current line, outside quotes.
+    func guessDelimiter() -> UInt8 {
+        var counts: [UInt8: Int] = [44: 0, 59: 0, 9: 0]
+        var quoted = false
+        var p = position
+        while p < bytes.count && (bytes[p] != 10 || quoted) {
+            if bytes[p] == 34 { quoted.toggle() } else if !quoted, counts[bytes[p]] != nil { counts[bytes[p]]! += 1 }
+            p += 1
+        }
+        return counts.max { a, b in a.value < b.value || (a.value == b.value && a.key > b.key) }!.key
+    }
+
+    mutating func rowFields() -> [UnsafeBufferPointer<UInt8>] {
+        var fields: [UnsafeBufferPointer<UInt8>] = []
+        rowFields(into: &fields)
+        return fields
+    }
+
+    /// The fields of the current line, and moves to the next.
+    mutating func rowFields(into fields: inout [UnsafeBufferPointer<UInt8>]) {
+        fields.removeAll(keepingCapacity: true)
+        let base = bytes.baseAddress!
+        while true {
+            var start = position
+            while start < bytes.count && bytes[start] == 32 { start += 1 }
+            var end: Int
+            if start < bytes.count && bytes[start] == 34 {  // quoted
+                // The field is what lies between the quotes; a doubled quote inside stays doubled (no number
+                // holds one; `text` undoubles it for class names).
+                var p = start + 1
+                while p < bytes.count {
+                    if bytes[p] == 34 {
+                        if p + 1 < bytes.count && bytes[p + 1] == 34 {
+                            p += 2
+                            continue
+                        }
+                        break
+                    }
+                    if bytes[p] == 10 { line += 1 }
+                    p += 1
+                }
+                fields.append(UnsafeBufferPointer(start: base + start + 1, count: max(0, p - start - 1)))
+                end = min(p + 1, bytes.count)
+                while end < bytes.count && bytes[end] != delimiter && bytes[end] != 10 { end += 1 }
+            } else {
+                end = start
+                while end < bytes.count && bytes[end] != delimiter && bytes[end] != 10 { end += 1 }
+                var last = end
+                while last > start && (bytes[last - 1] == 32 || bytes[last - 1] == 13) { last -= 1 }
+                fields.append(UnsafeBufferPointer(start: base + start, count: last - start))
+            }
+            position = end
+            if position < bytes.count && bytes[position] == delimiter {
+                position += 1
+                continue
+            }
+            if position < bytes.count {  // newline
+                position += 1
+                line += 1
+            }
+            return
+        }
+    }
+}
+
+/// 10^e for 0 ≤ e ≤ 22, each exact in a Double (a switch: no lazily initialized global on the hot path).
+@inline(__always)
+func exactPower(_ e: Int) -> Double {
+    switch e {
+    case 0: 1e0
+    case 1: 1e1
+    case 2: 1e2
+    case 3: 1e3
+    case 4: 1e4
+    case 5: 1e5
+    case 6: 1e6
+    case 7: 1e7
+    case 8: 1e8
+    case 9: 1e9
+    case 10: 1e10
+    case 11: 1e11
+    case 12: 1e12
+    case 13: 1e13
+    case 14: 1e14
+    case 15: 1e15
+    case 16: 1e16
+    case 17: 1e17
+    case 18: 1e18
+    case 19: 1e19
+    case 20: 1e20
+    case 21: 1e21
+    default: 1e22
+    }
+}
+
+/// A decimal number (optional sign, digits, fraction, exponent) filling the whole field, or nil (strtod reads
+/// what the fast path does not: long mantissas, large exponents, inf).
+@inline(__always)
+func parseNumber(_ field: UnsafeBufferPointer<UInt8>) -> Double? {
+    guard let base = field.baseAddress, field.count > 0 else { return nil }
+    guard let (v, end) = scanNumber(base, from: 0, to: field.count), end == field.count else {
+        return slowNumber(field)
+    }
+    return v
+}
+
+/// Reads a number from p[i...] up to `n`: its value and where it stopped, or nil when it is no plain decimal
+/// number or the fast path would not be exact (the caller then asks strtod).
+@inline(__always)
+func scanNumber(_ p: UnsafePointer<UInt8>, from start: Int, to n: Int) -> (Double, Int)? {
+    var i = start
+    var negative = false
+    if i < n && (p[i] == 45 || p[i] == 43) {  // - +
+        negative = p[i] == 45
+        i += 1
+    }
+    var mantissa: UInt64 = 0
+    var digits = 0
+    var exponent = 0
+    var sawDigit = false
+    while i < n, p[i] &- 48 < 10 {
+        if digits < 19 {
+            mantissa = mantissa &* 10 &+ UInt64(p[i] &- 48)
+            if mantissa > 0 { digits += 1 }
+        } else {
+            exponent += 1
+        }
+        sawDigit = true
+        i += 1
+    }
+    if i < n && p[i] == 46 {  // .
+        i += 1
+        while i < n, p[i] &- 48 < 10 {
+            if digits < 19 {
+                mantissa = mantissa &* 10 &+ UInt64(p[i] &- 48)
+                if mantissa > 0 { digits += 1 }
+                exponent -= 1
+            }
+            sawDigit = true
+            i += 1
+        }
+    }
+    guard sawDigit else { return nil }
+    if i < n && (p[i] == 101 || p[i] == 69) {  // e E
+        i += 1
+        var expNegative = false
+        if i < n && (p[i] == 45 || p[i] == 43) {
+            expNegative = p[i] == 45
+            i += 1
+        }
+        var e = 0
+        var expDigits = false
+        while i < n, p[i] &- 48 < 10 {
+            if e < 100_000 { e = e * 10 + Int(p[i] &- 48) }
+            expDigits = true
+            i += 1
+        }
+        guard expDigits else { return nil }
+        exponent += expNegative ? -e : e
+    }
+    guard digits <= 15 && exponent >= -22 && exponent <= 22 else { return nil }
+    var v = Double(Int64(bitPattern: mantissa))  // < 10^15: a signed conversion is one instruction
+    v = exponent >= 0 ? v * exactPower(exponent) : v / exactPower(-exponent)
+    return (negative ? -v : v, i)
+}
+/// strtod on a NUL-terminated copy (long mantissas, large exponents, inf); nil for anything it does not read
+/// in full, and for NaN (a missing value, not a number).
+func slowNumber(_ field: UnsafeBufferPointer<UInt8>) -> Double? {
+    // Decimal digits, signs, points and exponents only (strtod would also read hex, "inf" and "nan").
+    guard field.count < 128, field.allSatisfy({ $0 &- 48 < 10 || $0 == 43 || $0 == 45 || $0 == 46 || $0 | 32 == 101 })
+    else { return nil }
+    return withUnsafeTemporaryAllocation(of: CChar.self, capacity: field.count + 1) { buffer -> Double? in
+        for (k, b) in field.enumerated() { buffer[k] = CChar(bitPattern: b) }
+        buffer[field.count] = 0
+        var end: UnsafeMutablePointer<CChar>?
+        let v = strtod(buffer.baseAddress!, &end)
+        guard let end, end - buffer.baseAddress! == field.count, !v.isNaN else { return nil }
+        return v
+    }
+}
