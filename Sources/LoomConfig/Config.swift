@@ -177,6 +177,7 @@ public struct RunConfig: Equatable, Sendable {
             if let value { out += "  \(key): \"\(value)\"\n" }
         }
         if let scale = data.scale { out += "  scale: \(scale)\n" }
+        if data.standardize { out += "  standardize: true\n" }
         if csv {
             let c = data.csv
             if let split = data.testSplit { out += "  test_split: \(split)\n" }

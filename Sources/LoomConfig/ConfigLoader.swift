@@ -686,7 +686,7 @@ struct Reader {
             allowed: [
                 "dataset", "path", "train_images", "train_labels", "test_images", "test_labels", "train_x", "train_y",
                 "test_x", "test_y", "train", "test", "test_split", "target", "features", "header", "skip_rows",
-                "delimiter", "scale",
+                "delimiter", "scale", "standardize",
             ])
         let dataset = try name(
             required(m, "dataset", path, parent: node), join(path, "dataset"), from: DataSource.known, what: "dataset")
@@ -711,6 +711,12 @@ struct Reader {
             testLabels: try either("test_labels", "test_y"),
             searchRoots: baseDirectory.map { DataSource.ancestors(of: $0) } ?? [])
         try csv(m, path, into: &source, file: s)
+        if let n = m["standardize"] {
+            guard ["arrays", "idx", "csv"].contains(dataset) else {
+                throw fail(n, join(path, "standardize"), "applies to datasets arrays, idx and csv")
+            }
+            source.standardize = try bool(n, join(path, "standardize"))
+        }
         if let n = m["scale"] {
             guard ["arrays", "idx", "csv"].contains(dataset) else {
                 throw fail(

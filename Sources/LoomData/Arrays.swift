@@ -175,14 +175,15 @@ extension NumericArray {
     /// Values per sample: the first dimension counts the samples.
     public var featuresPerSample: Int { shape.dropFirst().reduce(1, *) }
 
-    /// Sample `i`'s values as floats (bytes as pixels, scaled to [0, 1]).
-    public func sample(_ i: Int) -> [Float] {
+    /// Sample `i`'s values as floats, multiplied by `scale` (default: bytes as pixels, scaled to [0, 1]; other
+    /// types as they are).
+    public func sample(_ i: Int, scale: Float? = nil) -> [Float] {
         let per = featuresPerSample
         let range = i * per..<(i + 1) * per
         switch values {
-        case .bytes(let b): return b[range].map { Float($0) / 255 }
-        case .integers(let v): return v[range].map { Float($0) }
-        case .floats(let v): return Array(v[range])
+        case .bytes(let b): return b[range].map { Float($0) * (scale ?? 1 / 255) }
+        case .integers(let v): return v[range].map { Float($0) * (scale ?? 1) }
+        case .floats(let v): return v[range].map { $0 * (scale ?? 1) }
         }
     }
 

@@ -10,6 +10,8 @@ public final class Dataset: @unchecked Sendable {
     public let features: Int
     public let classes: Int
     public let count: Int
+    /// The classes' names, when the data named them (a CSV class column of text), in class-index order.
+    public private(set) var classNames: [String]?
     /// The raw samples: bytes (scaled by `scale` on gathering) or floats.
     private let storage: Storage
     private let labelStore: LabelStore
@@ -82,6 +84,64 @@ public final class Dataset: @unchecked Sendable {
         storage = parent.storage
         labelStore = parent.labelStore
         first = parent.first + range.lowerBound
+        classNames = parent.classNames
+    }
+
+    /// Names the classes (in class-index order).
+    public func naming(_ names: [String]?) -> Dataset {
+        classNames = names
+        return self
+    }
+
+    /// Each feature's mean and standard deviation over this data set's samples (a zero deviation counts as 1).
+    public func featureStatistics() -> FeatureScaling {
+        var sum = [Double](repeating: 0, count: features)
+        var squares = [Double](repeating: 0, count: features)
+        var row = [Float](repeating: 0, count: features)
+        var label: Int32 = 0
+        for i in 0..<count {
+            row.withUnsafeMutableBufferPointer {
+                gather(range: i, count: 1, into: $0.baseAddress!, ld: features, labels: &label)
+            }
+            for j in 0..<features {
+                sum[j] += Double(row[j])
+                squares[j] += Double(row[j]) * Double(row[j])
+            }
+        }
+        let n = Double(max(1, count))
+        let mean = sum.map { $0 / n }
+        let std = zip(squares, mean).map { s, m in
+            let v = (s / n - m * m).squareRoot()
+            return v > 1e-12 ? v : 1
+        }
+        return FeatureScaling(mean: mean.map(Float.init), std: std.map(Float.init))
+    }
+
+    /// The same samples with each feature standardized, (x − mean) / std: float samples are rewritten in place
+    /// (this data set's rows only, so subsets sharing storage are each done once), byte samples become floats.
+    public func standardized(_ s: FeatureScaling) -> Dataset {
+        precondition(s.mean.count == features && s.std.count == features)
+        switch storage {
+        case .floats(let buffer):
+            for i in first..<first + count {
+                let row = buffer.pointer + i * features
+                for j in 0..<features { row[j] = (row[j] - s.mean[j]) / s.std[j] }
+            }
+            return self
+        case .bytes:
+            var values = [Float](repeating: 0, count: count * features)
+            var labels = [Int32](repeating: 0, count: count)
+            values.withUnsafeMutableBufferPointer { v in
+                labels.withUnsafeMutableBufferPointer { l in
+                    gather(range: 0, count: count, into: v.baseAddress!, ld: features, labels: l.baseAddress!)
+                }
+            }
+            for i in 0..<count {
+                for j in 0..<features { values[i * features + j] = (values[i * features + j] - s.mean[j]) / s.std[j] }
+            }
+            return Dataset(name: name, features: features, classes: classes, values: values, labels: labels).naming(
+                classNames)
+        }
     }
 
     /// Bytes of the samples and labels this data set holds (shared with its subsets).
@@ -145,8 +205,22 @@ public final class Dataset: @unchecked Sendable {
 public struct DataSplits: Sendable {
     public var train: Dataset
     public var test: Dataset
-    public init(train: Dataset, test: Dataset) {
+    /// The standardization applied to both (`data.standardize`), from the training split's statistics.
+    public var scaling: FeatureScaling?
+    public init(train: Dataset, test: Dataset, scaling: FeatureScaling? = nil) {
         self.train = train
         self.test = test
+        self.scaling = scaling
+    }
+}
+
+/// Per-feature standardization, x → (x − mean) / std, as scikit-learn's StandardScaler: its statistics come from
+/// the training samples and are saved with the weights, so evaluation and prediction apply the same transform.
+public struct FeatureScaling: Sendable, Equatable, Codable {
+    public var mean: [Float]
+    public var std: [Float]
+    public init(mean: [Float], std: [Float]) {
+        self.mean = mean
+        self.std = std
     }
 }

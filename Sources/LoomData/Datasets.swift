@@ -27,6 +27,8 @@ public struct DataSource: Sendable, Equatable {
     public var testSplit: Double?
     /// Arrays and CSV: every feature value is multiplied by this when loaded (unsigned bytes: instead of 1/255).
     public var scale: Double?
+    /// Standardize every feature with the training split's mean and deviation (FeatureScaling).
+    public var standardize = false
 
     public init(
         dataset: String, path: String? = nil, trainImages: String? = nil, trainLabels: String? = nil,
@@ -73,19 +75,26 @@ public enum Split: String, Sendable {
 
 /// Loads the train and test sets a source names.
 public func loadDataset(_ source: DataSource) throws(DataError) -> DataSplits {
+    var train: Dataset
+    var test: Dataset
     if source.dataset == "csv", source.testImages == nil, source.testSplit != nil {
         // Both splits from one table: parse it once.
-        let (train, test) = try loadCSVSplits(source, scale: source.scale.map(Float.init))
-        return DataSplits(train: train, test: test)
+        (train, test) = try loadCSVSplits(source, scale: source.scale.map(Float.init))
+    } else {
+        train = try loadSplit(source, .train)
+        test = try loadSplit(source, .test)
     }
-    let train = try loadSplit(source, .train)
-    let test = try loadSplit(source, .test)
+    var scaling: FeatureScaling?
+    if source.standardize {
+        let s = train.featureStatistics()
+        (train, test, scaling) = (train.standardized(s), test.standardized(s), s)
+    }
     guard train.features == test.features else {
         throw .mismatch(
             source.testImages ?? source.dataset,
             reason: "test samples have \(test.features) values, training samples \(train.features)")
     }
-    return DataSplits(train: train, test: test)
+    return DataSplits(train: train, test: test, scaling: scaling)
 }
 
 /// Loads one split of a source (`loom evaluate` needs only the test files).
@@ -235,4 +244,5 @@ func dataset(_ table: CSVTable, _ name: String, scale: Float?) -> Dataset {
         for i in 0..<table.labels.count * table.features { table.values.pointer[i] *= scale }
     }
     return Dataset(name: name, features: table.features, classes: classes, floats: table.values, labels: table.labels)
+        .naming(table.classNames)
 }

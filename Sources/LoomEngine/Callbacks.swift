@@ -23,6 +23,8 @@ public final class Callbacks {
     let configs: [CallbackConfig]
     var states: [State]
     let trainer: Trainer
+    /// Metadata every saved weights file carries (the data's class names and feature scaling).
+    var dataMetadata: [String: String] = [:]
     let runConfig: RunConfig
     /// The weights of the best epoch, for early_stopping's restore_best_weights.
     var bestWeights: [Float]?
@@ -105,7 +107,8 @@ public final class Callbacks {
                     do {
                         // Every rank holds the same weights; one writes them.
                         if trainer.communicator.rank == 0 {
-                            try Checkpoint.saveWeights(trainer.model, config: runConfig, to: path)
+                            try Checkpoint.saveWeights(
+                                trainer.model, config: runConfig, to: path, extra: dataMetadata)
                         }
                     } catch {
                         messages.append("model_checkpoint: cannot write \(path): \(error.localizedDescription)")

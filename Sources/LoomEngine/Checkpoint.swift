@@ -39,12 +39,15 @@ public enum Checkpoint {
         }
     }
 
-    /// Writes the final weights of a run.
-    public static func saveWeights(_ model: Sequential, config: RunConfig, to path: String) throws {
-        let meta = [
+    /// Writes the final weights of a run, with `extra` metadata (the data's class names and feature scaling).
+    public static func saveWeights(
+        _ model: Sequential, config: RunConfig, to path: String, extra: [String: String] = [:]
+    ) throws {
+        var meta = [
             "format": "loom-weights", "config": config.yaml, "input_width": String(model.inputWidth),
             "weights_digest": model.weightsDigest(),
         ]
+        meta.merge(extra) { a, _ in a }
         try atomicWrite(SafeTensors.encode(weightTensors(model), metadata: meta), to: path)
     }
 

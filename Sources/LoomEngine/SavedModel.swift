@@ -11,6 +11,9 @@ public struct SavedModel {
     public let config: RunConfig
     public let tensors: [NamedTensor]
     public let inputWidth: Int
+    /// The class names and the feature standardization of the training data, when it had them.
+    public let classNames: [String]?
+    public let scaling: FeatureScaling?
 
     /// Reads `path` (a Loom weights file or checkpoint) and checks its config.
     public init(path: String) throws(LoomError) {
@@ -39,6 +42,20 @@ public struct SavedModel {
         self.path = path
         tensors = read.tensors
         inputWidth = width
+        let decoder = JSONDecoder()
+        classNames = read.metadata["class_names"].flatMap { try? decoder.decode([String].self, from: Data($0.utf8)) }
+        scaling = read.metadata["feature_scaling"].flatMap {
+            try? decoder.decode(FeatureScaling.self, from: Data($0.utf8))
+        }
+        if config.data.standardize && scaling?.mean.count != width {
+            throw .weights(.mismatch(path, "was trained on standardized data but does not carry its feature scaling"))
+        }
+    }
+
+    /// A sample standardized as the training data was (unchanged without data.standardize).
+    public func prepare(_ sample: [Float]) -> [Float] {
+        guard let scaling else { return sample }
+        return sample.enumerated().map { j, v in (v - scaling.mean[j]) / scaling.std[j] }
     }
 
     /// A fresh model of the saved architecture holding the saved weights.
@@ -52,8 +69,9 @@ public struct SavedModel {
     /// only the test files are read. Also returns the test set and a name for it ("the mnist test set").
     public func evaluate(data: DataSource?, workers: Int?) throws(LoomError) -> (Evaluation, Dataset, String) {
         let source = data ?? config.data
-        let test: Dataset
+        var test: Dataset
         do { test = try loadSplit(source, .test) } catch { throw .data(error) }
+        if let scaling, source.standardize || data == nil { test = test.standardized(scaling) }
         guard test.features == inputWidth else {
             throw .data(
                 .mismatch(
@@ -87,7 +105,10 @@ public struct SavedModel {
 }
 
 /// The samples of a prediction input: an IDX or .npy file (every sample), a PGM or a PNG file.
-public func readPredictionInputs(_ path: String, features: Int) throws(LoomError) -> [(String, [Float])] {
+/// Array files are scaled as training scaled them: by `scale` (data.scale), else bytes by 1/255.
+public func readPredictionInputs(_ path: String, features: Int, scale: Double? = nil) throws(LoomError)
+    -> [(String, [Float])]
+{
     let bytes = FileManager.default.contents(atPath: path).map { [UInt8]($0) } ?? []
     let isArray =
         bytes.count >= 4 && bytes[0] == 0 && bytes[1] == 0 && (8...14).contains(bytes[2])
@@ -108,7 +129,7 @@ public func readPredictionInputs(_ path: String, features: Int) throws(LoomError
             let shape = array.shape.dropFirst().map(String.init).joined(separator: "×")
             throw .data(.mismatch(path, reason: "holds samples of \(shape) values; the model takes \(features)"))
         }
-        return (0..<array.shape[0]).map { i in ("\(path)[\(i)]", array.sample(i)) }
+        return (0..<array.shape[0]).map { i in ("\(path)[\(i)]", array.sample(i, scale: scale.map(Float.init))) }
     }
     let image: GreyImage
     do { image = try readImage(path: path) } catch { throw .data(error) }

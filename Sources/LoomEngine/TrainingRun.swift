@@ -67,6 +67,20 @@ public final class TrainingRun {
         pin: pin, schedule: config.training.schedule, learningRate: config.schedule,
         weightDecay: Float(config.weightDecay), clipping: config.clipping, communicator: communicator)
     private let pin: Bool
+    /// What the saved weights must carry about the data: the class names, and the feature standardization that
+    /// evaluation and prediction apply again (JSON values).
+    public var dataMetadata: [String: String] {
+        var meta: [String: String] = [:]
+        let encoder = JSONEncoder()
+        if let names = data.train.classNames, let json = try? encoder.encode(names) {
+            meta["class_names"] = String(decoding: json, as: UTF8.self)
+        }
+        if let scaling = data.scaling, let json = try? encoder.encode(scaling) {
+            meta["feature_scaling"] = String(decoding: json, as: UTF8.self)
+        }
+        return meta
+    }
+
     /// The processes of this run (one unless started by an MPI launcher); rank 0 writes every file.
     public let communicator: Communicator
     var writes: Bool { communicator.rank == 0 }
@@ -195,7 +209,11 @@ public final class TrainingRun {
         let checkpoints = try config.checkpoint.dir.map { dir throws(LoomError) in
             try CheckpointWriter(dir: dir, keep: config.checkpoint.keep, trainer: trainer, config: config)
         }
-        checkpoints?.extra = { callbacks?.checkpointState() ?? ([:], []) }
+        let dataMetadata = self.dataMetadata
+        checkpoints?.extra = {
+            let (meta, tensors) = callbacks?.checkpointState() ?? ([:], [])
+            return (meta.merging(dataMetadata) { a, _ in a }, tensors)
+        }
         if let checkpoints {
             control.checkpointEverySteps = config.checkpoint.everySteps
             control.checkpoint = checkpoints.write
@@ -241,6 +259,7 @@ public final class TrainingRun {
     func startCallbacks(resume: String?) throws(LoomError) -> Callbacks? {
         guard !config.callbacks.isEmpty else { return nil }
         let callbacks = Callbacks(config, trainer: trainer)
+        callbacks.dataMetadata = dataMetadata
         if let resume {
             do {
                 let (tensors, metadata) = try SafeTensors.read(resume)
@@ -325,12 +344,12 @@ public final class TrainingRun {
     /// Writes the final weights; if `path` fails after all, to a fallback file, and says where.
     func saveWeights(to path: String) throws(LoomError) {
         do {
-            try Checkpoint.saveWeights(model, config: config, to: path)
+            try Checkpoint.saveWeights(model, config: config, to: path, extra: dataMetadata)
             return
         } catch {
             let reason = error.localizedDescription
             for fallback in OutputPaths.fallbacks(for: path) {
-                if (try? Checkpoint.saveWeights(model, config: config, to: fallback)) != nil {
+                if (try? Checkpoint.saveWeights(model, config: config, to: fallback, extra: dataMetadata)) != nil {
                     throw .output("cannot write the weights to \(path) (\(reason)); they were saved to \(fallback)")
                 }
             }

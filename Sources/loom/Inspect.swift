@@ -175,14 +175,20 @@ struct Predict: ParsableCommand {
             let saved = try SavedModel(path: weights)
             var named: [(String, [Float])] = []
             for path in inputs {
-                named += try readPredictionInputs(path, features: saved.inputWidth).prefix(limit)
+                named += try readPredictionInputs(path, features: saved.inputWidth, scale: saved.config.data.scale)
+                    .prefix(limit)
             }
-            let probabilities = try saved.predict(named.map(\.1))
+            let probabilities = try saved.predict(named.map { saved.prepare($0.1) })
             for ((name, _), p) in zip(named, probabilities) {
                 let ranked = p.enumerated().sorted { $0.element > $1.element }.prefix(top)
+                // Classes by name when the training data named them ("setosa 0 (0.97)").
+                func label(_ c: Int) -> String {
+                    saved.classNames.map { c < $0.count ? "\($0[c]) \(c)" : "\(c)" } ?? "\(c)"
+                }
                 print(
                     name + ": "
-                        + ranked.map { String(format: "%d (%.4f)", $0.offset, $0.element) }.joined(separator: ", "))
+                        + ranked.map { String(format: "%@ (%.4f)", label($0.offset), $0.element) }.joined(
+                            separator: ", "))
             }
         }
     }

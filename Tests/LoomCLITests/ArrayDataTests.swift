@@ -98,3 +98,47 @@ struct DigitsConfigTests {
         #expect(Set(digests).count == 1 && !digests[0].isEmpty)
     }
 }
+
+@Suite("CSV with class names and standardized features")
+struct CSVNamesTests {
+    @Test("a text class column: predict prints the names; standardization is saved, evaluate and predict apply it")
+    func namesAndScaling() throws {
+        let dir = scratch()
+        let (x, y) = blobs(300, seed: 3)
+        let names = ["circle", "square", "triangle"]
+        var csv = "a,b,c,shape\n"
+        for i in 0..<300 {
+            // Features far from 0 and on different scales: only standardization makes them comparable.
+            csv += "\(1000 + 100 * x[3 * i]),\(x[3 * i + 1] / 100),\(x[3 * i + 2]),\"\(names[Int(y[i])])\"\n"
+        }
+        try csv.write(toFile: dir + "/t.csv", atomically: true, encoding: .utf8)
+        let config = """
+            model:
+              layers:
+                - {type: dense, units: 16, activation: relu}
+                - {type: dense, units: 3, activation: softmax}
+            loss: sparse_categorical_crossentropy
+            optimizer: {name: adam, learning_rate: 0.01}
+            data: {dataset: csv, train: t.csv, test_split: 0.2, target: shape, standardize: true}
+            training: {epochs: 30, batch_size: 16}
+            """
+        try config.write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        let trained = try loom(["train", dir + "/c.yaml", "-q", "--save-weights", dir + "/w.safetensors"])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        let testLine = trained.stdout.split(separator: "\n").first { $0.hasPrefix("test_loss") } ?? ""
+        let loss = testLine.split(separator: " ").dropFirst().first ?? ""
+        #expect((Double(testLine.split(separator: " ").dropFirst(4).first ?? "") ?? 0) > 0.9, "\(testLine)")
+        // evaluate applies the saved statistics: the same test loss.
+        let evaluated = try loom(["evaluate", dir + "/w.safetensors"])
+        #expect(evaluated.stdout.contains("loss \(loss)"), "\(evaluated.stdout) vs \(testLine)")
+        // predict on raw (unstandardized) rows of a .npy: the class names, the right ones.
+        var rows: [Float] = []
+        for i in 0..<3 { rows += [1000 + 100 * x[3 * i], x[3 * i + 1] / 100, x[3 * i + 2]] }
+        try npy("<f4", shape: [3, 3], rows.withUnsafeBytes { Array($0) }).write(
+            to: URL(fileURLWithPath: dir + "/p.npy"))
+        let predicted = try loom(["predict", dir + "/w.safetensors", dir + "/p.npy", "--top", "1"])
+        let lines = predicted.stdout.split(separator: "\n")
+        #expect(lines.count == 3, "\(predicted.stdout)\(predicted.stderr)")
+        for (i, line) in lines.enumerated() { #expect(line.contains(": \(names[Int(y[i])]) \(y[i]) ("), "\(line)") }
+    }
+}
