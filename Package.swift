@@ -31,6 +31,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "loom", targets: ["loom"]),
+        .library(name: "Loom", targets: ["Loom"]),
         .library(name: "LoomEngine", targets: ["LoomEngine"]),
     ],
     traits: [
@@ -68,6 +69,8 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: fastSwift),
+        // One import for Swift programs: re-exports the public modules.
+        .target(name: "Loom", dependencies: ["LoomEngine", "LoomNN", "LoomData", "LoomConfig"], swiftSettings: fastSwift),
         .executableTarget(
             name: "loom",
             dependencies: ["LoomEngine", "LoomKernels", "LoomData", "CSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -129,6 +129,19 @@ public struct RunConfig: Equatable, Sendable {
     /// The file it came from, for messages.
     public var source: String
 
+    public init(
+        layers: [LayerConfig], inputWidth: Int?, loss: Loss, optimizer: OptimizerSpec, data: DataSource,
+        training: TrainingConfig, source: String
+    ) {
+        self.layers = layers
+        self.inputWidth = inputWidth
+        self.loss = loss
+        self.optimizer = optimizer
+        self.data = data
+        self.training = training
+        self.source = source
+    }
+
     /// The model this config describes, for inputs of `inputWidth` features.
     public func makeModel(inputWidth: Int) -> Sequential {
         Sequential(inputWidth: inputWidth, layers: layers.map { $0.makeLayer() }, loss: loss)

@@ -1,0 +1,195 @@
+// Model: Loom from Swift, the way Keras is used from Python — build, fit on arrays or a data set, evaluate,
+// predict, save. It checks what a user can get wrong (shapes, labels, the loss for the output, worker counts)
+// and throws the same one-line errors as the command line, then drives the same Trainer the CLI does.
+//
+//     let model = try Model(inputWidth: 784, layers: [Dense(units: 512, activation: .relu),
+//                                                     Dense(units: 10, activation: .softmax)],
+//                           loss: .sparseCategoricalCrossentropy, optimizer: .rmsprop())
+//     try model.fit(data.train, epochs: 5, batchSize: 128)
+//     print(try model.evaluate(data.test).accuracy)
+import Foundation
+import LoomConfig
+import LoomData
+import LoomNN
+
+/// A Keras-style model: a `Sequential` network with its loss and optimizer, trained data-parallel on worker
+/// threads. The optimizer's state carries over from one `fit` to the next, as in Keras.
+public final class Model {
+    public let network: Sequential
+    public let optimizer: OptimizerSpec
+    public let seed: UInt64
+    /// The trainer of the last `fit` (its batch size and workers), kept for the next one.
+    private var trainer: Trainer?
+
+    /// Builds and initializes the network (Keras' initializers, seeded); throws if `loss` is not defined for
+    /// the last layer's output (e.g. cross-entropy after a linear layer).
+    public init(
+        inputWidth: Int, layers: [any Layer], loss: Loss, optimizer: OptimizerSpec = .rmsprop(), seed: UInt64 = 1
+    ) throws(LoomError) {
+        guard inputWidth > 0 else { throw .usage("inputWidth \(inputWidth): a model needs at least one input") }
+        guard !layers.isEmpty else { throw .usage("a model needs at least one layer") }
+        var width = inputWidth
+        var shapes: [OutputDescription.LayerShape] = []
+        for layer in layers {
+            switch layer {
+            case let dense as Dense: shapes.append(.dense(units: dense.units, activation: dense.activation))
+            case let activation as ActivationLayer: shapes.append(.activation(activation.kind))
+            case is Dropout: shapes.append(.dropout)
+            default: shapes.append(.dense(units: layer.outputWidth, activation: .linear))
+            }
+            layer.build(inputWidth: width)
+            width = layer.outputWidth
+        }
+        if let refusal = loss.refusal(for: OutputDescription(layers: shapes, inputWidth: inputWidth)) {
+            throw .usage("loss \(loss.rawValue): \(refusal)")
+        }
+        network = Sequential(inputWidth: inputWidth, layers: layers, loss: loss)
+        network.initialize(seed: seed)
+        self.optimizer = optimizer
+        self.seed = seed
+    }
+
+    /// Keras' `fit` on arrays: `x` holds one row of `inputWidth` values per sample, `y` its class.
+    @discardableResult
+    public func fit(
+        x: [[Float]], y: [Int], epochs: Int, batchSize: Int = 32, validationSplit: Double = 0,
+        workers: Int? = nil, progress: (TrainingProgress) -> Void = { _ in }
+    ) throws(LoomError) -> [EpochRecord] {
+        try fit(
+            dataset(x: x, y: y), epochs: epochs, batchSize: batchSize, validationSplit: validationSplit,
+            workers: workers, progress: progress)
+    }
+
+    /// Keras' `fit` on a data set: `epochs` passes in shuffled batches of `batchSize` on `workers` threads
+    /// (default: one per usable CPU), holding out the last `validationSplit` of the samples. Returns a record
+    /// per epoch.
+    @discardableResult
+    public func fit(
+        _ data: Dataset, epochs: Int, batchSize: Int = 32, validationSplit: Double = 0, workers: Int? = nil,
+        progress: (TrainingProgress) -> Void = { _ in }
+    ) throws(LoomError) -> [EpochRecord] {
+        guard epochs >= 1 else { throw .usage("epochs \(epochs): train for at least one epoch") }
+        guard batchSize >= 1 else { throw .usage("batchSize \(batchSize): a batch needs at least one sample") }
+        guard validationSplit >= 0 && validationSplit < 1 else {
+            throw .usage("validationSplit \(validationSplit): expected a fraction in [0, 1)")
+        }
+        try check(data, "training")
+        let held = Int((Double(data.count) * validationSplit).rounded(.down))
+        guard data.count - held > 0 else {
+            throw .usage("validationSplit \(validationSplit) leaves no training samples")
+        }
+        let train = held > 0 ? data.subset(0..<data.count - held) : data
+        let validation = held > 0 ? data.subset(data.count - held..<data.count, name: "validation") : nil
+        let trainer = try self.trainer(batchSize: batchSize, workers: workers)
+        return trainer.fit(train, validation: validation, epochs: epochs, progress: progress)
+    }
+
+    /// Keras' `evaluate`: loss, accuracy and confusion matrix over `data` (no dropout).
+    public func evaluate(_ data: Dataset, workers: Int? = nil) throws(LoomError) -> Evaluation {
+        try check(data, "evaluation")
+        return try trainer(batchSize: trainer?.batchSize ?? 256, workers: workers).evaluate(data)
+    }
+
+    /// Keras' `evaluate` on arrays.
+    public func evaluate(x: [[Float]], y: [Int], workers: Int? = nil) throws(LoomError) -> Evaluation {
+        try evaluate(dataset(x: x, y: y), workers: workers)
+    }
+
+    /// Keras' `predict`: the outputs (class probabilities after a softmax) for each row of `x`.
+    public func predict(_ x: [[Float]], workers: Int? = nil) throws(LoomError) -> [[Float]] {
+        let data = try dataset(x: x, y: [Int](repeating: 0, count: x.count), checkLabels: false)
+        let flat = try trainer(batchSize: trainer?.batchSize ?? 256, workers: workers).predict(data)
+        let c = network.outputWidth
+        return (0..<x.count).map { Array(flat[$0 * c..<($0 + 1) * c]) }
+    }
+
+    /// The weights as a safetensors file (what `loom train --save-weights` writes), with a config that
+    /// describes the network so `loom evaluate` and `loom predict` can read it.
+    public func save(to path: String) throws(LoomError) {
+        try OutputPaths.prepareFile(path, option: "save(to:)")
+        let layers: [LayerConfig] = network.layers.map { layer in
+            switch layer {
+            case let d as Dense:
+                .dense(
+                    units: d.units, activation: d.activation, kernelInitializer: d.kernelInitializer,
+                    biasInitializer: d.biasInitializer, kernelRegularizer: d.kernelRegularizer,
+                    biasRegularizer: d.biasRegularizer)
+            case let a as ActivationLayer: .activation(a.kind)
+            case let d as Dropout: .dropout(rate: Double(d.rate))
+            default: .activation(.linear)
+            }
+        }
+        let config = RunConfig(
+            layers: layers, inputWidth: network.inputWidth, loss: network.loss, optimizer: optimizer,
+            data: DataSource(dataset: "arrays"), training: TrainingConfig(), source: path)
+        do { try Checkpoint.saveWeights(network, config: config, to: path) } catch {
+            throw .output("cannot write the weights to \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Optimizer steps taken so far, over every `fit`.
+    public var trainerStep: Int { trainer?.step ?? 0 }
+
+    /// Keras' `summary`.
+    public func summary() -> String { network.summary() }
+
+    // MARK: Checks and plumbing
+
+    /// The trainer for this batch size and worker count; a new one carries the optimizer state over.
+    func trainer(batchSize: Int, workers: Int?) throws(LoomError) -> Trainer {
+        let topology = Topology.detect()
+        let n = workers ?? max(1, min(topology.usableCPUs.count, batchSize))
+        guard n >= 1 else { throw .usage("workers \(n): at least one worker is needed") }
+        guard n <= batchSize else {
+            throw .usage(
+                "workers \(n) is more than the batch size \(batchSize): every worker needs a row of each batch")
+        }
+        if let trainer, trainer.batchSize == batchSize, trainer.workers == n { return trainer }
+        let next = Trainer(
+            model: network, optimizer: optimizer, placements: topology.placement(workers: n), batchSize: batchSize,
+            seed: seed)
+        if let previous = trainer {
+            for (a, b) in zip(next.optimizer.slots, previous.optimizer.slots) {
+                a.pointer.update(from: b.pointer, count: b.count)
+            }
+            next.resume(
+                at: ResumePoint(
+                    epoch: 1, position: 0, shuffleState: Random(seed: seed), lossSum: 0, correctSum: 0, seen: 0,
+                    step: previous.step))
+        }
+        trainer = next
+        return next
+    }
+
+    /// Samples must have the network's input width, and labels must index its output.
+    func check(_ data: Dataset, _ what: String) throws(LoomError) {
+        guard data.features == network.inputWidth else {
+            throw .data(
+                .mismatch(
+                    data.name,
+                    reason:
+                        "\(what) samples have \(data.features) values; the model takes \(network.inputWidth)"))
+        }
+        try TrainingRun.checkLabels([(data, what)], model: network, dataset: data.name)
+    }
+
+    func dataset(x: [[Float]], y: [Int], checkLabels: Bool = true) throws(LoomError) -> Dataset {
+        guard x.count == y.count else {
+            throw .usage("x has \(x.count) rows but y has \(y.count) labels: give one label per row")
+        }
+        guard !x.isEmpty else { throw .usage("x has no rows") }
+        let width = network.inputWidth
+        if let bad = x.firstIndex(where: { $0.count != width }) {
+            throw .usage("row \(bad) of x has \(x[bad].count) values; the model takes \(width)")
+        }
+        if let bad = x.firstIndex(where: { $0.contains { !$0.isFinite } }) {
+            throw .usage("row \(bad) of x holds a value that is not a finite number")
+        }
+        if checkLabels, let bad = y.firstIndex(where: { $0 < 0 || $0 > Int(Int32.max) }) {
+            throw .usage("y[\(bad)] = \(y[bad]): labels are class indices 0, 1, 2, …")
+        }
+        let classes = max(2, (y.max() ?? 0) + 1)
+        return Dataset(
+            name: "arrays", features: width, classes: classes, values: x.flatMap { $0 }, labels: y.map { Int32($0) })
+    }
+}

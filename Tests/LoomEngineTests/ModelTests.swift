@@ -1,0 +1,85 @@
+import Foundation
+import LoomData
+import LoomNN
+import Testing
+
+@testable import LoomEngine
+
+@Suite("The Keras-style Model API", .serialized)
+struct ModelTests {
+    func fizzBuzzArrays() -> (x: [[Float]], y: [Int]) {
+        let d = fizzBuzz().train
+        var rows = [Float](repeating: 0, count: d.count * d.features)
+        var labels = [Int32](repeating: 0, count: d.count)
+        rows.withUnsafeMutableBufferPointer { r in
+            labels.withUnsafeMutableBufferPointer { l in
+                d.gather(range: 0, count: d.count, into: r.baseAddress!, ld: d.features, labels: l.baseAddress!)
+            }
+        }
+        return ((0..<d.count).map { Array(rows[$0 * 10..<($0 + 1) * 10]) }, labels.map { Int($0) })
+    }
+
+    func model() throws -> Model {
+        try Model(
+            inputWidth: 10, layers: [Dense(units: 32, activation: .relu), Dense(units: 4, activation: .softmax)],
+            loss: .sparseCategoricalCrossentropy, optimizer: .adam(learningRate: 0.01), seed: 7)
+    }
+
+    @Test("fit on arrays learns, with the same weights for 1 and 3 workers; evaluate, predict and save agree")
+    func fitEvaluatePredict() throws {
+        let (x, y) = fizzBuzzArrays()
+        var digests: [String] = []
+        for workers in [1, 3] {
+            let m = try model()
+            let history = try m.fit(x: x, y: y, epochs: 30, batchSize: 64, workers: workers)
+            #expect(history.count == 30 && history.last!.loss < history.first!.loss)
+            digests.append(m.network.weightsDigest())
+        }
+        #expect(digests[0] == digests[1])
+        let m = try model()
+        try m.fit(x: x, y: y, epochs: 30, batchSize: 64, validationSplit: 0.1)
+        let e = try m.evaluate(x: x, y: y)
+        #expect(e.count == x.count && e.accuracy > 0.5)
+        let p = try m.predict(Array(x.prefix(5)))
+        #expect(p.count == 5 && p.allSatisfy { abs($0.reduce(0, +) - 1) < 1e-4 })
+        // Saved weights read back by the command line's loader predict the same.
+        let path = NSTemporaryDirectory() + "loom-model-\(UUID().uuidString).safetensors"
+        try m.save(to: path)
+        let saved = try SavedModel(path: path)
+        #expect(try saved.predict(Array(x.prefix(5))) == p)
+        // A second fit goes on from the optimizer's state (the step count continues).
+        try m.fit(x: x, y: y, epochs: 1, batchSize: 64)
+        #expect(m.trainerStep == 30 * 13 + 15)  // 830 samples in batches of 64, then all 923
+    }
+
+    @Test("misuse is a thrown error with one clear line, never a crash")
+    func misuse() throws {
+        func expectError(_ text: String, _ body: () throws -> Void) {
+            do {
+                try body()
+                Issue.record("no error for: \(text)")
+            } catch let error as LoomError {
+                #expect(error.description.contains(text) && !error.description.contains("\n"), "\(error)")
+            } catch {
+                Issue.record("not a LoomError: \(error)")
+            }
+        }
+        expectError("needs a softmax output") {
+            _ = try Model(inputWidth: 4, layers: [Dense(units: 3)], loss: .sparseCategoricalCrossentropy)
+        }
+        expectError("at least one layer") { _ = try Model(inputWidth: 4, layers: [], loss: .meanSquaredError) }
+        let m = try model()
+        let (x, y) = fizzBuzzArrays()
+        expectError("x has 3 rows but y has 2 labels") { try m.fit(x: Array(x.prefix(3)), y: [0, 1], epochs: 1) }
+        expectError("row 1 of x has 2 values; the model takes 10") {
+            try m.fit(x: [x[0], [1, 2]], y: [0, 1], epochs: 1)
+        }
+        expectError("not a finite number") {
+            try m.fit(x: [x[0], [Float](repeating: .nan, count: 10)], y: [0, 1], epochs: 1)
+        }
+        expectError("label 9") { try m.fit(x: Array(x.prefix(2)), y: [0, 9], epochs: 1) }
+        expectError("more than the batch size 4") { try m.fit(x: x, y: y, epochs: 1, batchSize: 4, workers: 5) }
+        expectError("at least one epoch") { try m.fit(x: x, y: y, epochs: 0) }
+        expectError("validationSplit 1.5") { try m.fit(x: x, y: y, epochs: 1, validationSplit: 1.5) }
+    }
+}
