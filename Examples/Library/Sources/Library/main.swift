@@ -6,12 +6,16 @@ import Loom
 let epochs = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 5
 do {
     let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    let data = try loadDataset(DataSource(dataset: "mnist", path: here.appendingPathComponent("../../../../data/mnist").path))
+    let data = try loadDataset(
+        DataSource(dataset: "mnist", path: here.appendingPathComponent("../../../../data/mnist").path))
     let model = try Model(
         inputWidth: 784, layers: [Dense(units: 512, activation: .relu), Dense(units: 10, activation: .softmax)],
         loss: .sparseCategoricalCrossentropy, optimizer: .rmsprop())
     for record in try model.fit(data.train, epochs: epochs, batchSize: 128) {
-        print(String(format: "epoch %d: loss %.4f, accuracy %.4f (%.2f s)", record.epoch, record.loss, record.accuracy, record.seconds))
+        print(
+            String(
+                format: "epoch %d: loss %.4f, accuracy %.4f (%.2f s)", record.epoch, record.loss, record.accuracy,
+                record.seconds))
     }
     let test = try model.evaluate(data.test)
     print(String(format: "test accuracy %.4f", test.accuracy))
