@@ -191,6 +191,8 @@ public struct RunConfig: Equatable, Sendable {
         }
         if let scale = data.scale { out += "  scale: \(scale)\n" }
         if data.standardize { out += "  standardize: true\n" }
+        if let v = data.validationX { out += "  \(csv ? "validation" : "validation_x"): \"\(v)\"\n" }
+        if let v = data.validationY { out += "  validation_y: \"\(v)\"\n" }
         if csv {
             let c = data.csv
             if let split = data.testSplit { out += "  test_split: \(split)\n" }

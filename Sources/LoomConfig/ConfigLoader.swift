@@ -686,7 +686,7 @@ struct Reader {
             allowed: [
                 "dataset", "path", "train_images", "train_labels", "test_images", "test_labels", "train_x", "train_y",
                 "test_x", "test_y", "train", "test", "test_split", "target", "features", "header", "skip_rows",
-                "delimiter", "scale", "standardize",
+                "delimiter", "scale", "standardize", "validation", "validation_x", "validation_y",
             ])
         let dataset = try name(
             required(m, "dataset", path, parent: node), join(path, "dataset"), from: DataSource.known, what: "dataset")
@@ -711,6 +711,15 @@ struct Reader {
             testLabels: try either("test_labels", "test_y"),
             searchRoots: baseDirectory.map { DataSource.ancestors(of: $0) } ?? [])
         try csv(m, path, into: &source, file: s)
+        source.validationX = try either("validation_x", "validation")
+        source.validationY = try s("validation_y")
+        if source.validationX != nil || source.validationY != nil {
+            guard ["arrays", "idx", "csv"].contains(dataset) else {
+                throw fail(
+                    m["validation_x"] ?? m["validation"] ?? m["validation_y"]!, join(path, "validation"),
+                    "applies to datasets arrays, idx and csv; use training.validation_split for \(dataset)")
+            }
+        }
         if let n = m["standardize"] {
             guard ["arrays", "idx", "csv"].contains(dataset) else {
                 throw fail(n, join(path, "standardize"), "applies to datasets arrays, idx and csv")

@@ -205,12 +205,15 @@ public final class Dataset: @unchecked Sendable {
 public struct DataSplits: Sendable {
     public var train: Dataset
     public var test: Dataset
-    /// The standardization applied to both (`data.standardize`), from the training split's statistics.
+    /// The standardization applied to all (`data.standardize`), from the training split's statistics.
     public var scaling: FeatureScaling?
-    public init(train: Dataset, test: Dataset, scaling: FeatureScaling? = nil) {
+    /// A validation set of its own (Keras' validation_data), instead of a fraction held out of the training set.
+    public var validation: Dataset?
+    public init(train: Dataset, test: Dataset, scaling: FeatureScaling? = nil, validation: Dataset? = nil) {
         self.train = train
         self.test = test
         self.scaling = scaling
+        self.validation = validation
     }
 }
 

@@ -29,6 +29,9 @@ public struct DataSource: Sendable, Equatable {
     public var scale: Double?
     /// Standardize every feature with the training split's mean and deviation (FeatureScaling).
     public var standardize = false
+    /// Arrays: a validation set's sample and label files; CSV: its file in `validationX` (Keras' validation_data).
+    public var validationX: String?
+    public var validationY: String?
 
     public init(
         dataset: String, path: String? = nil, trainImages: String? = nil, trainLabels: String? = nil,
@@ -80,21 +83,53 @@ public func loadDataset(_ source: DataSource) throws(DataError) -> DataSplits {
     if source.dataset == "csv", source.testImages == nil, source.testSplit != nil {
         // Both splits from one table: parse it once.
         (train, test) = try loadCSVSplits(source, scale: source.scale.map(Float.init))
+    } else if ["arrays", "idx"].contains(source.dataset) && source.testImages == nil && source.testLabels == nil {
+        train = try loadSplit(source, .train)  // training data only: no test evaluation
+        test = noTestSet(features: train.features)
     } else {
         train = try loadSplit(source, .train)
         test = try loadSplit(source, .test)
+    }
+    var validation = try loadValidation(source)
+    if let v = validation, v.features != train.features {
+        throw .mismatch(
+            source.validationX ?? "data",
+            reason: "validation samples have \(v.features) values, training samples \(train.features)")
     }
     var scaling: FeatureScaling?
     if source.standardize {
         let s = train.featureStatistics()
         (train, test, scaling) = (train.standardized(s), test.standardized(s), s)
+        validation = validation?.standardized(s)
     }
     guard train.features == test.features else {
         throw .mismatch(
             source.testImages ?? source.dataset,
             reason: "test samples have \(test.features) values, training samples \(train.features)")
     }
-    return DataSplits(train: train, test: test, scaling: scaling)
+    return DataSplits(train: train, test: test, scaling: scaling, validation: validation)
+}
+
+/// The validation files a source names, if any.
+func loadValidation(_ source: DataSource) throws(DataError) -> Dataset? {
+    guard let x = source.validationX else { return nil }
+    let hint = "set data.validation%@ to the file's path (relative to the config file, or absolute)"
+    if source.dataset == "csv" {
+        return try dataset(
+            readCSV(path: x, options: source.csv, hint: String(format: hint, "")), "validation",
+            scale: source.scale.map(Float.init))
+    }
+    guard let y = source.validationY else {
+        throw .mismatch("data", reason: "data.validation_x needs data.validation_y (the labels)")
+    }
+    return try loadIDX(
+        images: x, labels: y, name: "validation", hints: (String(format: hint, "_x"), String(format: hint, "_y")),
+        scale: source.scale.map(Float.init))
+}
+
+/// An empty test set: the run has no test evaluation.
+func noTestSet(features: Int) -> Dataset {
+    Dataset(name: "test", features: features, classes: 2, values: [], labels: [])
 }
 
 /// Loads one split of a source (`loom evaluate` needs only the test files).
@@ -116,6 +151,7 @@ public func loadSplit(_ source: DataSource, _ split: Split) throws(DataError) ->
         let (imagesKey, labelsKey) = ("\(split)_images", "\(split)_labels")
         let (images, labels) =
             split == .train ? (source.trainImages, source.trainLabels) : (source.testImages, source.testLabels)
+
         guard let images else { throw .mismatch("data", reason: "dataset '\(source.dataset)' needs data.\(imagesKey)") }
         guard let labels else { throw .mismatch("data", reason: "dataset '\(source.dataset)' needs data.\(labelsKey)") }
         let hint = "set data.%@ to the file's path (relative to the config file, or absolute)"
@@ -215,8 +251,9 @@ func loadCSVSplit(_ source: DataSource, _ split: Split, scale: Float?) throws(Da
         return try dataset(
             readCSV(path: testPath, options: source.csv, hint: String(format: hint, "test")), "test", scale: scale)
     }
-    guard source.testImages != nil || source.testSplit != nil else {
-        throw .mismatch("data", reason: "dataset 'csv' needs data.test (a CSV file) or data.test_split (e.g. 0.2)")
+    if source.testImages == nil && source.testSplit == nil {  // training data only: no test evaluation
+        let train = try loadCSVSplits(source, scale: scale).train
+        return split == .train ? train : noTestSet(features: train.features)
     }
     if source.testImages != nil { return try loadCSVSplits(source, scale: scale).train }
     let (train, test) = try loadCSVSplits(source, scale: scale)

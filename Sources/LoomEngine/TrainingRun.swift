@@ -111,9 +111,17 @@ public final class TrainingRun {
                     file: config.source, keyPath: "training.validation_split",
                     message: "leaves no training samples out of \(data.train.count)"))
         }
+        if data.validation != nil && holdOut > 0 {
+            throw .config(
+                ConfigError(
+                    file: config.source, keyPath: "training.validation_split",
+                    message: "given together with a validation file (data.validation_x or data.validation); keep one"))
+        }
         train = holdOut > 0 ? data.train.subset(0..<data.train.count - holdOut) : data.train
         validation =
-            holdOut > 0 ? data.train.subset(data.train.count - holdOut..<data.train.count, name: "validation") : nil
+            data.validation
+            ?? (holdOut > 0
+                ? data.train.subset(data.train.count - holdOut..<data.train.count, name: "validation") : nil)
         // Resource limits: fail before allocating what cannot fit.
         let needed = TrainingRun.memoryNeeded(config, inputWidth: features)
         let available = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -132,7 +140,8 @@ public final class TrainingRun {
         }
         model = config.makeModel(inputWidth: features)
         try TrainingRun.checkLabels(
-            [(data.train, "training"), (data.test, "test")], model: model, dataset: config.data.dataset)
+            [(data.train, "training"), (data.test, "test")] + (data.validation.map { [($0, "validation")] } ?? []),
+            model: model, dataset: config.data.dataset)
         // Workers.
         var warnings: [String] = []
         let usable = topology.usableCPUs.count
@@ -247,7 +256,7 @@ public final class TrainingRun {
         let seconds = history.reduce(0) { $0 + $1.seconds }
         let stepsPerEpoch = (train.count + config.training.batchSize - 1) / config.training.batchSize
         return RunResult(
-            history: history, test: finished ? trainer.evaluate(data.test) : nil,
+            history: history, test: finished && data.test.count > 0 ? trainer.evaluate(data.test) : nil,
             stoppedAtStep: finished ? nil : trainer.step, lastCheckpoint: checkpoints?.last, trainSeconds: seconds,
             samplesPerSecond: seconds > 0 ? Double(samples) / seconds : 0, steps: steps, samples: samples,
             secondsPerEpoch: steps > 0 ? seconds / Double(steps) * Double(stepsPerEpoch) : 0,

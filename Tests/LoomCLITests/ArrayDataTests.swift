@@ -66,6 +66,15 @@ struct ArrayDataTests {
             digests.append(digest(o) ?? "")
         }
         #expect(Set(digests).count == 1 && !digests[0].isEmpty)
+        // A validation file of its own (Keras' validation_data), and no test set: no test evaluation.
+        let trainOnly = config.replacingOccurrences(
+            of: "test_x: tx.npy, test_y: ty.npy", with: "validation_x: tx.npy, validation_y: ty.npy")
+        try trainOnly.write(toFile: dir + "/v.yaml", atomically: true, encoding: .utf8)
+        let v = try loom(["train", dir + "/v.yaml", "--verbosity", "2", "--epochs", "2"])
+        #expect(v.status == 0 && v.stdout.contains("val_accuracy: ") && !v.stdout.contains("test_loss"), "\(v.stdout)")
+        expectOneLineError(
+            try loom(["train", dir + "/v.yaml", "--set", "training.validation_split=0.1"]),
+            ["validation_split", "keep one"])
         // A missing file names the key to set; a NaN names the sample.
         expectOneLineError(try loom(["train", dir + "/c.yaml", "--set", "data.train_x=nope.npy"]), ["nope.npy"])
         var withNaN = trainX

@@ -162,7 +162,7 @@ struct CLITests {
                 { (d: String) in
                     _ = fm.createFile(
                         atPath: d + "/train-images",
-                        contents: idx([12, 2, 2], [UInt8](repeating: 0, count: 48), magic: 0x0D))
+                        contents: idx([12, 2, 2], [UInt8](repeating: 0, count: 48), magic: 0x0A))
                 }, ["train-images", "magic number"]
             ),
             (
@@ -177,7 +177,7 @@ struct CLITests {
                 { (d: String) in
                     _ = fm.createFile(
                         atPath: d + "/train-labels", contents: idx([11], [UInt8](repeating: 0, count: 11)))
-                }, ["train-labels", "11 labels", "12 images"]
+                }, ["train-labels", "11 labels", "12 samples"]
             ),
             (
                 "labels",
