@@ -23,11 +23,11 @@ public final class ActivationLayer: Layer {
 
     public func forward(_ x: Rows, _ y: Rows, pass: Pass, workspace: GemmWorkspace) {
         copyRows(x, y)
-        if !(kind == .softmax && emitsLogits) { applyActivation(kind, rows: y.count, cols: y.width, y.base, ld: y.ld) }
+        if !emitsLogits { applyActivation(kind, rows: y.count, cols: y.width, y.base, ld: y.ld) }
     }
 
     public func backward(x: Rows, y: Rows, dy: Rows, dx: Rows?, pass: Pass, workspace: GemmWorkspace) {
-        if !incomingMasked && !(kind == .softmax && emitsLogits) {
+        if !incomingMasked && !emitsLogits {
             multiplyActivationDerivative(
                 kind, rows: dy.count, cols: dy.width, y: y.base, ldy: y.ld,
                 dy: dy.base, ld: dy.ld)

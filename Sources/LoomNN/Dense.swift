@@ -89,13 +89,13 @@ public final class Dense: TiledLayer {
             m: x.count, n: columns.count, k: inputWidth, a: x.base, lda: x.ld, transposeA: false,
             b: w + j0, ldb: units, transposeB: false, c: y.base + j0, ldc: y.ld, epilogue: epilogue,
             kernelWidth: units, workspace: workspace)
-        if activation != .relu && !(activation == .softmax && emitsLogits) {
+        if activation != .relu && !emitsLogits {
             applyActivation(activation, rows: y.count, cols: columns.count, y.base + j0, ld: y.ld)
         }
     }
 
     /// The relu mask was applied by the input-gradient store of the layer above, or the loss gave ∂L/∂z.
-    public var activationGradientIsFused: Bool { incomingMasked || (activation == .softmax && emitsLogits) }
+    public var activationGradientIsFused: Bool { incomingMasked || emitsLogits }
 
     /// dz = dy ⊙ f'(y) in place, for a block of rows (nothing when the relu mask or the loss already did it).
     public func activationGradient(y: Rows, dy: Rows) {

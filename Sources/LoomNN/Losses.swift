@@ -2,6 +2,8 @@
 // Labels are class indices; t is their one-hot vector (or the label itself for a one-output model).
 //   sparse_categorical_crossentropy  ℓ = −log p_label          (fused with softmax: ℓ = logsumexp(z) − z_label)
 //   categorical_crossentropy         ℓ = −Σ_j t_j log p_j      (= the above for one-hot targets)
+//   binary_crossentropy              ℓ = −t log p − (1−t) log(1−p), p = σ(z) of one output, t the label 0 or 1
+//                                    (fused with the sigmoid: ℓ = max(z, 0) − z·t + log(1 + e^−|z|), dz = p − t)
 // Cross-entropy is defined here only after a softmax (fused); `refusal(for:)` says which outputs each loss takes.
 //   mean_squared_error               ℓ = (1/C) Σ_j (y_j − t_j)²
 //   sum_squared_error                ℓ = Σ_j (y_j − t_j)²      (Data Science from Scratch's SSE)
@@ -15,8 +17,13 @@ public enum Loss: String, CaseIterable, Sendable {
     case categoricalCrossentropy = "categorical_crossentropy"
     case meanSquaredError = "mean_squared_error"
     case sumSquaredError = "sum_squared_error"
+    case binaryCrossentropy = "binary_crossentropy"
 
     public var isCrossEntropy: Bool { self == .sparseCategoricalCrossentropy || self == .categoricalCrossentropy }
+
+    /// Whether the loss applies the output layer's activation itself (softmax or sigmoid: the layer emits
+    /// logits and receives ∂L/∂z).
+    public var fusesOutput: Bool { isCrossEntropy || self == .binaryCrossentropy }
 
     /// For a block of rows: each row's loss and whether its prediction is right, and with `dy` the gradient
     /// ∂L/∂y scaled by `scale` (= 1/B). A cross-entropy loss is always fused with the softmax that precedes it
@@ -30,6 +37,10 @@ public enum Loss: String, CaseIterable, Sendable {
         loss: UnsafeMutablePointer<Float>, correct: UnsafeMutablePointer<Float>
     ) {
         let c = y.width
+        if self == .binaryCrossentropy {
+            binaryCrossEntropyRows(y: y, labels: labels, scale: scale, dy: dy, loss: loss, correct: correct)
+            return
+        }
         if isCrossEntropy {
             let out = dy ?? y
             softmaxCrossEntropyRows(
@@ -62,6 +73,24 @@ public enum Loss: String, CaseIterable, Sendable {
     /// one-output model.
     public func labelLimit(outputs: Int) -> Int { outputs == 1 && !isCrossEntropy ? 2 : outputs }
 
+    /// Binary cross-entropy from the logit z of each row's one output, against its label t (0 or 1); without
+    /// a gradient the output is replaced by the probability σ(z).
+    func binaryCrossEntropyRows(
+        y: Rows, labels: UnsafePointer<Int32>, scale: Float, dy: Rows?, loss: UnsafeMutablePointer<Float>,
+        correct: UnsafeMutablePointer<Float>
+    ) {
+        for i in 0..<y.count {
+            let z = y.row(i)[0]
+            let label = Int(labels[i])
+            assert(label == 0 || label == 1, "label \(label) out of range for binary_crossentropy")
+            let t = Float(label)
+            loss[i] = max(z, 0) - z * t + Foundation.log1p(Foundation.exp(-abs(z)))
+            correct[i] = (z > 0 ? 1 : 0) == label ? 1 : 0
+            let p = 1 / (1 + Foundation.exp(-z))
+            if let dy { dy.row(i)[0] = (p - t) * scale } else { y.row(i)[0] = p }
+        }
+    }
+
     /// Nil when this loss is defined for `output`; otherwise one sentence saying why not and what to use.
     ///
     /// Supported: cross-entropy after a softmax over at least 2 units, with no dropout after it (fused, stable);
@@ -85,6 +114,17 @@ public enum Loss: String, CaseIterable, Sendable {
             if output.dropoutAfter {
                 return
                     "\(rawValue) reads the softmax output as probabilities, but a dropout layer follows \(place); move the dropout before it"
+            }
+            return nil
+        }
+        if self == .binaryCrossentropy {
+            if output.activation != .sigmoid || output.units.map({ $0 != 1 }) ?? false {
+                return
+                    "binary_crossentropy needs one sigmoid output (the probability of class 1), but \(place) has activation \(output.activation.rawValue); give it 1 unit and activation sigmoid, or use sparse_categorical_crossentropy with a softmax over the classes"
+            }
+            if output.dropoutAfter {
+                return
+                    "binary_crossentropy reads the sigmoid output as a probability, but a dropout layer follows \(place); move the dropout before it"
             }
             return nil
         }

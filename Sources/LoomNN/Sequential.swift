@@ -48,12 +48,13 @@ public final class Sequential: @unchecked Sendable {
         // library caller that skips it stops here rather than index past a row).
         let output = OutputDescription(layers: layers.map(\.shape), inputWidth: inputWidth)
         if let refusal = loss.refusal(for: output) { preconditionFailure(refusal) }
-        // Fuse softmax into a cross-entropy loss (stable log-sum-exp, one pass per row).
-        if loss.isCrossEntropy {
+        // Fuse softmax into a cross-entropy loss (stable log-sum-exp, one pass per row), sigmoid into binary
+        // cross-entropy.
+        if loss.fusesOutput {
             (layers.last as? Dense)?.emitsLogits = true
             (layers.last as? ActivationLayer)?.emitsLogits = true
         }
-        fusedSoftmax = loss.isCrossEntropy
+        fusedSoftmax = loss.fusesOutput
         // Fuse each relu's derivative into the store of the input gradient of the dense layer above it.
         for l in 1..<layers.count {
             guard let above = layers[l] as? Dense else { continue }
@@ -104,7 +105,8 @@ public final class Sequential: @unchecked Sendable {
         }
         lines.append(String(repeating: "─", count: 60))
         lines.append("Total params: \(grouped(parameterCount)) (\(formatBytes(parameterCount * 4)))")
-        lines.append("Loss: \(loss.rawValue)\(fusedSoftmax ? " (fused with softmax)" : "")")
+        let fusedWith = loss == .binaryCrossentropy ? "sigmoid" : "softmax"
+        lines.append("Loss: \(loss.rawValue)\(fusedSoftmax ? " (fused with \(fusedWith))" : "")")
         return lines.joined(separator: "\n")
     }
 

@@ -106,6 +106,22 @@ struct DigitsConfigTests {
         }
         #expect(Set(digests).count == 1 && !digests[0].isEmpty)
     }
+
+    @Test(
+        "configs/breast-cancer.yaml (binary_crossentropy, standardized): ≥ 0.96, the same digest for 1, 2 and 3 workers",
+        .enabled(if: FileManager.default.fileExists(atPath: digitsFile), "needs python3-sklearn's data files"))
+    func breastCancer() throws {
+        var digests: [Substring] = []
+        for workers in ["1", "2", "3"] {
+            let o = try loom(["train", "configs/breast-cancer.yaml", "--workers", workers, "-q"])
+            #expect(o.status == 0, "\(o.stderr)")
+            let line = o.stdout.split(separator: "\n").first { $0.hasPrefix("test_loss") } ?? ""
+            #expect(line.contains("(142 samples)"), "\(line)")
+            #expect((Double(line.split(separator: " ").dropFirst(4).first ?? "") ?? 0) >= 0.96, "\(line)")
+            digests.append(digest(o) ?? "")
+        }
+        #expect(Set(digests).count == 1 && !digests[0].isEmpty)
+    }
 }
 
 @Suite("CSV with class names and standardized features")

@@ -37,7 +37,9 @@ func message(_ text: String, overrides: [String] = []) -> String {
 struct ConfigTests {
     @Test("the shipped configs load; mnist.yaml is the book's example")
     func shipped() throws {
-        for name in ["mnist", "fashion-mnist", "xor", "fizzbuzz", "digits", "mnist-wide", "fashion-mnist-tuned"] {
+        for name in [
+            "mnist", "fashion-mnist", "xor", "fizzbuzz", "digits", "breast-cancer", "mnist-wide", "fashion-mnist-tuned",
+        ] {
             _ = try ConfigLoader.load(path: "\(repoRoot)/configs/\(name).yaml")
         }
         let c = try ConfigLoader.load(path: "\(repoRoot)/configs/mnist.yaml")
@@ -195,7 +197,9 @@ struct ConfigMutationTests {
         ]
         var parsed = 0
         var rejected = 0
-        let names = ["mnist", "fashion-mnist", "xor", "fizzbuzz", "digits", "mnist-wide", "fashion-mnist-tuned"]
+        let names = [
+            "mnist", "fashion-mnist", "xor", "fizzbuzz", "digits", "breast-cancer", "mnist-wide", "fashion-mnist-tuned",
+        ]
         for name in names {
             let original = Array(try String(contentsOfFile: "\(repoRoot)/configs/\(name).yaml", encoding: .utf8).utf8)
             for _ in 0..<500 {

@@ -43,6 +43,7 @@ struct LossOutputTests {
     /// The rule the loader must apply, written out independently of `Loss.refusal`.
     func supported(_ loss: Loss, _ activation: ActivationKind, units: Int, _ ending: Ending) -> Bool {
         if loss.isCrossEntropy { return activation == .softmax && units >= 2 && ending != .dropoutAfter }
+        if loss == .binaryCrossentropy { return activation == .sigmoid && units == 1 && ending != .dropoutAfter }
         return !(activation == .softmax && units == 1)
     }
 

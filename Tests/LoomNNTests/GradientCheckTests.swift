@@ -78,10 +78,13 @@ struct GradientCheckTests {
 
     @Test("every loss", arguments: Loss.allCases)
     func losses(_ loss: Loss) {
-        // Cross-entropies with a softmax output (fused), squared errors with a sigmoid output.
+        // Cross-entropies with a softmax output (fused), squared errors with a sigmoid output, binary
+        // cross-entropy with one sigmoid output (fused).
         let last: ActivationKind = loss.isCrossEntropy ? .softmax : .sigmoid
+        let units = loss == .binaryCrossentropy ? 1 : 4
         gradientCheck(
-            [Dense(units: 8, activation: .tanh), Dense(units: 4, activation: last)], inputs: 3, loss: loss, classes: 4)
+            [Dense(units: 8, activation: .tanh), Dense(units: units, activation: last)], inputs: 3, loss: loss,
+            classes: units == 1 ? 2 : 4)
     }
 
     @Test("cross-entropy is defined only after a softmax over 2 or more units; the rest is refused")
