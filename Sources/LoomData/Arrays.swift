@@ -32,14 +32,7 @@ public struct NumericArray: Sendable, Equatable {
 /// Reads an IDX or .npy file (gzip or raw), telling them apart by their first bytes. `hint` says what to
 /// change when the file does not exist.
 public func readArray(path: String, hint: String = "") throws(DataError) -> NumericArray {
-    guard FileManager.default.fileExists(atPath: path) else {
-        throw .missingFile(path, hint: hint.isEmpty ? "check the path" : hint)
-    }
-    guard let raw = FileManager.default.contents(atPath: path) else {
-        throw .unreadable(path, reason: "permission denied or not a regular file")
-    }
-    var data = [UInt8](raw)
-    if data.count >= 2 && data[0] == 0x1f && data[1] == 0x8b { data = try gunzip(data, path: path) }
+    let data = try readDataFile(path: path, hint: hint)
     if data.starts(with: npyMagic) { return try parseNPY(data, path: path) }
     if path.hasSuffix(".npz") {
         throw .corrupt(path, reason: "a .npz archive; save each array with numpy.save as its own .npy file")

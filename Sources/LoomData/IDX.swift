@@ -45,15 +45,19 @@ let idxSizes: [UInt8: Int] = [0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E:
 /// Reads an IDX file (gzip or raw), validating magic, dimensions and length.
 /// `hint` says what to change when the file does not exist.
 public func readIDX(path: String, hint: String = "") throws(DataError) -> IDXArray {
+    try parseIDX(readDataFile(path: path, hint: hint), path: path)
+}
+
+/// A data file's bytes, inflated when it is gzip-compressed; `hint` says what to change when it is missing.
+func readDataFile(path: String, hint: String) throws(DataError) -> [UInt8] {
     guard FileManager.default.fileExists(atPath: path) else {
         throw .missingFile(path, hint: hint.isEmpty ? "check the path" : hint)
     }
     guard let raw = FileManager.default.contents(atPath: path) else {
         throw .unreadable(path, reason: "permission denied or not a regular file")
     }
-    var data = [UInt8](raw)
-    if data.count >= 2 && data[0] == 0x1f && data[1] == 0x8b { data = try gunzip(data, path: path) }
-    return try parseIDX(data, path: path)
+    let data = [UInt8](raw)
+    return data.count >= 2 && data[0] == 0x1f && data[1] == 0x8b ? try gunzip(data, path: path) : data
 }
 
 /// Parses IDX bytes (already decompressed).

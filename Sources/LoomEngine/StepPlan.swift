@@ -138,6 +138,8 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// Every parameter tensor cut into chunks, and the worker that sums each (the owner of its first value).
     public let chunks: [Chunk]
     public let chunkOwners: [Int]
+    /// Each tensor's chunks (a range of `chunks`) and its parameters (global offsets), in tensor order.
+    public let tensorChunks: [(chunks: Range<Int>, parameters: Range<Int>)]
     /// Whether the update waits for the gradient norms (the clipped-update stage).
     public let clipsByNorm: Bool
     /// Layer descriptions for `description`.
@@ -210,6 +212,17 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         (parameterParts, parameterFirstWorker) = StepPlan.parameterBlocks(
             model: model, batchSize: batchSize, workers: workers * ranks, policy: policy, wraps: ranks == 1)
         chunks = StepPlan.chunks(model)
+        var spans: [(chunks: Range<Int>, parameters: Range<Int>)] = []
+        for (c, chunk) in chunks.enumerated() {
+            if let last = spans.last, chunks[last.chunks.lowerBound].tensor == chunk.tensor {
+                spans[spans.count - 1] = (
+                    last.chunks.lowerBound..<c + 1, last.parameters.lowerBound..<chunk.range.upperBound
+                )
+            } else {
+                spans.append((c..<c + 1, chunk.range))
+            }
+        }
+        tensorChunks = spans
         chunkOwners = chunks.map { [parameterParts, parameterFirstWorker] chunk in
             let local = chunk.range.lowerBound - model.offsets[chunk.layer]
             let parts = parameterParts[chunk.layer]

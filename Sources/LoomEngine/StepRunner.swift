@@ -131,17 +131,16 @@ struct StepRunner {
     /// The update of the parameters whose gradients this worker computed, each tensor's gradient scaled as
     /// `clipping` says from the chunks' Σv² (added in chunk order by every worker alike).
     func clippedUpdate(_ rule: UpdateRule, clipping: GradientClipping, squares: UnsafePointer<Double>) {
-        let chunks = plan.chunks
         var global = 0.0
-        for c in chunks.indices { global += squares[c] }
+        for c in plan.chunks.indices { global += squares[c] }
         /// Updates the layer's parameters `local` (one tensor's block).
         func update(layer l: Int, _ local: Range<Int>) {
             guard !local.isEmpty else { return }
             let first = model.offsets[l] + local.lowerBound
-            guard let owner = chunks.firstIndex(where: { $0.range.contains(first) }) else { return }
+            guard let tensor = plan.tensorChunks.first(where: { $0.parameters.contains(first) }) else { return }
             var tensorSquares = 0.0
-            for c in chunks.indices where chunks[c].tensor == chunks[owner].tensor { tensorSquares += squares[c] }
-            var r = rule.advanced(by: model.offsets[l]).regularized(chunks[owner].regularizer)
+            for c in tensor.chunks { tensorSquares += squares[c] }
+            var r = rule.advanced(by: model.offsets[l]).regularized(plan.chunks[tensor.chunks.lowerBound].regularizer)
             r.gradientScale = clipping.scale(squares: tensorSquares, globalSquares: global)
             applyUpdate(r, local)
         }
