@@ -34,8 +34,8 @@ public enum LayerConfig: Equatable, Sendable {
     }
 }
 
-/// A Keras callback, run at the end of each epoch. `monitor` is `loss`, `accuracy`, `val_loss` or `val_accuracy`;
-/// `mode` says whether lower or higher is better (`auto`: higher for accuracy).
+/// A Keras callback, run at the end of each epoch. `monitor` is `loss`, `accuracy`, `val_loss` or `val_accuracy`
+/// (`mae`, `val_mae` for regression); `mode` says whether lower or higher is better (`auto`: higher for accuracy).
 public enum CallbackConfig: Equatable, Sendable {
     case earlyStopping(monitor: String, minDelta: Double, patience: Int, mode: String, restoreBestWeights: Bool)
     case reduceLROnPlateau(
@@ -43,7 +43,7 @@ public enum CallbackConfig: Equatable, Sendable {
     case modelCheckpoint(filepath: String, monitor: String, saveBestOnly: Bool, mode: String)
 
     public static let names = ["early_stopping", "reduce_lr_on_plateau", "model_checkpoint", "terminate_on_nan"]
-    public static let monitors = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    public static let monitors = ["loss", "accuracy", "val_loss", "val_accuracy", "mae", "val_mae"]
 
     public var monitor: String {
         switch self {
@@ -92,7 +92,30 @@ public struct TrainingConfig: Equatable, Sendable {
     public var maxSkippedBatches = 10
     /// How the step's products are cut among workers.
     public var schedule = SchedulePolicy.auto
+    /// Keras' class_weight: each training sample's loss weighed by its class's weight (times its own sample
+    /// weight, if any); validation and test losses are not.
+    public var classWeight: ClassWeight?
     public init() {}
+}
+
+/// Per-class loss weights.
+public enum ClassWeight: Equatable, Sendable {
+    /// scikit-learn's: n_samples / (n_classes × the class's count), over the training split.
+    case balanced
+    /// Class index → weight; a class not named weighs 1.
+    case map([Int: Double])
+
+    /// One weight per class for a training set of these labels.
+    public func weights(labels: [Int32], classes: Int) -> [Float] {
+        switch self {
+        case .map(let m): return (0..<classes).map { Float(m[$0] ?? 1) }
+        case .balanced:
+            var counts = [Int](repeating: 0, count: classes)
+            for l in labels { counts[Int(l)] += 1 }
+            let present = counts.filter { $0 > 0 }.count
+            return counts.map { $0 > 0 ? Float(Double(labels.count) / Double(present * $0)) : 1 }
+        }
+    }
 }
 
 /// Where and how often a run saves checkpoints.
@@ -112,6 +135,8 @@ public struct RunConfig: Equatable, Sendable {
     /// Features per sample, when the config states it (checked against the data).
     public var inputWidth: Int?
     public var loss: Loss
+    /// from_logits, Huber's delta.
+    public var lossOptions = LossOptions()
     public var optimizer: OptimizerSpec
     public var data: DataSource
     public var training: TrainingConfig
@@ -142,9 +167,13 @@ public struct RunConfig: Equatable, Sendable {
         self.source = source
     }
 
+    /// What is reported beside the loss: accuracy, or the mean absolute error for a regression loss on
+    /// real-valued targets.
+    public var metric: Metric { loss.metric(valueTargets: data.valueTargets) }
+
     /// The model this config describes, for inputs of `inputWidth` features.
     public func makeModel(inputWidth: Int) -> Sequential {
-        Sequential(inputWidth: inputWidth, layers: layers.map { $0.makeLayer() }, loss: loss)
+        Sequential(inputWidth: inputWidth, layers: layers.map { $0.makeLayer() }, loss: loss, lossOptions: lossOptions)
     }
 
     /// The resolved configuration as YAML (every default spelled out), loadable by `ConfigLoader`.
@@ -164,7 +193,15 @@ public struct RunConfig: Equatable, Sendable {
             case .dropout(let rate): out += "    - type: dropout\n      rate: \(rate)\n"
             }
         }
-        out += "loss: \(loss.rawValue)\noptimizer:\n  name: \(optimizer.name)\n"
+        if lossOptions == LossOptions() {
+            out += "loss: \(loss.rawValue)\n"
+        } else {
+            out += "loss: {name: \(loss.rawValue)"
+            if lossOptions.fromLogits { out += ", from_logits: true" }
+            if loss == .huber { out += ", delta: \(lossOptions.delta)" }
+            out += "}\n"
+        }
+        out += "optimizer:\n  name: \(optimizer.name)\n"
         switch optimizer {
         case .sgd(let lr, let m, let n):
             out += "  learning_rate: \(lr)\n  momentum: \(m)\n  nesterov: \(n)\n"
@@ -191,12 +228,17 @@ public struct RunConfig: Equatable, Sendable {
         }
         if let scale = data.scale { out += "  scale: \(scale)\n" }
         if data.standardize { out += "  standardize: true\n" }
+        if let kind = data.targetsKind { out += "  targets: \(kind)\n" }
         if let v = data.validationX { out += "  \(csv ? "validation" : "validation_x"): \"\(v)\"\n" }
         if let v = data.validationY { out += "  validation_y: \"\(v)\"\n" }
         if csv {
             let c = data.csv
             if let split = data.testSplit { out += "  test_split: \(split)\n" }
-            out += "  target: \"\(c.target)\"\n"
+            out +=
+                c.targets.count == 1
+                ? "  target: \"\(c.target)\"\n"
+                : "  target: [\(c.targets.map { "\"\($0)\"" }.joined(separator: ", "))]\n"
+            if let w = c.weight { out += "  sample_weight: \"\(w)\"\n" }
             if let f = c.features { out += "  features: [\(f.map { "\"\($0)\"" }.joined(separator: ", "))]\n" }
             if let h = c.header { out += "  header: \(h)\n" }
             if c.skipRows > 0 { out += "  skip_rows: \(c.skipRows)\n" }
@@ -208,6 +250,12 @@ public struct RunConfig: Equatable, Sendable {
         out += "  workers: \(training.workers.map(String.init) ?? "auto")\n"
         out += "  on_nan: \(training.onNaN.rawValue)\n  max_skipped_batches: \(training.maxSkippedBatches)\n"
         out += "  schedule: \(training.schedule.rawValue)\n"
+        switch training.classWeight {
+        case nil: break
+        case .balanced: out += "  class_weight: balanced\n"
+        case .map(let m):
+            out += "  class_weight: {\(m.keys.sorted().map { "\($0): \(m[$0]!)" }.joined(separator: ", "))}\n"
+        }
         if !callbacks.isEmpty {
             out += "callbacks:\n"
             for c in callbacks {

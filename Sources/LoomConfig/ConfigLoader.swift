@@ -248,6 +248,29 @@ struct Reader {
 
     // MARK: Sections
 
+    /// `loss: name`, or `loss: {name: …, from_logits: true, delta: 1.0}` (delta: huber only).
+    func loss(_ node: Node) throws(ConfigError) -> (Loss, LossOptions) {
+        let names = Loss.allCases.map(\.rawValue)
+        guard case .mapping = node else {
+            return (Loss(rawValue: try name(node, "loss", from: names, what: "loss"))!, LossOptions())
+        }
+        let m = try mapping(node, "loss", allowed: ["name", "from_logits", "delta"])
+        let loss = Loss(
+            rawValue: try name(required(m, "name", "loss", parent: node), "loss.name", from: names, what: "loss"))!
+        var options = LossOptions()
+        if let n = m["from_logits"] {
+            guard loss.fusesOutput else {
+                throw fail(n, "loss.from_logits", "applies to the cross-entropy losses only, not \(loss.rawValue)")
+            }
+            options.fromLogits = try bool(n, "loss.from_logits")
+        }
+        if let n = m["delta"] {
+            guard loss == .huber else { throw fail(n, "loss.delta", "applies to huber only, not \(loss.rawValue)") }
+            options.delta = Float(try number(n, "loss.delta", { $0 > 0 && $0.isFinite }, "a positive number"))
+        }
+        return (loss, options)
+    }
+
     func runConfig(_ root: Node) throws(ConfigError) -> RunConfig {
         let top = try mapping(
             root, "", allowed: ["model", "loss", "optimizer", "data", "training", "checkpoint", "callbacks", "sweep"])
@@ -263,19 +286,29 @@ struct Reader {
             try int(n, "model.input", min: 1, what: "a positive integer")
         }
         let lossNode = try required(top, "loss", "", parent: root)
-        let loss = try Loss(rawValue: name(lossNode, "loss", from: Loss.allCases.map(\.rawValue), what: "loss"))!
+        let (loss, lossOptions) = try loss(lossNode)
         // The loss must be defined for the model's output, or nothing past this point may size a buffer from it.
-        if let refusal = loss.refusal(for: OutputDescription(layers: layers.map(\.shape), inputWidth: input)) {
+        let output = OutputDescription(layers: layers.map(\.shape), inputWidth: input)
+        if let refusal = loss.refusal(for: output, options: lossOptions) {
             throw fail(lossNode, "loss", refusal)
         }
         let optimizerNode = try required(top, "optimizer", "", parent: root)
         let optimizer = try optimizer(optimizerNode)
         let schedule = try schedule(optimizerNode)
-        let data = try data(required(top, "data", "", parent: root))
+        var data = try data(required(top, "data", "", parent: root))
+        if data.targetsKind == nil, loss.isRegression, ["arrays", "idx", "csv"].contains(data.dataset) {
+            data.valueTargets = true  // a regression loss reads the targets as real values
+        }
         let training = try training(top["training"] ?? .mapping(Node.Mapping([])))
+        if training.classWeight != nil, data.valueTargets {
+            throw fail(
+                top["training"]!, "training.class_weight",
+                "weighs classes, but the targets are real values (regression); use a sample weight column instead")
+        }
         var config = RunConfig(
             layers: layers, inputWidth: input, loss: loss, optimizer: optimizer, data: data,
             training: training, source: file)
+        config.lossOptions = lossOptions
         config.schedule = schedule
         if case .mapping(let raw) = optimizerNode {
             if let n = raw["weight_decay"] {
@@ -686,7 +719,8 @@ struct Reader {
             allowed: [
                 "dataset", "path", "train_images", "train_labels", "test_images", "test_labels", "train_x", "train_y",
                 "test_x", "test_y", "train", "test", "test_split", "target", "features", "header", "skip_rows",
-                "delimiter", "scale", "standardize", "validation", "validation_x", "validation_y",
+                "delimiter", "scale", "standardize", "validation", "validation_x", "validation_y", "targets",
+                "sample_weight",
             ])
         let dataset = try name(
             required(m, "dataset", path, parent: node), join(path, "dataset"), from: DataSource.known, what: "dataset")
@@ -720,6 +754,14 @@ struct Reader {
                     "applies to datasets arrays, idx and csv; use training.validation_split for \(dataset)")
             }
         }
+        if let n = m["targets"] {
+            let kind = try name(n, join(path, "targets"), from: ["classes", "values"], what: "kind of targets")
+            guard ["arrays", "idx", "csv"].contains(dataset) else {
+                throw fail(n, join(path, "targets"), "applies to datasets arrays, idx and csv")
+            }
+            source.targetsKind = kind
+            source.valueTargets = kind == "values"
+        }
         if let n = m["standardize"] {
             guard ["arrays", "idx", "csv"].contains(dataset) else {
                 throw fail(n, join(path, "standardize"), "applies to datasets arrays, idx and csv")
@@ -743,7 +785,9 @@ struct Reader {
         _ m: [String: Node], _ path: String, into source: inout DataSource,
         file: (String) throws(ConfigError) -> String?
     ) throws(ConfigError) {
-        let keys = ["train", "test", "test_split", "target", "features", "header", "skip_rows", "delimiter"]
+        let keys = [
+            "train", "test", "test_split", "target", "features", "header", "skip_rows", "delimiter", "sample_weight",
+        ]
         if source.dataset != "csv" {
             if let key = keys.first(where: { m[$0] != nil }) {
                 throw fail(
@@ -763,7 +807,17 @@ struct Reader {
             }
             return v.string
         }
-        if let n = m["target"] { source.csv.target = try text(n, "target") }
+        if let n = m["target"] {
+            if case .sequence(let items) = n {
+                guard !items.isEmpty else { throw fail(n, join(path, "target"), "expected at least one column") }
+                var names: [String] = []
+                for item in items { names.append(try text(item, "target")) }
+                source.csv.targets = names
+            } else {
+                source.csv.target = try text(n, "target")
+            }
+        }
+        if let n = m["sample_weight"] { source.csv.weight = try text(n, "sample_weight") }
         if let n = m["features"] {
             guard case .sequence(let items) = n, !items.isEmpty else {
                 throw fail(
@@ -812,7 +866,7 @@ struct Reader {
             node, path,
             allowed: [
                 "epochs", "batch_size", "seed", "shuffle", "validation_split", "workers",
-                "on_nan", "max_skipped_batches", "schedule",
+                "on_nan", "max_skipped_batches", "schedule", "class_weight",
             ])
         var t = TrainingConfig()
         if let n = m["epochs"] {
@@ -839,6 +893,7 @@ struct Reader {
                 rawValue: try name(
                     n, join(path, "schedule"), from: SchedulePolicy.allCases.map(\.rawValue), what: "schedule"))!
         }
+        if let n = m["class_weight"] { t.classWeight = try classWeight(n, join(path, "class_weight")) }
         if let n = m["workers"] {
             if n.string == "auto" {
                 t.workers = nil
@@ -847,6 +902,29 @@ struct Reader {
             }
         }
         return t
+    }
+}
+
+extension Reader {
+    /// `balanced`, or a map from class index to weight ({0: 1.0, 1: 5.0}; classes not named weigh 1).
+    func classWeight(_ node: Node, _ path: String) throws(ConfigError) -> ClassWeight {
+        if case .scalar(let s) = node {
+            guard s.string == "balanced" else {
+                throw fail(node, path, "expected 'balanced' or a map from class index to weight, found '\(s.string)'")
+            }
+            return .balanced
+        }
+        guard case .mapping(let pairs) = node, !pairs.isEmpty else {
+            throw fail(node, path, "expected 'balanced' or a map from class index to weight, found \(describe(node))")
+        }
+        var weights: [Int: Double] = [:]
+        for (k, v) in pairs {
+            guard case .scalar(let key) = k, let c = Int(key.string), c >= 0 else {
+                throw fail(k, path, "expected a class index (0, 1, 2, …) as key, found \(describe(k))")
+            }
+            weights[c] = try number(v, join(path, "\(c)"), { $0 >= 0 && $0.isFinite }, "a weight ≥ 0")
+        }
+        return .map(weights)
     }
 }
 

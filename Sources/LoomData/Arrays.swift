@@ -186,14 +186,14 @@ extension NumericArray {
             throw .mismatch(
                 path,
                 reason:
-                    "expected one label per sample (shape (N,) or (N, 1)), found shape (\(shape.map(String.init).joined(separator: ", ")))"
+                    "expected one label per sample (shape (N,) or (N, 1)), found shape (\(shape.map(String.init).joined(separator: ", "))); one-hot or soft targets (N, C) need categorical_crossentropy or a regression loss"
             )
         }
         func label(_ i: Int, _ v: Double) throws(DataError) -> Int32 {
             guard v >= 0, v < Double(Int32.max), v.rounded() == v else {
                 let reason =
                     v.isFinite && v.rounded() != v
-                    ? "sample \(i) has the real-valued target \(v); Loom trains classifiers on class indices (0, 1, 2, …); regression targets are not supported yet"
+                    ? "sample \(i) has the real-valued target \(v), but the loss is a classifier's (class indices 0, 1, 2, …); for regression use mean_squared_error, mean_absolute_error or huber, or set data.targets: values"
                     : "sample \(i) has the label \(v); labels must be class indices 0 … 2³¹−2"
                 throw .mismatch(path, reason: reason)
             }
@@ -210,6 +210,29 @@ extension NumericArray {
             for (i, x) in v.enumerated() { out[i] = try label(i, Double(x)) }
             return out
         }
+    }
+
+    /// Real-valued targets: shape (N,) (one per sample) or (N, T); every value finite.
+    func valueTargets(path: String) throws(DataError) -> (values: [Float], width: Int) {
+        guard shape.count == 1 || shape.count == 2, shape.count == 1 || shape[1] > 0 else {
+            throw .mismatch(
+                path,
+                reason:
+                    "expected targets of shape (N,) or (N, T), found shape (\(shape.map(String.init).joined(separator: ", ")))"
+            )
+        }
+        let floats: [Float]
+        switch values {
+        case .bytes(let b): floats = b.map { Float($0) }
+        case .integers(let v): floats = v.map { Float($0) }
+        case .floats(let v): floats = v
+        }
+        let width = shape.count == 2 ? shape[1] : 1
+        if let i = floats.firstIndex(where: { !$0.isFinite }) {
+            throw .mismatch(
+                path, reason: "sample \(i / width), target \(i % width) is not a finite number; fill or drop it first")
+        }
+        return (floats, width)
     }
 
     /// The first value that is not finite, as (sample, feature), if any.

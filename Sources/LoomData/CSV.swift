@@ -10,11 +10,16 @@ import Foundation
     import LoomKernelTypes
 #endif
 
-/// How to read a CSV file: which column holds the class, which hold the features.
+/// How to read a CSV file: which columns hold the target, which the features, which a sample weight.
 public struct CSVOptions: Sendable, Equatable {
-    /// The class column: a header name, or an index (negative counts from the end; default: the last column).
-    public var target: String = "-1"
-    /// Feature columns (names or indices); nil: every column but the target.
+    /// The target columns: header names, or indices (negative counts from the end; default: the last column).
+    /// One column of class indices or names, or with `valueTargets` (always, for several columns) real values.
+    public var targets: [String] = ["-1"]
+    /// Read the targets as real values (regression; one-hot or soft class probabilities) instead of classes.
+    public var valueTargets = false
+    /// A column of sample weights (finite, ≥ 0), if any.
+    public var weight: String?
+    /// Feature columns (names or indices); nil: every column but the targets and the weight.
     public var features: [String]?
     /// true / false / nil (auto: a first row with a non-numeric field is a header).
     public var header: Bool?
@@ -24,16 +29,28 @@ public struct CSVOptions: Sendable, Equatable {
     public var delimiter: UInt8?
 
     public init() {}
+
+    /// The one target column (the first, when there are several).
+    public var target: String {
+        get { targets.first ?? "-1" }
+        set { targets = [newValue] }
+    }
 }
 
 /// A CSV file read as samples (float features) and class labels, with the class names when the class column
-/// held text (sorted, as scikit-learn's LabelEncoder numbers them).
+/// held text (sorted, as scikit-learn's LabelEncoder numbers them); or with real-valued targets; and weights.
 public struct CSVTable: Sendable {
     public var features: Int
     /// Row-major samples (at least labels.count × features floats; the table's rows are parsed straight into
     /// the buffer a data set keeps).
     public var values: AlignedBuffer
+    /// Class indices (all 0 with real-valued targets).
     public var labels: [Int32]
+    /// Real-valued targets, `targetWidth` per row (empty for class targets).
+    public var targets: [Float] = []
+    public var targetWidth = 0
+    /// The sample weight column's values, if one was named.
+    public var weights: [Float]?
     public var classNames: [String]?
     public var columnNames: [String]?
 
@@ -97,22 +114,35 @@ public func parseCSV(_ bytes: UnsafeBufferPointer<UInt8>, path: String, options:
         }
         return c
     }
-    let target = try column(options.target, what: "target")
+    var targetColumns: [Int] = []
+    for t in options.targets { targetColumns.append(try column(t, what: "target")) }
+    let weightColumn = try options.weight.map { w throws(DataError) in try column(w, what: "sample weight") }
+    let valueTargets = options.valueTargets || targetColumns.count != 1
     var featureColumns: [Int] = []
     if let wanted = options.features {
         for f in wanted { featureColumns.append(try column(f, what: "feature")) }
     } else {
-        featureColumns = (0..<columns).filter { $0 != target }
+        featureColumns = (0..<columns).filter { !targetColumns.contains($0) && $0 != weightColumn }
     }
     guard !featureColumns.isEmpty else { throw .mismatch(path, reason: "no feature columns besides the target") }
-    // Which column feeds which feature (-1: unused, -2: the target).
+    // Which column feeds which feature (-1: unused, -2: the class target, -3 - k: extra value k, the real-valued
+    // targets first, then the weight).
     var role = [Int](repeating: -1, count: columns)
     for (k, c) in featureColumns.enumerated() { role[c] = k }
-    role[target] = -2
+    if valueTargets {
+        for (k, c) in targetColumns.enumerated() { role[c] = -3 - k }
+    } else {
+        role[targetColumns[0]] = -2
+    }
+    let targetWidth = valueTargets ? targetColumns.count : 0
+    if let weightColumn { role[weightColumn] = -3 - targetWidth }
+    let extraWidth = targetWidth + (weightColumn == nil ? 0 : 1)
     // One preallocated array: rows counted first (newlines), then filled in place.
     let rowsAtMost = reader.remainingLines + (hasHeader ? 0 : 1)
     let width = featureColumns.count
     let values = AlignedBuffer(count: rowsAtMost * width, zeroed: false)
+    let extras = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rowsAtMost * extraWidth))
+    defer { extras.deallocate() }
     var numericLabels: [Double] = []
     numericLabels.reserveCapacity(rowsAtMost)
     var textLabels: [String] = []
@@ -128,6 +158,8 @@ public func parseCSV(_ bytes: UnsafeBufferPointer<UInt8>, path: String, options:
                 if let v = parseNumber(field), v.isFinite || role[c] == -2 {
                     if role[c] >= 0 {
                         out[rows * width + role[c]] = Float(v)
+                    } else if role[c] <= -3 {
+                        extras[rows * extraWidth - 3 - role[c]] = Float(v)
                     } else if textLabels.isEmpty {
                         numericLabels.append(v)
                     } else {
@@ -150,6 +182,7 @@ public func parseCSV(_ bytes: UnsafeBufferPointer<UInt8>, path: String, options:
                         ? "line \(line), column \(c + 1)\(name): a missing value; fill or drop missing values first"
                         : "line \(line), column \(c + 1)\(name): '\(value)' is not a number")
             }
+            if valueTargets { numericLabels.append(0) }  // (no class column: every label 0)
             rows += 1
         }
         if !hasHeader { try store(first, line: firstLine) }
@@ -167,7 +200,7 @@ public func parseCSV(_ bytes: UnsafeBufferPointer<UInt8>, path: String, options:
             if textLabels.isEmpty, rows < rowsAtMost,
                 let (end, label) = fastRow(
                     p, from: reader.position, to: bytes.count, columns: columns, role: roles, delimiter: delimiter,
-                    into: out.baseAddress! + rows * width)
+                    into: out.baseAddress! + rows * width, extras: extras + rows * extraWidth)
             {
                 numericLabels.append(label)
                 rows += 1
@@ -195,7 +228,7 @@ public func parseCSV(_ bytes: UnsafeBufferPointer<UInt8>, path: String, options:
                 throw .mismatch(
                     path,
                     reason: v.rounded() != v
-                        ? "row \(i + 1) has the real-valued target \(v); Loom trains classifiers on class indices (0, 1, 2, …) or names; regression targets are not supported yet"
+                        ? "row \(i + 1) has the real-valued target \(v), but the loss is a classifier's (class indices 0, 1, 2, … or names); for regression use mean_squared_error, mean_absolute_error or huber, or set data.targets: values"
                         : "row \(i + 1) has the class \(v); class indices must be 0 … 2³¹−2")
             }
             labels.append(Int32(v))
@@ -203,18 +236,37 @@ public func parseCSV(_ bytes: UnsafeBufferPointer<UInt8>, path: String, options:
     }
     guard rows > 0 else { throw .mismatch(path, reason: "holds a header but no rows") }
     let columnNames = names.map { n in featureColumns.map { n[$0] } }
-    return CSVTable(features: width, values: values, labels: labels, classNames: classNames, columnNames: columnNames)
+    var table = CSVTable(
+        features: width, values: values, labels: labels, classNames: classNames, columnNames: columnNames)
+    if extraWidth > 0 {
+        let all = UnsafeBufferPointer(start: extras, count: rows * extraWidth)
+        table.targetWidth = targetWidth
+        table.targets =
+            targetWidth == 0
+            ? [] : (0..<rows * targetWidth).map { all[$0 / targetWidth * extraWidth + $0 % targetWidth] }
+        if weightColumn != nil {
+            let weights = (0..<rows).map { all[$0 * extraWidth + targetWidth] }
+            if let bad = weights.firstIndex(where: { $0 < 0 }) {
+                throw .mismatch(
+                    path,
+                    reason: "row \(bad + 1) has the sample weight \(weights[bad]); weights must be 0 or more")
+            }
+            table.weights = weights
+        }
+    }
+    return table
 }
 
 /// A numeric class as the text it was written as (1, not 1.0); any number, inf included.
 /// (Found by the fuzzer: Int(v) trapped on an infinite class before a text class followed it.)
-/// One row of plain numeric fields parsed in place: feature k of `role` into out[k], the target returned; and
+/// One row of plain numeric fields parsed in place: feature k of `role` into out[k], extra value k (real-valued
+/// targets, weight) into extras[k], the class target returned; and
 /// where the next line starts. Nil (nothing written that matters) when any field is not a plain finite number
 /// or the row has another number of fields.
 @inline(__always)
 func fastRow(
     _ p: UnsafePointer<UInt8>, from start: Int, to n: Int, columns: Int, role: UnsafePointer<Int>, delimiter: UInt8,
-    into out: UnsafeMutablePointer<Float>
+    into out: UnsafeMutablePointer<Float>, extras: UnsafeMutablePointer<Float>
 ) -> (Int, Double)? {
     var i = start
     var label = 0.0
@@ -230,7 +282,7 @@ func fastRow(
         }
         i += 1
         let r = role[c]
-        if r >= 0 { out[r] = Float(v) } else if r == -2 { label = v }
+        if r >= 0 { out[r] = Float(v) } else if r == -2 { label = v } else if r <= -3 { extras[-3 - r] = Float(v) }
     }
     return (min(i, n), label)
 }

@@ -1,5 +1,7 @@
-// Dataset: samples as rows of `features` values and integer labels. Images stay bytes in memory (MNIST's
-// training set is 47 MB instead of 188 MB as floats) and become floats in [0, 1] only when a batch is gathered.
+// Dataset: samples as rows of `features` values and their targets — a class index each, or rows of real values
+// (regression; one-hot or soft class probabilities) — and optionally a weight each. Images stay bytes in memory
+// (MNIST's training set is 47 MB instead of 188 MB as floats) and become floats in [0, 1] only when a batch is
+// gathered.
 import Foundation
 import LoomKernels
 
@@ -12,10 +14,18 @@ public final class Dataset: @unchecked Sendable {
     public let count: Int
     /// The classes' names, when the data named them (a CSV class column of text), in class-index order.
     public private(set) var classNames: [String]?
+    /// Values per target row: 0 when the targets are class indices (`label(_:)`), else the width of the
+    /// real-valued targets (`target(_:_:)`), whose labels are then each row's largest value's index.
+    public let targetWidth: Int
     /// The raw samples: bytes (scaled by `scale` on gathering) or floats.
     private let storage: Storage
     private let labelStore: LabelStore
+    private let targetStore: AlignedBuffer?
+    private let weightStore: AlignedBuffer?
     private let first: Int
+
+    /// Whether the samples carry weights (`weight(_:)`); without, every weight is 1.
+    public var hasWeights: Bool { weightStore != nil }
 
     enum Storage {
         case bytes(ByteStore, scale: Float)
@@ -47,7 +57,7 @@ public final class Dataset: @unchecked Sendable {
         count = labels.count
         storage = .bytes(ByteStore(bytes), scale: scale)
         labelStore = LabelStore(labels)
-        first = 0
+        (targetWidth, targetStore, weightStore, first) = (0, nil, nil, 0)
     }
 
     /// A data set of float samples.
@@ -61,7 +71,7 @@ public final class Dataset: @unchecked Sendable {
         values.withUnsafeBufferPointer { buffer.pointer.update(from: $0.baseAddress!, count: values.count) }
         storage = .floats(buffer)
         labelStore = LabelStore(labels)
-        first = 0
+        (targetWidth, targetStore, weightStore, first) = (0, nil, nil, 0)
     }
 
     /// A data set of float samples already in an aligned buffer (at least features × labels.count floats).
@@ -73,18 +83,81 @@ public final class Dataset: @unchecked Sendable {
         count = labels.count
         storage = .floats(floats)
         labelStore = LabelStore(labels)
-        first = 0
+        (targetWidth, targetStore, weightStore, first) = (0, nil, nil, 0)
     }
 
-    private init(_ parent: Dataset, range: Range<Int>, name: String) {
+    /// `parent`'s samples `range`, with its targets and weights unless others are given (each store indexed
+    /// like the parent's storage, from its first sample).
+    private init(
+        _ parent: Dataset, range: Range<Int>, name: String, classes: Int? = nil,
+        targets: (width: Int, store: AlignedBuffer, labels: LabelStore)? = nil, weights: AlignedBuffer? = nil
+    ) {
         self.name = name
         features = parent.features
-        classes = parent.classes
+        self.classes = classes ?? parent.classes
         count = range.count
         storage = parent.storage
-        labelStore = parent.labelStore
+        labelStore = targets?.labels ?? parent.labelStore
+        targetWidth = targets?.width ?? parent.targetWidth
+        targetStore = targets?.store ?? parent.targetStore
+        weightStore = weights ?? parent.weightStore
         first = parent.first + range.lowerBound
         classNames = parent.classNames
+    }
+
+    /// The same samples with real-valued targets, `width` per sample (row-major, `count` rows): regression
+    /// targets, or one-hot / soft class probabilities. Each sample's label becomes its largest target's index
+    /// (for one target, 1 when it exceeds 0.5), so accuracy and confusion matrices still read labels.
+    public func withTargets(_ values: [Float], width: Int) -> Dataset {
+        precondition(width > 0 && values.count == count * width)
+        let store = AlignedBuffer(count: (first + count) * width)
+        values.withUnsafeBufferPointer {
+            store.pointer.advanced(by: first * width).update(from: $0.baseAddress!, count: values.count)
+        }
+        var labels = [Int32](repeating: 0, count: first + count)
+        for i in 0..<count {
+            let row = values[(i * width)..<((i + 1) * width)]
+            if width == 1 {
+                labels[first + i] = row[row.startIndex] > 0.5 ? 1 : 0
+            } else {
+                labels[first + i] = Int32(row.indices.max { row[$0] < row[$1] }! - row.startIndex)
+            }
+        }
+        return Dataset(
+            self, range: 0..<count, name: name, classes: max(2, width),
+            targets: (width, store, LabelStore(labels)), weights: weightStore
+        )
+    }
+
+    /// The same samples, each with a weight (Keras' sample_weight; `count` values, finite and ≥ 0).
+    public func weighted(_ weights: [Float]) -> Dataset {
+        precondition(weights.count == count)
+        let store = AlignedBuffer(count: first + count)
+        weights.withUnsafeBufferPointer {
+            store.pointer.advanced(by: first).update(from: $0.baseAddress!, count: count)
+        }
+        return Dataset(self, range: 0..<count, name: name, weights: store)
+    }
+
+    /// The targets as one array (row-major), for real-valued targets.
+    public var targetArray: [Float] {
+        targetStore.map {
+            Array(UnsafeBufferPointer(start: $0.pointer + first * targetWidth, count: count * targetWidth))
+        }
+            ?? []
+    }
+
+    /// The weights as one array, when the samples carry weights.
+    public var weightArray: [Float]? {
+        weightStore.map { Array(UnsafeBufferPointer(start: $0.pointer + first, count: count)) }
+    }
+
+    /// The weight of sample i (1 without weights).
+    @inline(__always) public func weight(_ i: Int) -> Float { weightStore.map { $0.pointer[first + i] } ?? 1 }
+
+    /// Target j of sample i (real-valued targets only).
+    @inline(__always) public func target(_ i: Int, _ j: Int) -> Float {
+        targetStore!.pointer[(first + i) * targetWidth + j]
     }
 
     /// Names the classes (in class-index order).
@@ -139,18 +212,15 @@ public final class Dataset: @unchecked Sendable {
             for i in 0..<count {
                 for j in 0..<features { values[i * features + j] = (values[i * features + j] - s.mean[j]) / s.std[j] }
             }
-            return Dataset(name: name, features: features, classes: classes, values: values, labels: labels).naming(
-                classNames)
+            var result = Dataset(name: name, features: features, classes: classes, values: values, labels: labels)
+            if targetWidth > 0 { result = result.withTargets(targetArray, width: targetWidth) }
+            if let weights = weightArray { result = result.weighted(weights) }
+            return result.naming(classNames)
         }
     }
 
     /// Bytes of the samples and labels this data set holds (shared with its subsets).
-    public var storageBytes: Int {
-        switch storage {
-        case .bytes: count * features + count * 4
-        case .floats: count * features * 4 + count * 4
-        }
-    }
+    public var storageBytes: Int { memoryBytes }
 
     /// Samples `range`, sharing storage (Keras' validation_split takes the last fraction this way).
     public func subset(_ range: Range<Int>, name: String? = nil) -> Dataset {
@@ -161,10 +231,12 @@ public final class Dataset: @unchecked Sendable {
     /// The label of sample i.
     @inline(__always) public func label(_ i: Int) -> Int32 { labelStore.pointer[first + i] }
 
-    /// Writes samples `indices[0..<n]` as float rows (stride `ld`) and their labels.
+    /// Writes samples `indices[0..<n]` as float rows (stride `ld`) and their labels; with `targets`, their
+    /// real-valued targets (rows of `targetWidth`), with `weights` their weights (when the data has them).
     public func gather(
         _ indices: UnsafePointer<Int32>, count n: Int, into rows: UnsafeMutablePointer<Float>, ld: Int,
-        labels: UnsafeMutablePointer<Int32>
+        labels: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Float>? = nil,
+        weights: UnsafeMutablePointer<Float>? = nil
     ) {
         for r in 0..<n {
             assert(indices[r] >= 0 && Int(indices[r]) < count, "sample \(indices[r]) of \(count)")
@@ -178,25 +250,31 @@ public final class Dataset: @unchecked Sendable {
                 out.update(from: buffer.pointer + i * features, count: features)
             }
             labels[r] = labelStore.pointer[i]
+            if let targets, let store = targetStore {
+                (targets + r * targetWidth).update(from: store.pointer + i * targetWidth, count: targetWidth)
+            }
+            if let weights, let store = weightStore { weights[r] = store.pointer[i] }
         }
     }
 
     /// Writes samples start..<start+n in order (evaluation).
     public func gather(
         range start: Int, count n: Int, into rows: UnsafeMutablePointer<Float>, ld: Int,
-        labels: UnsafeMutablePointer<Int32>
+        labels: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Float>? = nil,
+        weights: UnsafeMutablePointer<Float>? = nil
     ) {
         withUnsafeTemporaryAllocation(of: Int32.self, capacity: max(1, n)) { idx in
             for r in 0..<n { idx[r] = Int32(start + r) }
-            gather(idx.baseAddress!, count: n, into: rows, ld: ld, labels: labels)
+            gather(idx.baseAddress!, count: n, into: rows, ld: ld, labels: labels, targets: targets, weights: weights)
         }
     }
 
     /// The bytes held in memory for the samples.
     public var memoryBytes: Int {
+        let extra = count * 4 * (targetWidth + (weightStore == nil ? 0 : 1))
         switch storage {
-        case .bytes: count * features + count * 4
-        case .floats: count * features * 4 + count * 4
+        case .bytes: return count * features + count * 4 + extra
+        case .floats: return count * features * 4 + count * 4 + extra
         }
     }
 }

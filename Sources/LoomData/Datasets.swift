@@ -29,6 +29,14 @@ public struct DataSource: Sendable, Equatable {
     public var scale: Double?
     /// Standardize every feature with the training split's mean and deviation (FeatureScaling).
     public var standardize = false
+    /// Read targets as real values (regression; one-hot or soft class probabilities), not class indices. The
+    /// config loader sets it for a regression loss (or `data.targets: values`); several target columns (CSV) or
+    /// a 2-D target array (N, C) are real values anyway.
+    /// `data.targets` as written ("classes" or "values"), nil when left to the loss.
+    public var targetsKind: String?
+    public var valueTargets = false {
+        didSet { csv.valueTargets = valueTargets }
+    }
     /// Arrays: a validation set's sample and label files; CSV: its file in `validationX` (Keras' validation_data).
     public var validationX: String?
     public var validationY: String?
@@ -124,7 +132,7 @@ func loadValidation(_ source: DataSource) throws(DataError) -> Dataset? {
     }
     return try loadIDX(
         images: x, labels: y, name: "validation", hints: (String(format: hint, "_x"), String(format: hint, "_y")),
-        scale: source.scale.map(Float.init))
+        scale: source.scale.map(Float.init), valueTargets: source.valueTargets)
 }
 
 /// An empty test set: the run has no test evaluation.
@@ -158,7 +166,7 @@ public func loadSplit(_ source: DataSource, _ split: Split) throws(DataError) ->
         return try loadIDX(
             images: images, labels: labels, name: "\(split)",
             hints: (String(format: hint, imagesKey), String(format: hint, labelsKey)),
-            scale: source.scale.map(Float.init))
+            scale: source.scale.map(Float.init), valueTargets: source.valueTargets)
     default: throw .unknownDataset(source.dataset, known: DataSource.known)
     }
 }
@@ -184,7 +192,7 @@ func loadIDXFolder(_ directory: String, _ split: Split, name: String, hint: Stri
 /// must be finite. Labels are class indices of any width (more than 256 classes are fine).
 public func loadIDX(
     images: String, labels: String, name: String, hints: (images: String, labels: String) = ("", ""),
-    scale: Float? = nil
+    scale: Float? = nil, valueTargets: Bool = false
 ) throws(DataError) -> Dataset {
     let x = try readArray(path: images, hint: hints.images)
     let y = try readArray(path: labels, hint: hints.labels)
@@ -195,7 +203,10 @@ public func loadIDX(
                 "expected samples (2 or more dimensions: count × features, or count × rows × columns), found \(x.shape.count) dimension(s)"
         )
     }
-    let labelValues = try y.classLabels(path: labels)
+    // Targets: class indices, or real values (asked for, or one-hot / soft rows of several values).
+    let values = valueTargets || (y.shape.count == 2 && y.shape[1] > 1)
+    let targets = values ? try y.valueTargets(path: labels) : nil
+    let labelValues = targets == nil ? try y.classLabels(path: labels) : [Int32](repeating: 0, count: y.shape[0])
     guard x.shape[0] == labelValues.count else {
         throw .mismatch(labels, reason: "holds \(labelValues.count) labels but \(images) holds \(x.shape[0]) samples")
     }
@@ -207,19 +218,21 @@ public func loadIDX(
     }
     let features = x.featuresPerSample
     let classes = max(Int(labelValues.max() ?? 0) + 1, 2)
+    let set: Dataset
     switch x.values {
     case .bytes(let b):
-        return Dataset(
+        set = Dataset(
             name: name, features: features, classes: classes, bytes: b, labels: labelValues, scale: scale ?? 1 / 255)
     case .integers(let v):
-        return Dataset(
+        set = Dataset(
             name: name, features: features, classes: classes, values: v.map { Float($0) * (scale ?? 1) },
             labels: labelValues)
     case .floats(let v):
-        return Dataset(
+        set = Dataset(
             name: name, features: features, classes: classes, values: scale.map { s in v.map { $0 * s } } ?? v,
             labels: labelValues)
     }
+    return targets.map { set.withTargets($0.values, width: $0.width) } ?? set
 }
 
 /// FizzBuzz as Data Science from Scratch sets it up.
@@ -280,6 +293,11 @@ func dataset(_ table: CSVTable, _ name: String, scale: Float?) -> Dataset {
     if let scale {
         for i in 0..<table.labels.count * table.features { table.values.pointer[i] *= scale }
     }
-    return Dataset(name: name, features: table.features, classes: classes, floats: table.values, labels: table.labels)
-        .naming(table.classNames)
+    var set = Dataset(
+        name: name, features: table.features, classes: classes, floats: table.values, labels: table.labels
+    )
+    .naming(table.classNames)
+    if table.targetWidth > 0 { set = set.withTargets(table.targets, width: table.targetWidth) }
+    if let weights = table.weights { set = set.weighted(weights) }
+    return set
 }

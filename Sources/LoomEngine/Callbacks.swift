@@ -50,7 +50,7 @@ public final class Callbacks {
     static func value(_ monitor: String, _ r: EpochRecord) -> Double? {
         switch monitor {
         case "loss": r.loss
-        case "accuracy": r.accuracy
+        case "accuracy", "mae": r.accuracy
         case "val_loss": r.valLoss
         default: r.valAccuracy
         }

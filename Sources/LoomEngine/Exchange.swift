@@ -74,7 +74,7 @@ final class Exchanger: @unchecked Sendable {
             gatherRows(buffers.gradient(l, 0..<0).base, width: model.widths[l + 1], batch: n)
         }
         gatherRows(buffers.rowLoss, width: 1, batch: n)
-        gatherRows(buffers.rowCorrect, width: 1, batch: n)
+        gatherRows(buffers.rowMetric, width: 1, batch: n)
     }
 
     /// After the update: the parameters each rank updated, tensor block by tensor block.

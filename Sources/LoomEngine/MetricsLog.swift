@@ -1,19 +1,24 @@
 // MetricsLog: a run's history on disk — metrics.csv and metrics.jsonl (a row per epoch, and one for an epoch the
 // run stopped in: epoch, epoch_fraction, step (the global optimizer step), loss,
-// accuracy, val_loss, val_accuracy, learning_rate, samples_per_second, seconds), config.yaml (the resolved
-// config), and at the end metrics.svg (loss and accuracy per epoch). Each file is rewritten atomically, so an
+// accuracy, val_loss, val_accuracy, learning_rate, samples_per_second, seconds; for regression mae and val_mae
+// instead of the accuracies), config.yaml (the resolved config), and at the end metrics.svg (loss and the metric
+// per epoch). Each file is rewritten atomically, so an
 // interrupted run leaves complete files.
 import Foundation
 import LoomConfig
+import LoomNN
 
 /// Writes the per-epoch metrics of a run to a folder.
 public final class MetricsLog {
     public let dir: String
+    /// The metric logged beside the loss.
+    public let metric: Metric
     private var rows: [[String: Any]] = []
 
     /// Creates the folder, writes config.yaml; when resuming, keeps the rows already in metrics.jsonl.
     public init(dir: String, config: RunConfig, resuming: Bool) throws(LoomError) {
         self.dir = dir
+        metric = config.metric
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try atomicWrite(config.yaml, to: dir + "/config.yaml")
@@ -27,26 +32,29 @@ public final class MetricsLog {
         }
     }
 
-    static let columns = [
-        "epoch", "epoch_fraction", "step", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
-        "samples_per_second", "seconds",
-    ]
+    /// The columns, the metric's named as it is reported ("accuracy", or "mae" for regression).
+    var columns: [String] {
+        [
+            "epoch", "epoch_fraction", "step", "loss", metric.rawValue, "val_loss", "val_\(metric.rawValue)",
+            "learning_rate", "samples_per_second", "seconds",
+        ]
+    }
 
     /// Adds an epoch's row and rewrites metrics.csv and metrics.jsonl.
     public func append(_ r: EpochRecord, learningRate: Double) {
         var row: [String: Any] = [
             "epoch": r.epoch, "epoch_fraction": r.fraction, "step": r.globalStep, "loss": r.loss,
-            "accuracy": r.accuracy,
+            metric.rawValue: r.accuracy,
             "learning_rate": learningRate, "samples_per_second": r.samplesPerSecond, "seconds": r.seconds,
         ]
         if let v = r.valLoss { row["val_loss"] = v }
-        if let v = r.valAccuracy { row["val_accuracy"] = v }
+        if let v = r.valAccuracy { row["val_\(metric.rawValue)"] = v }
         rows.removeAll { ($0["epoch"] as? Int) == r.epoch }
         rows.append(row)
-        var csv = Self.columns.joined(separator: ",") + "\n"
+        var csv = columns.joined(separator: ",") + "\n"
         var jsonl = ""
         for row in rows {
-            csv += Self.columns.map { key in row[key].map { "\($0)" } ?? "" }.joined(separator: ",") + "\n"
+            csv += columns.map { key in row[key].map { "\($0)" } ?? "" }.joined(separator: ",") + "\n"
             if let data = try? JSONSerialization.data(withJSONObject: row, options: [.sortedKeys]) {
                 jsonl += String(decoding: data, as: UTF8.self) + "\n"
             }
@@ -68,7 +76,10 @@ public final class MetricsLog {
         }
         let panels = [
             ("loss", series("loss"), series("val_loss"), 0.0...Double.infinity),
-            ("accuracy", series("accuracy"), series("val_accuracy"), 0.0...1.0),
+            (
+                metric.rawValue, series(metric.rawValue), series("val_\(metric.rawValue)"),
+                metric == .accuracy ? 0.0...1.0 : 0.0...Double.infinity
+            ),
         ]
         let (pw, ph, left, right, top, bottom) = (400.0, 320.0, 55.0, 20.0, 62.0, 45.0)
         var svg =

@@ -24,7 +24,8 @@ public final class Model {
     /// Builds and initializes the network (Keras' initializers, seeded); throws if `loss` is not defined for
     /// the last layer's output (e.g. cross-entropy after a linear layer).
     public init(
-        inputWidth: Int, layers: [any Layer], loss: Loss, optimizer: OptimizerSpec = .rmsprop(), seed: UInt64 = 1
+        inputWidth: Int, layers: [any Layer], loss: Loss, lossOptions: LossOptions = LossOptions(),
+        optimizer: OptimizerSpec = .rmsprop(), seed: UInt64 = 1
     ) throws(LoomError) {
         guard inputWidth > 0 else { throw .usage("inputWidth \(inputWidth): a model needs at least one input") }
         guard !layers.isEmpty else { throw .usage("a model needs at least one layer") }
@@ -40,24 +41,54 @@ public final class Model {
             layer.build(inputWidth: width)
             width = layer.outputWidth
         }
-        if let refusal = loss.refusal(for: OutputDescription(layers: shapes, inputWidth: inputWidth)) {
+        let output = OutputDescription(layers: shapes, inputWidth: inputWidth)
+        if let refusal = loss.refusal(for: output, options: lossOptions) {
             throw .usage("loss \(loss.rawValue): \(refusal)")
         }
-        network = Sequential(inputWidth: inputWidth, layers: layers, loss: loss)
+        network = Sequential(inputWidth: inputWidth, layers: layers, loss: loss, lossOptions: lossOptions)
         network.initialize(seed: seed)
         self.optimizer = optimizer
         self.seed = seed
     }
 
-    /// Keras' `fit` on arrays: `x` holds one row of `inputWidth` values per sample, `y` its class.
+    /// Keras' `fit` on arrays: `x` holds one row of `inputWidth` values per sample, `y` its class. Each sample's
+    /// loss is weighed by `sampleWeight` (one weight per row) and by its class's `classWeight` (a class not named
+    /// weighs 1), both as in Keras.
     @discardableResult
     public func fit(
         x: [[Float]], y: [Int], epochs: Int, batchSize: Int = 32, validationSplit: Double = 0,
+        sampleWeight: [Float]? = nil, classWeight: [Int: Double]? = nil,
         workers: Int? = nil, progress: (TrainingProgress) -> Void = { _ in }
     ) throws(LoomError) -> [EpochRecord] {
+        var data = try weighted(dataset(x: x, y: y), sampleWeight)
+        if let classWeight {
+            let classes = max(2, network.outputWidth)
+            if let bad = classWeight.keys.sorted().first(where: { $0 < 0 || $0 >= classes }) {
+                throw .usage(
+                    "classWeight names class \(bad), but the model has \(classes) classes (0 … \(classes - 1))")
+            }
+            if let bad = classWeight.first(where: { !($0.value >= 0 && $0.value.isFinite) }) {
+                throw .usage("classWeight[\(bad.key)] = \(bad.value): weights must be finite and 0 or more")
+            }
+            let perClass = ClassWeight.map(classWeight).weights(labels: y.map { Int32($0) }, classes: classes)
+            data = data.weighted((0..<data.count).map { data.weight($0) * perClass[y[$0]] })
+        }
+        return try fit(
+            data, epochs: epochs, batchSize: batchSize, validationSplit: validationSplit, workers: workers,
+            progress: progress)
+    }
+
+    /// Keras' `fit` on real-valued targets: `y` holds one row of `outputWidth` values per sample — regression
+    /// targets (mean_squared_error, mean_absolute_error, huber), or one-hot / soft class probabilities
+    /// (categorical_crossentropy, binary_crossentropy). `sampleWeight` weighs each sample's loss.
+    @discardableResult
+    public func fit(
+        x: [[Float]], y: [[Float]], epochs: Int, batchSize: Int = 32, validationSplit: Double = 0,
+        sampleWeight: [Float]? = nil, workers: Int? = nil, progress: (TrainingProgress) -> Void = { _ in }
+    ) throws(LoomError) -> [EpochRecord] {
         try fit(
-            dataset(x: x, y: y), epochs: epochs, batchSize: batchSize, validationSplit: validationSplit,
-            workers: workers, progress: progress)
+            weighted(dataset(x: x, targets: y), sampleWeight), epochs: epochs, batchSize: batchSize,
+            validationSplit: validationSplit, workers: workers, progress: progress)
     }
 
     /// Keras' `fit` on a data set: `epochs` passes in shuffled batches of `batchSize` on `workers` threads
@@ -95,6 +126,12 @@ public final class Model {
         try evaluate(dataset(x: x, y: y), workers: workers)
     }
 
+    /// Keras' `evaluate` on real-valued targets: the loss, and for regression the mean absolute and root mean
+    /// squared errors.
+    public func evaluate(x: [[Float]], y: [[Float]], workers: Int? = nil) throws(LoomError) -> Evaluation {
+        try evaluate(dataset(x: x, targets: y), workers: workers)
+    }
+
     /// Keras' `predict`: the outputs (class probabilities after a softmax) for each row of `x`.
     public func predict(_ x: [[Float]], workers: Int? = nil) throws(LoomError) -> [[Float]] {
         let data = try dataset(x: x, y: [Int](repeating: 0, count: x.count), checkLabels: false)
@@ -119,9 +156,10 @@ public final class Model {
             default: .activation(.linear)
             }
         }
-        let config = RunConfig(
+        var config = RunConfig(
             layers: layers, inputWidth: network.inputWidth, loss: network.loss, optimizer: optimizer,
             data: DataSource(dataset: "arrays"), training: TrainingConfig(), source: path)
+        config.lossOptions = network.lossOptions
         do { try Checkpoint.saveWeights(network, config: config, to: path) } catch {
             throw .output("cannot write the weights to \(path): \(error.localizedDescription)")
         }
@@ -191,5 +229,34 @@ public final class Model {
         let classes = max(2, (y.max() ?? 0) + 1)
         return Dataset(
             name: "arrays", features: width, classes: classes, values: x.flatMap { $0 }, labels: y.map { Int32($0) })
+    }
+
+    /// Samples with real-valued targets, one row of `outputWidth` finite values each.
+    func dataset(x: [[Float]], targets y: [[Float]]) throws(LoomError) -> Dataset {
+        guard x.count == y.count else {
+            throw .usage("x has \(x.count) rows but y has \(y.count): give one target row per sample")
+        }
+        let width = network.outputWidth
+        if let bad = y.firstIndex(where: { $0.count != width }) {
+            throw .usage(
+                "row \(bad) of y has \(y[bad].count) values; the model has \(width) output\(width == 1 ? "" : "s")")
+        }
+        if let bad = y.firstIndex(where: { $0.contains { !$0.isFinite } }) {
+            throw .usage("row \(bad) of y holds a value that is not a finite number")
+        }
+        return try dataset(x: x, y: [Int](repeating: 0, count: x.count), checkLabels: false)
+            .withTargets(y.flatMap { $0 }, width: width)
+    }
+
+    /// The samples with weights, when given (one per sample, finite and ≥ 0).
+    func weighted(_ data: Dataset, _ weights: [Float]?) throws(LoomError) -> Dataset {
+        guard let weights else { return data }
+        guard weights.count == data.count else {
+            throw .usage("sampleWeight has \(weights.count) values for \(data.count) samples: give one per sample")
+        }
+        if let bad = weights.firstIndex(where: { !($0 >= 0 && $0.isFinite) }) {
+            throw .usage("sampleWeight[\(bad)] = \(weights[bad]): weights must be finite and 0 or more")
+        }
+        return data.weighted(weights)
     }
 }

@@ -71,8 +71,7 @@ extension Bench {
         optimizer.weightDecay = Float(run.config.weightDecay)
         optimizer.clipping = run.config.clipping
         let buffers = ActivationBuffers(model: model, capacity: batch)
-        let labels = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
-        defer { labels.deallocate() }
+        let targets = BatchTargets(capacity: batch, width: model.outputWidth)
         let order = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
         defer { order.deallocate() }
         for i in 0..<batch { order[i] = Int32(i % run.train.count) }
@@ -90,7 +89,7 @@ extension Bench {
                     StepRunner(model: model, buffers: buffers, plan: plan, workspace: workspaces[$0], worker: $0)
                 }
                 let (share, stageTimes) = timeStages(
-                    plan, runners: runners, data: run.train, order: order, labels: labels, optimizer: optimizer,
+                    plan, runners: runners, data: run.train, order: order, targets: targets, optimizer: optimizer,
                     steps: steps, parameters: model)
                 // Every projection starts from the same weights, so each measures the same arithmetic.
                 saved.withUnsafeBufferPointer {
@@ -117,7 +116,7 @@ extension Bench {
     /// Seconds of the plan's stages, each stage the slowest worker's part (best of `steps` per part), summed.
     static func timeStages(
         _ plan: StepPlan, runners: [StepRunner], data: Dataset, order: UnsafePointer<Int32>,
-        labels: UnsafeMutablePointer<Int32>, optimizer: Optimizer, steps: Int, parameters model: Sequential
+        targets: BatchTargets, optimizer: Optimizer, steps: Int, parameters model: Sequential
     ) -> (Double, [StageTime]) {
         let stages = plan.stages.filter { $0 != .barrier }
         var best = [[Double]](repeating: [Double](repeating: .infinity, count: runners.count), count: stages.count)
@@ -138,11 +137,10 @@ extension Bench {
                     switch stage {
                     case .gather:
                         let rows = runner.rows
-                        data.gather(
-                            order + rows.lowerBound, count: rows.count,
-                            into: runner.buffers.input + rows.lowerBound * model.inputWidth, ld: model.inputWidth,
-                            labels: labels + rows.lowerBound)
-                    case .loss: _ = runner.loss(labels: labels)
+                        targets.gather(
+                            data, order + rows.lowerBound, rows: rows, input: runner.buffers.input,
+                            features: model.inputWidth)
+                    case .loss: _ = runner.loss(targets: targets.targets(for: data))
                     case .parameters: runner.parameters(update: plan.clipsByNorm ? nil : rule)
                     case .penalty: runner.penalty(into: sums)
                     case .gradientNorms: runner.gradientNorms(into: sums)

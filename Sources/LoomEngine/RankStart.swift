@@ -50,6 +50,8 @@ public struct RankStart: Sendable, Equatable {
                 }
             }
             rows.withUnsafeBytes { bytes += $0 }
+            set.targetArray.withUnsafeBytes { bytes += $0 }
+            set.weightArray?.withUnsafeBytes { bytes += $0 }
         }
         return SHA256.hash(bytes)
     }

@@ -4,12 +4,12 @@ import LoomConfig
 
 /// Builds the run report.
 public enum ReportWriter {
-    /// A JSON object: test_accuracy, test_loss, epochs (completed by this process), steps and samples (run by
+    /// A JSON object: test_accuracy (for regression test_mae and test_rmse), test_loss, epochs (completed by this process), steps and samples (run by
     /// this process), train_seconds, samples_per_second, seconds_per_epoch, workers, weights_digest, the
     /// per-epoch history (a partial last epoch included) and the resolved config.
     public static func json(config: RunConfig, run: TrainingRun, result: RunResult) -> String {
         var object: [String: Any] = [
-            "test_accuracy": result.test.map { $0.accuracy as Any } ?? NSNull(),
+            "test_\(config.metric.rawValue)": result.test.map { $0.metricValue as Any } ?? NSNull(),
             "test_loss": result.test.map { $0.loss as Any } ?? NSNull(),
             "epochs": result.history.filter(\.complete).count,
             "steps": result.steps,
@@ -26,16 +26,17 @@ public enum ReportWriter {
             "parameters": run.model.parameterCount,
             "config": config.yaml,
         ]
+        if let rmse = result.test?.rootMeanSquaredError { object["test_rmse"] = rmse }
         if let s = result.stoppedAtStep { object["stopped_at_step"] = s }
         if let c = result.lastCheckpoint { object["checkpoint"] = c }
         object["history"] = result.history.map { r -> [String: Any] in
             var row: [String: Any] = [
                 "epoch": r.epoch, "epoch_fraction": r.fraction, "step": r.globalStep, "steps": r.steps,
-                "samples": r.samples, "loss": r.loss, "accuracy": r.accuracy,
+                "samples": r.samples, "loss": r.loss, r.metric.rawValue: r.accuracy,
                 "seconds": r.seconds, "samples_per_second": r.samplesPerSecond,
             ]
             if let v = r.valLoss { row["val_loss"] = v }
-            if let v = r.valAccuracy { row["val_accuracy"] = v }
+            if let v = r.valAccuracy { row["val_\(r.metric.rawValue)"] = v }
             return row
         }
         let data =

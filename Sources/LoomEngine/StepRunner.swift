@@ -85,9 +85,9 @@ struct StepRunner {
 
     /// The loss of this worker's rows and ∂L/∂(last output) scaled by 1/batch; true when their loss is not
     /// finite.
-    func loss(labels: UnsafePointer<Int32>) -> Bool {
+    func loss(targets: Targets) -> Bool {
         guard !rows.isEmpty else { return false }
-        model.lossAndGradient(buffers, rows: rows, labels: labels, batchSize: batchRows, gradient: true)
+        model.lossAndGradient(buffers, rows: rows, targets: targets, batchSize: batchRows, gradient: true)
         var sum: Float = 0
         for r in rows { sum += buffers.rowLoss[r] }
         return !sum.isFinite

@@ -92,9 +92,12 @@ public struct EpochRecord: Sendable, Codable, Equatable {
     public var fraction: Double
     public var globalStep: Int
     public var loss: Double
+    /// The metric reported beside the loss (`metric`): accuracy, or for regression the mean absolute error.
     public var accuracy: Double
     public var valLoss: Double?
     public var valAccuracy: Double?
+    /// What `accuracy` and `valAccuracy` measure.
+    public var metric = Metric.accuracy
     /// Seconds this process spent on the epoch's steps (validation excluded), and samples / seconds.
     public var seconds: Double
     public var samplesPerSecond: Double
@@ -110,18 +113,30 @@ public struct TrainingProgress: Sendable {
     public var steps: Int
     public var elapsed: Double
     public var loss: Double
+    /// The running metric (`metric`): accuracy, or for regression the mean absolute error.
     public var accuracy: Double
+    public var metric = Metric.accuracy
     /// Set on the final callback of an epoch.
     public var record: EpochRecord?
 }
 
-/// Loss and accuracy over a data set, with per-sample predictions.
+/// Loss and metrics over a data set.
 public struct Evaluation: Sendable {
     public var loss: Double
+    /// The fraction of samples whose predicted class is the target's (classification).
     public var accuracy: Double
     public var count: Int
-    /// confusion[true][predicted]
+    /// confusion[true][predicted] (classification).
     public var confusion: [[Int]]
+    /// Regression (real-valued targets with a regression loss): the mean absolute error and the root mean
+    /// squared error over samples and outputs; nil for classification.
+    public var meanAbsoluteError: Double?
+    public var rootMeanSquaredError: Double?
+
+    /// What the loss reports beside itself.
+    public var metric: Metric { meanAbsoluteError == nil ? .accuracy : .meanAbsoluteError }
+    /// The reported metric's value: accuracy, or the mean absolute error.
+    public var metricValue: Double { meanAbsoluteError ?? accuracy }
 }
 
 /// A model, its optimizer and a pool of workers that train and evaluate it.
@@ -172,7 +187,7 @@ public final class Trainer: @unchecked Sendable {
         numa.move([model.parameters.pointer, model.gradients.pointer] + self.optimizer.slots.map(\.pointer))
         buffers = ActivationBuffers(model: model, capacity: batchSize)
         shared = SharedState(
-            workers: placements.count, batchSize: batchSize, chunks: plan.chunks.count,
+            workers: placements.count, batchSize: batchSize, targetWidth: model.outputWidth, chunks: plan.chunks.count,
             distributed: communicator.isDistributed)
         exchanger =
             communicator.isDistributed
@@ -207,6 +222,7 @@ public final class Trainer: @unchecked Sendable {
             skipOnNaN: control.onNaN == .skipBatch, maxSkipped: control.maxSkippedBatches,
             watchSignals: control.stopOnSignal)
         guard firstEpoch <= epochs else { return [] }
+        let metric = model.loss.metric(valueTargets: train.targetWidth > 0)
         for epoch in firstEpoch...epochs {
             let epochStart = rng  // what a checkpoint stores to redo this epoch's shuffle
             if shuffle {
@@ -222,7 +238,8 @@ public final class Trainer: @unchecked Sendable {
             }
             let epochBase = step - position  // the global step count when this epoch began
             let clock = EpochClock(
-                epoch: epoch, steps: steps, start: position, batchSize: batchSize, samples: train.count)
+                epoch: epoch, steps: steps, start: position, batchSize: batchSize, samples: train.count,
+                metric: metric)
             shared.order = UnsafePointer(order)
             func report(_ record: EpochRecord?) {
                 let (done, loss, correct, seen) = shared.progress()
@@ -230,7 +247,7 @@ public final class Trainer: @unchecked Sendable {
                     TrainingProgress(
                         epoch: epoch, epochs: epochs, step: done, steps: steps, elapsed: clock.elapsed,
                         loss: seen > 0 ? loss / Double(seen) : 0, accuracy: seen > 0 ? correct / Double(seen) : 0,
-                        record: record))
+                        metric: metric, record: record))
             }
             /// Where the run is, for a checkpoint: mid-epoch, or at the start of the next one.
             func resumePoint() -> ResumePoint {
@@ -250,7 +267,7 @@ public final class Trainer: @unchecked Sendable {
                 if validate, let validation, validation.count > 0 {
                     let v = evaluate(validation)
                     record.valLoss = v.loss
-                    record.valAccuracy = v.accuracy
+                    record.valAccuracy = v.metricValue
                 }
                 records.append(record)
                 report(record)
@@ -335,6 +352,7 @@ public final class Trainer: @unchecked Sendable {
                 model: model, buffers: buffers, plan: plan, workspace: shared.workspaces[w]!, worker: w)
             let order = shared.order!
             let policy = shared.policy
+            let targets = shared.batch.targets(for: data)
             var skippedInARow = 0
             for s in steps {
                 let start = s * batchSize
@@ -351,17 +369,16 @@ public final class Trainer: @unchecked Sendable {
                     case .gather:
                         let rows = runner.gatherRows
                         guard !rows.isEmpty else { continue }
-                        data.gather(
-                            order + start + rows.lowerBound, count: rows.count,
-                            into: buffers.input + rows.lowerBound * model.inputWidth, ld: model.inputWidth,
-                            labels: shared.labels + rows.lowerBound)
+                        shared.batch.gather(
+                            data, order + start + rows.lowerBound, rows: rows, input: buffers.input,
+                            features: model.inputWidth)
                     case .exchange(let what):
                         guard w == 0, let exchanger else { continue }
                         shared.exchange(what, exchanger, batch: n, step: t, parameters: model.parameters.pointer)
                     case .penalty:
                         runner.penalty(into: shared.penalties)
                     case .loss:
-                        if runner.loss(labels: shared.labels) { shared.nonFiniteStep.store(t, ordering: .relaxed) }
+                        if runner.loss(targets: targets) { shared.nonFiniteStep.store(t, ordering: .relaxed) }
                     case .parameters:
                         // Every worker reads the same flags after the barrier before, so all take the same branch.
                         if shared.nonFiniteStep.load(ordering: .relaxed) == t {
@@ -407,11 +424,15 @@ public final class Trainer: @unchecked Sendable {
         let count = data.count
         let loss = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
         let predicted = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, count))
+        let regression = model.loss.metric(valueTargets: data.targetWidth > 0) == .meanAbsoluteError
+        let outputs =
+            regression ? UnsafeMutablePointer<Float>.allocate(capacity: max(1, count * data.targetWidth)) : nil
         defer {
             loss.deallocate()
             predicted.deallocate()
+            outputs?.deallocate()
         }
-        infer(data, loss: loss, predicted: predicted, probabilities: nil)
+        infer(data, loss: loss, predicted: predicted, probabilities: outputs)
         var sum = 0.0
         var confusion = Array(
             repeating: Array(repeating: 0, count: max(data.classes, model.outputWidth)),
@@ -425,10 +446,27 @@ public final class Trainer: @unchecked Sendable {
             if truth < confusion.count && guess < confusion.count { confusion[truth][guess] += 1 }
         }
         // As in Keras, the reported loss includes the regularizers' penalty.
-        return Evaluation(
+        var result = Evaluation(
             loss: (count > 0 ? sum / Double(count) : 0) + penalty(),
             accuracy: count > 0 ? Double(correct) / Double(count) : 0,
             count: count, confusion: confusion)
+        if let outputs {
+            // Σ|y − t| and Σ(y − t)² over every output of every sample, in sample order.
+            var absolute = 0.0
+            var squares = 0.0
+            let width = data.targetWidth
+            for i in 0..<count {
+                for j in 0..<width {
+                    let d = Double(outputs[i * width + j]) - Double(data.target(i, j))
+                    absolute += abs(d)
+                    squares += d * d
+                }
+            }
+            let n = Double(max(1, count * width))
+            result.meanAbsoluteError = absolute / n
+            result.rootMeanSquaredError = (squares / n).squareRoot()
+        }
+        return result
     }
 
     /// The regularizers' penalty l1·Σ|w| + l2·Σw² at the current weights, summed chunk by chunk in the plan's
@@ -471,6 +509,7 @@ public final class Trainer: @unchecked Sendable {
         let sink = InferenceSink(loss: loss, predicted: predicted, probabilities: probabilities)
         pool.run { w in
             let workspace = shared.workspaces[w]!
+            let (targets, indices) = (shared.batch.targets(for: data), shared.indices)
             let region = shard(capacity, part: w, of: workers)
             let samples = shard(count, part: w, of: workers)
             var i = samples.lowerBound
@@ -478,12 +517,12 @@ public final class Trainer: @unchecked Sendable {
             while i < end {
                 let n = min(region.count, end - i)
                 let rows = region.lowerBound..<region.lowerBound + n
-                data.gather(
-                    range: i, count: n, into: buffers.input + rows.lowerBound * features, ld: features,
-                    labels: shared.labels + rows.lowerBound)
+                for r in 0..<n { indices[rows.lowerBound + r] = Int32(i + r) }
+                shared.batch.gather(
+                    data, indices + rows.lowerBound, rows: rows, input: buffers.input, features: features)
                 model.forward(buffers, rows: rows, pass: Pass(training: false), workspace: workspace)
                 // Without a gradient the loss leaves probabilities in the last output (the fused softmax too).
-                model.lossAndGradient(buffers, rows: rows, labels: shared.labels, batchSize: n, gradient: false)
+                model.lossAndGradient(buffers, rows: rows, targets: targets, batchSize: n, gradient: false)
                 let y = buffers.output(last, rows)
                 for r in 0..<n {
                     sink.loss[i + r] = buffers.rowLoss[rows.lowerBound + r]
@@ -525,6 +564,7 @@ struct EpochClock {
     let start: Int
     let batchSize: Int
     let samples: Int
+    let metric: Metric
     let began = Date()
 
     var elapsed: Double { Date().timeIntervalSince(began) }
@@ -538,7 +578,7 @@ struct EpochClock {
         return EpochRecord(
             epoch: epoch, steps: position - start, samples: processed, fraction: Double(position) / Double(steps),
             globalStep: globalStep, loss: loss / Double(max(1, seen)), accuracy: correct / Double(max(1, seen)),
-            valLoss: nil, valAccuracy: nil, seconds: seconds,
+            valLoss: nil, valAccuracy: nil, metric: metric, seconds: seconds,
             samplesPerSecond: seconds > 0 ? Double(processed) / seconds : 0)
     }
 }
@@ -560,11 +600,13 @@ struct InferenceSink: @unchecked Sendable {
 /// The state shared between the coordinator and the workers during a job, in one place.
 ///
 /// Why sharing it is safe: `order` and `policy` are written by the main thread before a job and only read during
-/// it; `outcome` and `skipped` are written by worker 0 only, before a barrier that every reader passes first; `labels` is written by each worker on its own rows only, and read across rows only
-/// by worker 0 after a barrier; `workspaces[w]` is written once by worker w and only ever used by worker w;
+/// it; `outcome` and `skipped` are written by worker 0 only, before a barrier that every reader passes first; `batch` (the targets) is written by each worker on its own rows
+/// only, and read across rows only by worker 0 after a barrier; `workspaces[w]` is written once by worker w and only ever used by worker w;
 /// the progress counters are atomics, written by worker 0 between barriers and read by the main thread.
 final class SharedState: @unchecked Sendable {
-    let labels: UnsafeMutablePointer<Int32>
+    let batch: BatchTargets
+    /// Sample indices of an inference batch (each worker writes its own rows).
+    let indices: UnsafeMutablePointer<Int32>
     var order: UnsafePointer<Int32>?
     /// The step whose loss some worker found not finite (each worker stores the same value, before a barrier).
     let nonFiniteStep = ManagedAtomic<Int>(0)
@@ -589,8 +631,9 @@ final class SharedState: @unchecked Sendable {
     private let seenCount = ManagedAtomic<Int>(0)
     private var lossSum = 0.0, correctSum = 0.0, seen = 0  // worker 0's running sums
 
-    init(workers: Int, batchSize: Int, chunks: Int, distributed: Bool) {
-        labels = .allocate(capacity: batchSize)
+    init(workers: Int, batchSize: Int, targetWidth: Int, chunks: Int, distributed: Bool) {
+        batch = BatchTargets(capacity: batchSize, width: targetWidth)
+        indices = .allocate(capacity: batchSize)
         workspaces = PerWorker(count: workers, initial: nil)
         func zeros() -> UnsafeMutablePointer<Double> {
             let p = UnsafeMutablePointer<Double>.allocate(capacity: max(1, chunks))
@@ -603,7 +646,7 @@ final class SharedState: @unchecked Sendable {
         allSquares = distributed ? zeros() : squares
     }
     deinit {
-        labels.deallocate()
+        indices.deallocate()
         if allPenalties != penalties { allPenalties.deallocate() }
         if allSquares != squares { allSquares.deallocate() }
         penalties.deallocate()
@@ -661,7 +704,7 @@ final class SharedState: @unchecked Sendable {
         for (c, chunk) in plan.chunks.enumerated() where chunk.regularizer != nil { penalty += allPenalties[c] }
         for i in 0..<n {
             lossSum += Double(buffers.rowLoss[i]) + penalty
-            correctSum += Double(buffers.rowCorrect[i])
+            correctSum += Double(buffers.rowMetric[i])
         }
         seen += n
         lossBits.store(lossSum.bitPattern, ordering: .relaxed)

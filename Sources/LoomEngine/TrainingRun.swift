@@ -117,7 +117,7 @@ public final class TrainingRun {
                     file: config.source, keyPath: "training.validation_split",
                     message: "given together with a validation file (data.validation_x or data.validation); keep one"))
         }
-        train = holdOut > 0 ? data.train.subset(0..<data.train.count - holdOut) : data.train
+        let trainingSet = holdOut > 0 ? data.train.subset(0..<data.train.count - holdOut) : data.train
         validation =
             data.validation
             ?? (holdOut > 0
@@ -135,13 +135,19 @@ public final class TrainingRun {
         // The loss must be defined for the output (known in full only now that the input width is), and every
         // label must index it: the loss kernels trust both (see `Loss.evaluate`).
         let output = OutputDescription(layers: config.layers.map(\.shape), inputWidth: features)
-        if let refusal = config.loss.refusal(for: output) {
+        if let refusal = config.loss.refusal(for: output, options: config.lossOptions) {
             throw .config(ConfigError(file: config.source, keyPath: "loss", message: refusal))
         }
-        model = config.makeModel(inputWidth: features)
+        let model = config.makeModel(inputWidth: features)
+        self.model = model
         try TrainingRun.checkLabels(
             [(data.train, "training"), (data.test, "test")] + (data.validation.map { [($0, "validation")] } ?? []),
             model: model, dataset: config.data.dataset)
+        if let classWeight = config.training.classWeight {
+            train = try TrainingRun.weighingClasses(trainingSet, classWeight, model: model, config: config)
+        } else {
+            train = trainingSet
+        }
         // Workers.
         var warnings: [String] = []
         let usable = topology.usableCPUs.count
@@ -166,11 +172,31 @@ public final class TrainingRun {
         model.initialize(seed: t.seed)
     }
 
-    /// Every label of `sets` (named "training", "test", …) must lie in `0..<loss.labelLimit(outputs:)`.
+    /// The training set with each sample's weight multiplied by its class's (Keras' class_weight).
+    static func weighingClasses(_ train: Dataset, _ classWeight: ClassWeight, model: Sequential, config: RunConfig)
+        throws(LoomError) -> Dataset
+    {
+        let classes = max(2, model.outputWidth)
+        if case .map(let m) = classWeight, let bad = m.keys.sorted().first(where: { $0 >= classes }) {
+            throw .config(
+                ConfigError(
+                    file: config.source, keyPath: "training.class_weight",
+                    message: "names class \(bad), but the model has \(classes) classes (0 … \(classes - 1))"))
+        }
+        let labels = (0..<train.count).map { train.label($0) }
+        let perClass = classWeight.weights(labels: labels, classes: classes)
+        return train.weighted((0..<train.count).map { train.weight($0) * perClass[Int(labels[$0])] })
+    }
+
+    /// Every label of `sets` (named "training", "test", …) must lie in `0..<loss.labelLimit(outputs:)`; real-valued
+    /// targets must have one value per output, within what the loss reads (probabilities for cross-entropy).
     static func checkLabels(_ sets: [(Dataset, String)], model: Sequential, dataset: String) throws(LoomError) {
         let outputs = model.outputWidth
         let limit = model.loss.labelLimit(outputs: outputs)
-        for (set, name) in sets {
+        for (set, name) in sets where set.targetWidth > 0 {
+            try checkTargets(set, name, model: model, dataset: dataset)
+        }
+        for (set, name) in sets where set.targetWidth == 0 {
             guard let bad = (0..<set.count).first(where: { set.label($0) < 0 || Int(set.label($0)) >= limit }) else {
                 continue
             }
@@ -185,6 +211,40 @@ public final class TrainingRun {
                     reason:
                         "\(name) sample \(bad) has label \(label), but the model's last layer has \(outputs) output\(outputs == 1 ? "" : "s"); \(fix)"
                 ))
+        }
+    }
+
+    /// Real-valued targets: one per output, and for cross-entropy probabilities (binary: in [0, 1]).
+    static func checkTargets(_ set: Dataset, _ name: String, model: Sequential, dataset: String) throws(LoomError) {
+        let outputs = model.outputWidth
+        let loss = model.loss
+        guard loss != .sparseCategoricalCrossentropy else {
+            throw .data(
+                .mismatch(
+                    dataset,
+                    reason:
+                        "\(name) targets are rows of \(set.targetWidth) values, but sparse_categorical_crossentropy takes class indices; use categorical_crossentropy for one-hot or soft targets"
+                ))
+        }
+        guard set.targetWidth == outputs else {
+            throw .data(
+                .mismatch(
+                    dataset,
+                    reason:
+                        "\(name) targets have \(set.targetWidth) value\(set.targetWidth == 1 ? "" : "s") per sample, but the model's last layer has \(outputs) output\(outputs == 1 ? "" : "s"); set its units to \(set.targetWidth)"
+                ))
+        }
+        guard loss.fusesOutput else { return }
+        let upper: Float = loss == .binaryCrossentropy ? 1 : .infinity
+        for i in 0..<set.count {
+            for j in 0..<outputs where !(set.target(i, j) >= 0 && set.target(i, j) <= upper) {
+                throw .data(
+                    .mismatch(
+                        dataset,
+                        reason:
+                            "\(name) sample \(i) has the target \(set.target(i, j)), but \(loss.rawValue) reads targets as probabilities (\(upper == 1 ? "in [0, 1]" : "≥ 0")); use a regression loss for other values"
+                    ))
+            }
         }
     }
 

@@ -11,23 +11,27 @@ public final class Sequential: @unchecked Sendable {
     public let inputWidth: Int
     public let layers: [any Layer]
     public let loss: Loss
+    /// The loss's settings (from_logits, Huber's delta).
+    public let lossOptions: LossOptions
     /// The flat parameters and their gradients (same layout).
     public let parameters: AlignedBuffer
     public let gradients: AlignedBuffer
     /// Where each layer's parameters start in the flat buffers, and how many it has.
     public let offsets: [Int]
     public let counts: [Int]
-    /// Softmax + cross-entropy are fused: the last layer emits logits and the loss returns ∂L/∂z.
+    /// Softmax (sigmoid) + cross-entropy are fused: the last layer emits logits and the loss returns ∂L/∂z.
+    /// False with `from_logits`, where the layer is linear and its outputs are logits already.
     public let fusedSoftmax: Bool
 
     public var outputWidth: Int { layers.last!.outputWidth }
     public var parameterCount: Int { parameters.count }
 
-    public init(inputWidth: Int, layers: [any Layer], loss: Loss) {
+    public init(inputWidth: Int, layers: [any Layer], loss: Loss, lossOptions: LossOptions = LossOptions()) {
         precondition(inputWidth > 0 && !layers.isEmpty, "a model needs an input width and a layer")
         self.inputWidth = inputWidth
         self.layers = layers
         self.loss = loss
+        self.lossOptions = lossOptions
         var width = inputWidth
         var offsets: [Int] = []
         var total = 0
@@ -47,14 +51,14 @@ public final class Sequential: @unchecked Sendable {
         // The loss must be defined for this output (the config loader refuses the rest with a clear line; a
         // library caller that skips it stops here rather than index past a row).
         let output = OutputDescription(layers: layers.map(\.shape), inputWidth: inputWidth)
-        if let refusal = loss.refusal(for: output) { preconditionFailure(refusal) }
+        if let refusal = loss.refusal(for: output, options: lossOptions) { preconditionFailure(refusal) }
         // Fuse softmax into a cross-entropy loss (stable log-sum-exp, one pass per row), sigmoid into binary
         // cross-entropy.
-        if loss.fusesOutput {
+        fusedSoftmax = loss.fusesOutput && !lossOptions.fromLogits
+        if fusedSoftmax {
             (layers.last as? Dense)?.emitsLogits = true
             (layers.last as? ActivationLayer)?.emitsLogits = true
         }
-        fusedSoftmax = loss.fusesOutput
         // Fuse each relu's derivative into the store of the input gradient of the dense layer above it.
         for l in 1..<layers.count {
             guard let above = layers[l] as? Dense else { continue }
@@ -106,7 +110,8 @@ public final class Sequential: @unchecked Sendable {
         lines.append(String(repeating: "─", count: 60))
         lines.append("Total params: \(grouped(parameterCount)) (\(formatBytes(parameterCount * 4)))")
         let fusedWith = loss == .binaryCrossentropy ? "sigmoid" : "softmax"
-        lines.append("Loss: \(loss.rawValue)\(fusedSoftmax ? " (fused with \(fusedWith))" : "")")
+        let how = fusedSoftmax ? " (fused with \(fusedWith))" : lossOptions.fromLogits ? " (from logits)" : ""
+        lines.append("Loss: \(loss.rawValue)\(how)")
         return lines.joined(separator: "\n")
     }
 
@@ -119,18 +124,17 @@ public final class Sequential: @unchecked Sendable {
         }
     }
 
-    /// The loss of rows `rows` against their labels, into `a.rowLoss`/`a.rowCorrect`; with `gradient`, also
-    /// ∂L/∂(last output) scaled by 1/`batchSize`; without, the last output is left as the model's prediction
-    /// (probabilities, when softmax is fused into the loss).
+    /// The loss of rows `rows` against their targets (a batch's, indexed by row), into `a.rowLoss` and
+    /// `a.rowMetric`; with `gradient`, also ∂L/∂(last output) scaled by 1/`batchSize`; without, the last output
+    /// is left as the model's prediction (probabilities, when the loss reads logits).
     public func lossAndGradient(
-        _ a: ActivationBuffers, rows: Range<Int>, labels: UnsafePointer<Int32>,
-        batchSize: Int, gradient: Bool
+        _ a: ActivationBuffers, rows: Range<Int>, targets: Targets, batchSize: Int, gradient: Bool
     ) {
         let last = layers.count - 1
         loss.evaluate(
-            y: a.output(last, rows), labels: labels + rows.lowerBound, scale: 1 / Float(batchSize),
-            dy: gradient ? a.gradient(last, rows) : nil,
-            loss: a.rowLoss + rows.lowerBound, correct: a.rowCorrect + rows.lowerBound)
+            y: a.output(last, rows), targets: targets.advanced(by: rows.lowerBound), scale: 1 / Float(batchSize),
+            dy: gradient ? a.gradient(last, rows) : nil, options: lossOptions,
+            loss: a.rowLoss + rows.lowerBound, metric: a.rowMetric + rows.lowerBound)
     }
 
     /// Backpropagates the activation gradients of rows `rows` down to the first layer.
@@ -165,7 +169,7 @@ public final class Sequential: @unchecked Sendable {
 }
 
 /// The activations of a batch: the input and each layer's output, each gradient, and per-row loss and
-/// correctness, for up to `capacity` rows. Workers write disjoint row ranges of the same buffers.
+/// metric (1/0 for a right/wrong class, or the absolute error), for up to `capacity` rows. Workers write disjoint row ranges of the same buffers.
 public final class ActivationBuffers: @unchecked Sendable {
     // Sendable: see Sequential. Row ranges are disjoint per worker; whole-batch reads happen after a barrier.
     public let capacity: Int
@@ -174,7 +178,7 @@ public final class ActivationBuffers: @unchecked Sendable {
     private let gradients: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>
     private let owned: [AlignedBuffer]
     public let rowLoss: UnsafeMutablePointer<Float>
-    public let rowCorrect: UnsafeMutablePointer<Float>
+    public let rowMetric: UnsafeMutablePointer<Float>
 
     /// Allocates (does not touch) the buffers: the first writer of each page places it on its NUMA node.
     public init(model: Sequential, capacity: Int) {
@@ -193,7 +197,7 @@ public final class ActivationBuffers: @unchecked Sendable {
             gradients[i] = make(capacity * w)
         }
         rowLoss = make(capacity)
-        rowCorrect = make(capacity)
+        rowMetric = make(capacity)
         self.owned = owned
     }
 

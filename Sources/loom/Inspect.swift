@@ -134,6 +134,13 @@ struct Evaluate: ParsableCommand {
                 source = DataSource(dataset: data ?? saved.config.data.dataset, path: dataPath)
             }
             let (e, _, name) = try saved.evaluate(data: source, workers: workers)
+            if let mae = e.meanAbsoluteError, let rmse = e.rootMeanSquaredError {
+                print(
+                    String(
+                        format: "%@ on the %@ (%d samples): loss %.4f - mae %.4f - rmse %.4f", weights, name, e.count,
+                        e.loss, mae, rmse))
+                return
+            }
             print(
                 String(
                     format: "%@ on the %@ (%d samples): loss %.4f - accuracy %.4f", weights, name, e.count, e.loss,
@@ -179,6 +186,12 @@ struct Predict: ParsableCommand {
                     .prefix(limit)
             }
             let probabilities = try saved.predict(named.map { saved.prepare($0.1) })
+            if saved.config.metric == .meanAbsoluteError {  // regression: the predicted values themselves
+                for ((name, _), y) in zip(named, probabilities) {
+                    print(name + ": " + y.map { String(format: "%.6g", $0) }.joined(separator: ", "))
+                }
+                return
+            }
             for ((name, _), p) in zip(named, probabilities) {
                 let ranked = p.enumerated().sorted { $0.element > $1.element }.prefix(top)
                 // Classes by name when the training data named them ("setosa 0 (0.97)").

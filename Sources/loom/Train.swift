@@ -137,9 +137,17 @@ struct Train: ParsableCommand {
     func printResult(_ result: RunResult) {
         for note in result.notes + result.callbackMessages { print(note) }
         if let test = result.test {
-            print(
-                String(
-                    format: "test_loss: %.4f - test_accuracy: %.4f (%d samples)", test.loss, test.accuracy, test.count))
+            if let mae = test.meanAbsoluteError, let rmse = test.rootMeanSquaredError {
+                print(
+                    String(
+                        format: "test_loss: %.4f - test_mae: %.4f - test_rmse: %.4f (%d samples)", test.loss, mae, rmse,
+                        test.count))
+            } else {
+                print(
+                    String(
+                        format: "test_loss: %.4f - test_accuracy: %.4f (%d samples)", test.loss, test.accuracy,
+                        test.count))
+            }
         }
         if let stopped = result.stoppedAtStep, result.notes.isEmpty {
             let resume = result.lastCheckpoint.map {
@@ -187,10 +195,10 @@ final class ProgressPrinter {
         let bar = String(repeating: "━", count: filled) + String(repeating: "─", count: width - filled)
         let msPerStep = p.step > 0 ? 1000 * p.elapsed / Double(p.step) : 0
         var line = String(
-            format: "%d/%d %@ %.0fs %.2fms/step - accuracy: %.4f - loss: %.4f", p.step, p.steps, bar,
-            p.elapsed, msPerStep, p.accuracy, p.loss)
+            format: "%d/%d %@ %.0fs %.2fms/step - %@: %.4f - loss: %.4f", p.step, p.steps, bar,
+            p.elapsed, msPerStep, p.metric.rawValue, p.accuracy, p.loss)
         if let r = p.record, let vl = r.valLoss, let va = r.valAccuracy {
-            line += String(format: " - val_accuracy: %.4f - val_loss: %.4f", va, vl)
+            line += String(format: " - val_%@: %.4f - val_loss: %.4f", r.metric.rawValue, va, vl)
         }
         if mode == .bar {
             print("\r\u{1B}[2K" + line, terminator: p.record != nil ? "\n" : "")

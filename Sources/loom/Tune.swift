@@ -31,11 +31,15 @@ struct Tune: ParsableCommand {
     @Option(help: "Folder of the trial folders, tune.csv, tune.json and tune.svg.") var out: String = "tune"
     @Option(
         help:
-            "What ranks the trials: test_accuracy, test_loss, or the last epoch's val_accuracy, val_loss, accuracy, loss."
+            "What ranks the trials: test_accuracy, test_loss, or the last epoch's val_accuracy, val_loss, accuracy, loss (regression: test_mae, test_rmse, val_mae, mae)."
     )
     var monitor: String = "test_accuracy"
 
-    static let monitors = ["test_accuracy", "test_loss", "val_accuracy", "val_loss", "accuracy", "loss"]
+    static let monitors = [
+        "test_accuracy", "test_loss", "val_accuracy", "val_loss", "accuracy", "loss", "test_mae", "test_rmse",
+        "val_mae",
+        "mae",
+    ]
 
     func run() throws {
         guard Tune.monitors.contains(monitor) else {
@@ -142,8 +146,7 @@ struct Tune: ParsableCommand {
         let last = (r["history"] as? [[String: Any]])?.last
         row.value =
             switch monitor {
-            case "test_accuracy": r["test_accuracy"] as? Double
-            case "test_loss": r["test_loss"] as? Double
+            case "test_accuracy", "test_loss", "test_mae", "test_rmse": r[monitor] as? Double
             default: last?[monitor] as? Double
             }
         return row

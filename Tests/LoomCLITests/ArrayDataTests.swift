@@ -91,15 +91,22 @@ let digitsFile = "/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.cs
 
 @Suite("The shipped CSV examples")
 struct DigitsConfigTests {
-    /// Trains a shipped config on 1, 2 and 3 workers: its test set size and accuracy, and one digest.
-    func trainsAlike(_ config: String, samples: Int, accuracy: Double) throws {
+    /// Trains a shipped config on 1, 2 and 3 workers: its test set size and accuracy (or, for regression, that
+    /// the mean absolute error is at most `mae`), and one digest.
+    func trainsAlike(_ config: String, samples: Int, accuracy: Double = 0, mae: Double? = nil) throws {
         var digests: [Substring] = []
         for workers in ["1", "2", "3"] {
             let o = try loom(["train", config, "--workers", workers, "-q"])
             #expect(o.status == 0, "\(o.stderr)")
             let line = o.stdout.split(separator: "\n").first { $0.hasPrefix("test_loss") } ?? ""
             #expect(line.contains("(\(samples) samples)"), "\(line)")
-            #expect((Double(line.split(separator: " ").dropFirst(4).first ?? "") ?? 0) >= accuracy, "\(line)")
+            // "test_loss: 0.05 - test_accuracy: 0.98 (…)" or "test_loss: 40.1 - test_mae: 5.2 - test_rmse: …".
+            let metric = Double(line.split(separator: " ").dropFirst(4).first ?? "") ?? .nan
+            if let mae {
+                #expect(line.contains("test_mae") && metric <= mae, "\(line)")
+            } else {
+                #expect(metric >= accuracy, "\(line)")
+            }
             digests.append(digest(o) ?? "")
         }
         #expect(Set(digests).count == 1 && !digests[0].isEmpty)
@@ -114,6 +121,11 @@ struct DigitsConfigTests {
         "configs/breast-cancer.yaml (binary_crossentropy, standardized): ≥ 0.96, the same digest for 1, 2 and 3 workers",
         .enabled(if: FileManager.default.fileExists(atPath: digitsFile), "needs python3-sklearn's data files"))
     func breastCancer() throws { try trainsAlike("configs/breast-cancer.yaml", samples: 142, accuracy: 0.96) }
+
+    @Test(
+        "configs/boston-housing.yaml (regression, mean_squared_error): test MAE ≤ 7, the same digest for 1, 2, 3 workers",
+        .enabled(if: FileManager.default.fileExists(atPath: digitsFile), "needs python3-sklearn's data files"))
+    func bostonHousing() throws { try trainsAlike("configs/boston-housing.yaml", samples: 126, mae: 7) }
 }
 
 @Suite("CSV with class names and standardized features")

@@ -39,6 +39,7 @@ struct ConfigTests {
     func shipped() throws {
         for name in [
             "mnist", "fashion-mnist", "xor", "fizzbuzz", "digits", "breast-cancer", "mnist-wide", "fashion-mnist-tuned",
+            "boston-housing",
         ] {
             _ = try ConfigLoader.load(path: "\(repoRoot)/configs/\(name).yaml")
         }
@@ -95,12 +96,61 @@ struct ConfigTests {
             message(good, overrides: ["model.layers.0.kernel_regularizer.l2=-1"]).contains("a factor ≥ 0"))
     }
 
+    @Test(
+        "loss options, real-valued targets, target lists, sample weights and class weights; all survive the resolved YAML"
+    )
+    func targetsAndWeights() throws {
+        let regression = """
+            model:
+              layers:
+                - {type: dense, units: 8, activation: relu}
+                - {type: dense, units: 2}
+            loss: {name: huber, delta: 2.5}
+            optimizer: {name: adam}
+            data: {dataset: csv, train: t.csv, target: [a, b], sample_weight: w}
+            """
+        let r = try ConfigLoader.parse(regression, file: "c.yaml")
+        #expect(r.loss == .huber && r.lossOptions == LossOptions(delta: 2.5) && r.metric == .meanAbsoluteError)
+        #expect(r.data.valueTargets && r.data.csv.valueTargets && r.data.csv.targets == ["a", "b"])
+        #expect(r.data.csv.weight == "w")
+        let again = try ConfigLoader.parse(r.yaml, file: "resolved.yaml")
+        #expect(again.lossOptions == r.lossOptions && again.data == r.data && again.metric == .meanAbsoluteError)
+        // Cross-entropy from logits, one-hot targets asked for, balanced or mapped class weights.
+        let logits = good.replacingOccurrences(of: "activation: softmax", with: "activation: linear")
+            .replacingOccurrences(
+                of: "loss: sparse_categorical_crossentropy",
+                with: "loss: {name: sparse_categorical_crossentropy, from_logits: true}")
+        let l = try ConfigLoader.parse(logits, file: "c.yaml", overrides: ["training.class_weight=balanced"])
+        #expect(l.lossOptions.fromLogits && l.training.classWeight == .balanced && l.metric == .accuracy)
+        let mapped = try ConfigLoader.parse(logits, file: "c.yaml", overrides: ["training.class_weight={0: 2, 3: 0.5}"])
+        #expect(mapped.training.classWeight == .map([0: 2, 3: 0.5]))
+        let back = try ConfigLoader.parse(mapped.yaml, file: "resolved.yaml")
+        #expect(back.training.classWeight == mapped.training.classWeight && back.lossOptions.fromLogits)
+        #expect(ClassWeight.balanced.weights(labels: [0, 0, 0, 1], classes: 3) == [Float(4) / 6, 2, 1])
+        // Refused, with the fix.
+        #expect(
+            message(good, overrides: ["loss={name: sparse_categorical_crossentropy, from_logits: true}"]).contains(
+                "make that layer linear"))
+        #expect(
+            message(good, overrides: ["loss={name: mean_squared_error, from_logits: true}"]).contains(
+                "applies to the cross-entropy losses only"))
+        #expect(
+            message(good, overrides: ["loss={name: sparse_categorical_crossentropy, delta: 1}"]).contains(
+                "applies to huber only"))
+        #expect(message(good, overrides: ["training.class_weight=even"]).contains("expected 'balanced' or a map"))
+        #expect(message(good, overrides: ["training.class_weight={a: 1}"]).contains("expected a class index"))
+        #expect(message(good, overrides: ["training.class_weight={1: -1}"]).contains("a weight ≥ 0"))
+        #expect(message(regression, overrides: ["training.class_weight=balanced"]).contains("real values (regression)"))
+        #expect(message(good, overrides: ["data.targets=values"]).contains("applies to datasets arrays, idx and csv"))
+        #expect(message(good, overrides: ["data.sample_weight=w"]).contains("is a key of dataset csv only"))
+    }
+
     @Test("an unknown key names file, line, key path and the key meant")
     func unknownKey() {
         let text = good.replacingOccurrences(of: "  epochs: 5", with: "  epoch: 5")
         #expect(
             message(text)
-                == "c.yaml:15:3: training.epoch: unknown key; did you mean 'epochs'? (valid keys: epochs, batch_size, seed, shuffle, validation_split, workers, on_nan, max_skipped_batches, schedule)"
+                == "c.yaml:15:3: training.epoch: unknown key; did you mean 'epochs'? (valid keys: epochs, batch_size, seed, shuffle, validation_split, workers, on_nan, max_skipped_batches, schedule, class_weight)"
         )
     }
 
@@ -199,6 +249,7 @@ struct ConfigMutationTests {
         var rejected = 0
         let names = [
             "mnist", "fashion-mnist", "xor", "fizzbuzz", "digits", "breast-cancer", "mnist-wide", "fashion-mnist-tuned",
+            "boston-housing",
         ]
         for name in names {
             let original = Array(try String(contentsOfFile: "\(repoRoot)/configs/\(name).yaml", encoding: .utf8).utf8)

@@ -137,7 +137,7 @@ struct ArrayTests {
         #expect(try loadIDX(images: dir + "/x.npy", labels: dir + "/yf.npy", name: "t").classes == 3)
     }
 
-    @Test("data errors: rows that do not match, NaN, real-valued or negative labels, labels of several columns")
+    @Test("data errors: rows that do not match, NaN, real-valued or negative labels, labels of three dimensions")
     func datasetErrors() {
         let dir = tempDir()
         write(npyBytes(descr: "<f4", shape: [3, 2], values: leFloats([1, 2, 3, .nan, 5, 6])), dir + "/nan.npy")
@@ -146,7 +146,8 @@ struct ArrayTests {
         write(npyBytes(descr: "<i4", shape: [3], values: le([Int32(0), 1, 2])), dir + "/y.npy")
         write(npyBytes(descr: "<f4", shape: [3], values: leFloats([0.5, 1, 2])), dir + "/real.npy")
         write(npyBytes(descr: "<i2", shape: [3], values: le([Int16(0), -1, 2])), dir + "/negative.npy")
-        write(npyBytes(descr: "<i4", shape: [3, 2], values: le([Int32(0), 1, 2, 0, 1, 2])), dir + "/wide.npy")
+        // (2-D labels of several columns are one-hot or soft targets: arrayTargets.)
+        write(npyBytes(descr: "<i4", shape: [3, 1, 2], values: le([Int32(0), 1, 2, 0, 1, 2])), dir + "/wide.npy")
         let cases: [(String, String, String)] = [
             ("nan.npy", "y.npy", "sample 1, value 1 is not a finite number"),
             ("x.npy", "two.npy", "holds 2 labels but"),
@@ -160,5 +161,38 @@ struct ArrayTests {
                 "\($0)".contains(expected)
             }
         }
+    }
+
+    @Test("targets from arrays: 2-D (N, C) rows are real values; 1-D as values when asked; non-finite refused")
+    func arrayTargets() throws {
+        let dir = tempDir()
+        write(npyBytes(descr: "<f4", shape: [3, 2], values: leFloats([1, 2, 3, 4, 5, 6])), dir + "/x.npy")
+        write(npyBytes(descr: "<f4", shape: [3, 2], values: leFloats([0.25, 0.75, 1, 0, 0.5, 0.5])), dir + "/y2.npy")
+        write(npyBytes(descr: "<f8", shape: [3], values: leDoubles([1.5, -2, 0.125])), dir + "/y1.npy")
+        write(npyBytes(descr: "<f4", shape: [3], values: leFloats([1, .infinity, 0])), dir + "/bad.npy")
+        let soft = try loadIDX(images: dir + "/x.npy", labels: dir + "/y2.npy", name: "t")
+        #expect(soft.targetWidth == 2 && soft.targetArray == [0.25, 0.75, 1, 0, 0.5, 0.5])
+        #expect((0..<3).map { soft.label($0) } == [1, 0, 0])  // the largest target's index
+        let values = try loadIDX(images: dir + "/x.npy", labels: dir + "/y1.npy", name: "t", valueTargets: true)
+        #expect(values.targetWidth == 1 && values.targetArray == [1.5, -2, 0.125])
+        // As class labels, a real value is refused with the fix.
+        #expect { try loadIDX(images: dir + "/x.npy", labels: dir + "/y1.npy", name: "t") } throws: {
+            "\($0)".contains("real-valued target 1.5") && "\($0)".contains("mean_squared_error")
+        }
+        #expect {
+            try loadIDX(images: dir + "/x.npy", labels: dir + "/bad.npy", name: "t", valueTargets: true)
+        } throws: {
+            "\($0)".contains("sample 1, target 0 is not a finite number") && "\($0)".contains("bad.npy")
+        }
+        // Targets and weights survive subsets and gathering.
+        let weighted = values.weighted([1, 2, 3]).subset(1..<3)
+        #expect(weighted.count == 2 && weighted.weight(0) == 2 && weighted.target(1, 0) == 0.125)
+        var rows = [Float](repeating: 0, count: 4)
+        var labels = [Int32](repeating: 0, count: 2)
+        var targets = [Float](repeating: 0, count: 2)
+        var weights = [Float](repeating: 0, count: 2)
+        weighted.gather(
+            range: 0, count: 2, into: &rows, ld: 2, labels: &labels, targets: &targets, weights: &weights)
+        #expect(rows == [3, 4, 5, 6] && targets == [-2, 0.125] && weights == [2, 3])
     }
 }

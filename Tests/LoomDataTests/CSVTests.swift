@@ -80,4 +80,35 @@ struct CSVTests {
             "\($0)".contains("no such file")
         }
     }
+
+    @Test("real-valued targets (one or several columns) and a sample weight column, on the fast and general paths")
+    func valueTargetsAndWeights() throws {
+        var o = CSVOptions()
+        o.targets = ["y1", "y2"]
+        o.weight = "w"
+        // Row 3 has a quoted field, so it takes the general path; the others the fast one.
+        let t = try table("x,y1,w,y2,z\n1,0.5,2,-1,7\n2,1.5,0,3.25,8\n\"3\",2.5,0.5,4,9\n", o)
+        #expect(t.features == 2 && t.valueArray == [1, 7, 2, 8, 3, 9])
+        #expect(t.targetWidth == 2 && t.targets == [0.5, -1, 1.5, 3.25, 2.5, 4])
+        #expect(t.weights == [2, 0, 0.5] && t.labels == [0, 0, 0])
+        // One column as real values (regression).
+        var r = CSVOptions()
+        r.valueTargets = true
+        let one = try table("1,2.5\n2,-0.75\n", r)
+        #expect(one.targetWidth == 1 && one.targets == [2.5, -0.75] && one.weights == nil)
+        // Classes with a weight column: the labels stay class indices.
+        var c = CSVOptions()
+        c.target = "0"
+        c.weight = "-1"
+        let classes = try table("1,5,0.25\n0,6,4\n", c)
+        #expect(classes.labels == [1, 0] && classes.weights == [0.25, 4] && classes.valueArray == [5, 6])
+        // Refused: a missing or non-finite target, a negative weight.
+        for (text, expected) in [
+            ("x,y1,w,y2,z\n1,,1,2,3\n", "line 2, column 2 ('y1'): a missing value"),
+            ("x,y1,w,y2,z\n1,nan,1,2,3\n", "line 2, column 2 ('y1'): a missing value"),
+            ("x,y1,w,y2,z\n1,2,-1,2,3\n", "row 1 has the sample weight -1.0; weights must be 0 or more"),
+        ] {
+            #expect { try table(text, o) } throws: { "\($0)".contains(expected) && "\($0)".contains("t.csv") }
+        }
+    }
 }

@@ -58,7 +58,8 @@ struct EngineTests {
             data.gather(range: 0, count: 40, into: buffers.input, ld: 10, labels: lp.baseAddress!)
             let pass = Pass(training: true, seed: 7, step: 1)
             ref.forward(buffers, rows: 0..<40, pass: pass, workspace: ws)
-            ref.lossAndGradient(buffers, rows: 0..<40, labels: lp.baseAddress!, batchSize: 40, gradient: true)
+            ref.lossAndGradient(
+                buffers, rows: 0..<40, targets: Targets(labels: lp.baseAddress!), batchSize: 40, gradient: true)
             ref.backward(buffers, rows: 0..<40, pass: pass, workspace: ws)
             ref.parameterGradients(buffers, batchSize: 40, part: 0, of: 1, workspace: ws)
         }

@@ -3,18 +3,47 @@ import Testing
 
 @testable import LoomNN
 
+/// A batch's targets as arrays: class labels, or real values (`width` per row), and optional weights.
+struct TestTargets {
+    var labels: [Int32]
+    var values: [Float]? = nil
+    var width = 0
+    var weights: [Float]? = nil
+
+    /// Calls `body` with the `Targets` view of these arrays.
+    func with<R>(_ body: (Targets) -> R) -> R {
+        labels.withUnsafeBufferPointer { l in
+            (values ?? [0]).withUnsafeBufferPointer { v in
+                (weights ?? [0]).withUnsafeBufferPointer { w in
+                    body(
+                        Targets(
+                            labels: l.baseAddress!, values: values == nil ? nil : v.baseAddress!, width: width,
+                            weights: weights == nil ? nil : w.baseAddress!))
+                }
+            }
+        }
+    }
+}
+
 /// Runs one full batch through the model the way a single worker does and returns the mean loss; with
 /// `gradients`, also leaves ∂L/∂θ in `model.gradients` (parameter gradients computed as one part, no update).
 func batchLoss(
     _ model: Sequential, _ buffers: ActivationBuffers, x: [Float], labels: [Int32], gradients: Bool,
     pass: Pass = Pass(training: true, seed: 3, step: 1)
 ) -> Double {
-    let n = labels.count
+    batchLoss(model, buffers, x: x, targets: TestTargets(labels: labels), gradients: gradients, pass: pass)
+}
+
+func batchLoss(
+    _ model: Sequential, _ buffers: ActivationBuffers, x: [Float], targets: TestTargets, gradients: Bool,
+    pass: Pass = Pass(training: true, seed: 3, step: 1)
+) -> Double {
+    let n = targets.labels.count
     let ws = GemmWorkspace()
     x.withUnsafeBufferPointer { buffers.input.update(from: $0.baseAddress!, count: x.count) }
-    labels.withUnsafeBufferPointer { lp in
+    targets.with { t in
         model.forward(buffers, rows: 0..<n, pass: pass, workspace: ws)
-        model.lossAndGradient(buffers, rows: 0..<n, labels: lp.baseAddress!, batchSize: n, gradient: gradients)
+        model.lossAndGradient(buffers, rows: 0..<n, targets: t, batchSize: n, gradient: gradients)
         if gradients {
             model.backward(buffers, rows: 0..<n, pass: pass, workspace: ws)
             model.parameterGradients(buffers, batchSize: n, part: 0, of: 1, workspace: ws)
@@ -25,20 +54,46 @@ func batchLoss(
     return sum / Double(n)
 }
 
+/// What a gradient check's targets look like.
+enum TargetStyle {
+    case labels
+    /// Real values drawn from N(0, 1) (regression), or rows of probabilities (soft class targets).
+    case values
+    case probabilities
+}
+
 /// Central finite differences of the loss against every parameter (or a sample of them) vs backprop.
 func gradientCheck(
     _ layers: [any Layer], inputs: Int, loss: Loss, classes: Int, rows: Int = 5, seed: UInt64 = 1,
-    positiveInputs: Bool = false
+    positiveInputs: Bool = false, options: LossOptions = LossOptions(), targets style: TargetStyle = .labels,
+    weighted: Bool = false
 ) {
-    let model = Sequential(inputWidth: inputs, layers: layers, loss: loss)
+    let model = Sequential(inputWidth: inputs, layers: layers, loss: loss, lossOptions: options)
     model.initialize(seed: seed)
     var rng = Random(seed: seed + 100)
     // Keep biases non-zero so every path is exercised.
     for i in 0..<model.parameterCount { model.parameters.pointer[i] += Float(rng.nextNormal() * 0.1) }
     let buffers = ActivationBuffers(model: model, capacity: rows)
     let x = (0..<rows * inputs).map { _ in positiveInputs ? rng.nextUniform() : Float(rng.nextNormal()) }
-    let labels = (0..<rows).map { _ in Int32(rng.next() % UInt64(classes)) }
-    _ = batchLoss(model, buffers, x: x, labels: labels, gradients: true)
+    var targets = TestTargets(labels: (0..<rows).map { _ in Int32(rng.next() % UInt64(classes)) })
+    let width = model.outputWidth
+    switch style {
+    case .labels: break
+    case .values:
+        targets.values = (0..<rows * width).map { _ in Float(rng.nextNormal()) }
+        targets.width = width
+    case .probabilities:
+        var values: [Float] = []
+        for _ in 0..<rows {
+            let raw = (0..<width).map { _ in rng.nextUniform() + 0.05 }
+            let total = raw.reduce(0, +)
+            values += width == 1 ? [raw[0] / (raw[0] + 0.3)] : raw.map { $0 / total }
+        }
+        targets.values = values
+        targets.width = width
+    }
+    if weighted { targets.weights = (0..<rows).map { _ in rng.nextUniform() * 2 } }
+    _ = batchLoss(model, buffers, x: x, targets: targets, gradients: true)
     let analytic = model.gradients.array
     let h: Float = 1e-3
     let count = model.parameterCount
@@ -48,9 +103,9 @@ func gradientCheck(
         let p = model.parameters.pointer + i
         let saved = p.pointee
         p.pointee = saved + h
-        let plus = batchLoss(model, buffers, x: x, labels: labels, gradients: false)
+        let plus = batchLoss(model, buffers, x: x, targets: targets, gradients: false)
         p.pointee = saved - h
-        let minus = batchLoss(model, buffers, x: x, labels: labels, gradients: false)
+        let minus = batchLoss(model, buffers, x: x, targets: targets, gradients: false)
         p.pointee = saved
         let numeric = (plus - minus) / Double(2 * h)
         let a = Double(analytic[i])
@@ -87,6 +142,39 @@ struct GradientCheckTests {
             classes: units == 1 ? 2 : 4)
     }
 
+    @Test(
+        "every loss on real-valued or probability targets, with and without sample weights",
+        arguments: Loss.allCases.filter { $0 != .sparseCategoricalCrossentropy }, [false, true])
+    func valueTargets(_ loss: Loss, weighted: Bool) {
+        let last: ActivationKind = loss.isCrossEntropy ? .softmax : loss == .binaryCrossentropy ? .sigmoid : .linear
+        let units = loss == .binaryCrossentropy ? 1 : 3
+        gradientCheck(
+            [Dense(units: 8, activation: .tanh), Dense(units: units, activation: last)], inputs: 3, loss: loss,
+            classes: 3, rows: 7, options: LossOptions(delta: 0.4), targets: loss.fusesOutput ? .probabilities : .values,
+            weighted: weighted)
+    }
+
+    @Test(
+        "cross-entropies from logits (a linear output), class labels and probabilities, weighted or not",
+        arguments: [Loss.sparseCategoricalCrossentropy, .categoricalCrossentropy, .binaryCrossentropy], [false, true])
+    func fromLogits(_ loss: Loss, weighted: Bool) {
+        let units = loss == .binaryCrossentropy ? 1 : 4
+        for style in loss == .sparseCategoricalCrossentropy ? [TargetStyle.labels] : [.labels, .probabilities] {
+            gradientCheck(
+                [Dense(units: 8, activation: .tanh), Dense(units: units)], inputs: 3, loss: loss,
+                classes: units == 1 ? 2 : 4, options: LossOptions(fromLogits: true), targets: style, weighted: weighted)
+        }
+    }
+
+    @Test("class labels weighted per sample, every loss", arguments: Loss.allCases)
+    func weightedLabels(_ loss: Loss) {
+        let last: ActivationKind = loss.isCrossEntropy ? .softmax : .sigmoid
+        let units = loss == .binaryCrossentropy ? 1 : 4
+        gradientCheck(
+            [Dense(units: 8, activation: .tanh), Dense(units: units, activation: last)], inputs: 3, loss: loss,
+            classes: units == 1 ? 2 : 4, weighted: true)
+    }
+
     @Test("cross-entropy is defined only after a softmax over 2 or more units; the rest is refused")
     func crossEntropyNeedsSoftmax() {
         func output(_ activation: ActivationKind, _ units: Int) -> OutputDescription {
@@ -100,6 +188,13 @@ struct GradientCheckTests {
         #expect(Loss.sparseCategoricalCrossentropy.refusal(for: output(.softmax, 2)) == nil)
         #expect(Loss.meanSquaredError.refusal(for: output(.softmax, 1)) != nil)
         #expect(Loss.meanSquaredError.refusal(for: output(.relu, 1)) == nil)
+        // from_logits: a linear output only, and cross-entropies only.
+        let logits = LossOptions(fromLogits: true)
+        #expect(Loss.categoricalCrossentropy.refusal(for: output(.linear, 3), options: logits) == nil)
+        #expect(Loss.categoricalCrossentropy.refusal(for: output(.softmax, 3), options: logits) != nil)
+        #expect(Loss.binaryCrossentropy.refusal(for: output(.linear, 1), options: logits) == nil)
+        #expect(Loss.binaryCrossentropy.refusal(for: output(.linear, 2), options: logits) != nil)
+        #expect(Loss.meanSquaredError.refusal(for: output(.linear, 1), options: logits) != nil)
     }
 
     @Test("one output unit (binary target), sum of squared errors")
