@@ -4,7 +4,7 @@
 // Module stairs (each depends only on the ones to its right):
 //   loom (CLI) → LoomEngine → LoomConfig → LoomNN → LoomKernels → LoomKernelsAVX512 | LoomKernelsAVX2 → LoomKernelTypes
 //                    └────────→ LoomData ──────────────┘      (run-time dispatch between the two kernel builds)
-// C shims: CSupport (pinning, cpu pause), CNuma (libnuma), CZlib (gzip), CPng (libpng), CLoomMPI (the MPI calls;
+// C shims: CSupport (pinning, cpu pause), CNuma (libnuma), CLoomZlib (gzip), CPng (libpng), CLoomMPI (the MPI calls;
 // stubs unless built with the MPI trait: `swift build -c release --traits MPI`, which needs libopenmpi-dev).
 import PackageDescription
 import Foundation
@@ -41,11 +41,12 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         .target(name: "CSupport", dependencies: ["CNuma"], cSettings: fastC, linkerSettings: [.linkedLibrary("numa")]),
         .systemLibrary(name: "CNuma", providers: [.apt(["libnuma-dev"])]),
-        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CLoomZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(
@@ -60,7 +61,8 @@ let package = Package(
             name: "LoomKernels", dependencies: ["LoomKernelTypes", "LoomKernelsAVX2", "LoomKernelsAVX512"],
             swiftSettings: fastSwift),
         .target(name: "LoomNN", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
-        .target(name: "LoomData", dependencies: ["LoomKernels", "CZlib", "CPng"], swiftSettings: fastSwift),
+        .target(
+            name: "LoomData", dependencies: ["LoomKernels", "CLoomZlib", "CPng", "ZIPFoundation"], swiftSettings: fastSwift),
         .target(name: "LoomConfig", dependencies: ["LoomNN", "LoomData", "Yams"], swiftSettings: fastSwift),
         .target(
             name: "LoomEngine",
@@ -77,7 +79,7 @@ let package = Package(
             swiftSettings: fastSwift),
         .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], swiftSettings: fastSwift),
-        .testTarget(name: "LoomDataTests", dependencies: ["LoomData"], swiftSettings: fastSwift),
+        .testTarget(name: "LoomDataTests", dependencies: ["LoomData", "ZIPFoundation"], swiftSettings: fastSwift),
         .testTarget(name: "LoomConfigTests", dependencies: ["LoomConfig"], swiftSettings: fastSwift),
         .testTarget(name: "LoomEngineTests", dependencies: ["LoomEngine"], swiftSettings: fastSwift),
         // Runs the built `loom` binary as a user would: exit codes, one-line errors, reports.

@@ -29,9 +29,12 @@ public struct NumericArray: Sendable, Equatable {
     public var values: ArrayValues
 }
 
-/// Reads an IDX or .npy file (gzip or raw), telling them apart by their first bytes. `hint` says what to
-/// change when the file does not exist.
+/// Reads an IDX or .npy file (gzip or raw), telling them apart by their first bytes, or one array of a .npz
+/// archive (`file.npz:name`, see NPZ.swift). `hint` says what to change when the file does not exist.
 public func readArray(path: String, hint: String = "") throws(DataError) -> NumericArray {
+    #if canImport(ZIPFoundation)
+        if let (archive, name) = npzReference(path) { return try readNPZ(archive: archive, name: name, hint: hint) }
+    #endif
     let data = try readDataFile(path: path, hint: hint)
     if data.starts(with: npyMagic) { return try parseNPY(data, path: path) }
     if path.hasSuffix(".npz") {

@@ -91,8 +91,10 @@ public func loadDataset(_ source: DataSource) throws(DataError) -> DataSplits {
     if source.dataset == "csv", source.testImages == nil, source.testSplit != nil {
         // Both splits from one table: parse it once.
         (train, test) = try loadCSVSplits(source, scale: source.scale.map(Float.init))
-    } else if ["arrays", "idx"].contains(source.dataset) && source.testImages == nil && source.testLabels == nil {
-        train = try loadSplit(source, .train)  // training data only: no test evaluation
+    } else if ["arrays", "idx", "csv"].contains(source.dataset) && source.testImages == nil
+        && source.testLabels == nil
+    {
+        train = try loadSplit(source, .train)  // training data only (read once): no test evaluation
         test = noTestSet(features: train.features)
     } else {
         train = try loadSplit(source, .train)

@@ -2,7 +2,7 @@
 // dimensions, then the data, row-major and big-endian, raw or gzip-compressed. Every type the format defines is
 // read: 0x08 unsigned byte, 0x09 signed byte, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64
 // (Arrays.swift turns them into numbers).
-import CZlib
+import CLoomZlib
 import Foundation
 
 /// Why a data file could not be used. Each names the file and says what to do.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ZIPFoundation
 
 @testable import LoomData
 
@@ -114,7 +115,7 @@ struct ArrayTests {
         write(good, dir + "/a.npz")
         #expect(throws: Never.self) { try readArray(path: dir + "/a.npz") }  // a .npy under another name still reads
         write([0x50, 0x4B, 3, 4, 0, 0, 0, 0], dir + "/b.npz")
-        #expect { try readArray(path: dir + "/b.npz") } throws: { "\($0)".contains("numpy.save") }
+        #expect { try readArray(path: dir + "/b.npz") } throws: { "\($0)".contains("numpy.savez") }
     }
 
     @Test("samples and labels from .npy and IDX: float features, any integer labels, more than 256 classes")
@@ -194,5 +195,43 @@ struct ArrayTests {
         weighted.gather(
             range: 0, count: 2, into: &rows, ld: 2, labels: &labels, targets: &targets, weights: &weights)
         #expect(rows == [3, 4, 5, 6] && targets == [-2, 0.125] && weights == [2, 3])
+    }
+
+    /// A .npz archive of `arrays` (name → .npy bytes), stored or deflated as numpy.savez(_compressed) writes them.
+    func npz(_ path: String, _ arrays: [(String, [UInt8])], compressed: Bool) throws {
+        let archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .create)
+        for (name, bytes) in arrays {
+            try archive.addEntry(
+                with: name + ".npy", type: .file, uncompressedSize: Int64(bytes.count),
+                compressionMethod: compressed ? .deflate : .none
+            ) { position, size in Data(bytes[Int(position)..<Int(position) + size]) }
+        }
+    }
+
+    @Test(".npz: an array by name (file.npz:name), the only array without one, stored or deflated; errors name the fix")
+    func npzArchives() throws {
+        let dir = tempDir()
+        let x = npyBytes(descr: "<f4", shape: [2, 3], values: leFloats([1, 2, 3, 4, 5, 6]))
+        let y = npyBytes(descr: "<i8", shape: [2], values: le([Int64(1), 0]))
+        for compressed in [false, true] {
+            let path = dir + "/d\(compressed).npz"
+            try npz(path, [("x_train", x), ("y_train", y)], compressed: compressed)
+            let a = try readArray(path: path + ":x_train")
+            #expect(a.shape == [2, 3] && a.values == .floats([1, 2, 3, 4, 5, 6]))
+            let set = try loadIDX(images: path + ":x_train", labels: path + ":y_train", name: "t")
+            #expect(set.count == 2 && set.label(0) == 1 && set.features == 3)
+            #expect { try readArray(path: path) } throws: {
+                "\($0)".contains("holds arrays x_train, y_train; name the one to read as \(path):x_train")
+            }
+            #expect { try readArray(path: path + ":x_test") } throws: { "\($0)".contains("has no array 'x_test'") }
+        }
+        try npz(dir + "/one.npz", [("arr_0", y)], compressed: true)
+        #expect(try readArray(path: dir + "/one.npz").values == .integers([1, 0]))
+        // A truncated member is the .npy reader's error, naming the archive and the member.
+        try npz(dir + "/short.npz", [("x", Array(x.prefix(x.count - 4)))], compressed: false)
+        #expect { try readArray(path: dir + "/short.npz") } throws: { "\($0)".contains("short.npz:x") }
+        write([0x50, 0x4B, 1, 2, 3], dir + "/bad.npz")
+        #expect { try readArray(path: dir + "/bad.npz") } throws: { "\($0)".contains("not a readable .npz") }
+        #expect { try readArray(path: dir + "/none.npz:x") } throws: { "\($0)".contains("no such file") }
     }
 }

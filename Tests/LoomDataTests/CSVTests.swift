@@ -111,4 +111,48 @@ struct CSVTests {
             #expect { try table(text, o) } throws: { "\($0)".contains(expected) && "\($0)".contains("t.csv") }
         }
     }
+
+    @Test(
+        "a large file is parsed by several threads: the same rows as in order, blank lines anywhere, quotes fall back")
+    func parallelParse() throws {
+        // About 22 MB: more than two parse threads' minimum share, so both paths below run on 2 CPUs.
+        let rows = 2_000_000
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(rows * 14)
+        for i in 0..<rows {
+            if i % 250_001 == 7 { bytes += Array(" \r\n\n".utf8) }  // blank lines, one in each part or so
+            bytes += Array("\(i % 997),-\(i % 13).5,\(i % 3)\n".utf8)
+        }
+        func check(_ t: CSVTable) {
+            #expect(t.labels.count == rows && t.features == 2)
+            var ok = true
+            for i in stride(from: 0, to: rows, by: 9_973) {
+                ok =
+                    ok && t.values.pointer[2 * i] == Float(i % 997)
+                    && t.values.pointer[2 * i + 1] == -Float(i % 13) - 0.5
+                ok = ok && t.labels[i] == Int32(i % 3)
+            }
+            #expect(ok && t.labels.last == Int32((rows - 1) % 3))
+        }
+        let dir = tempDir()
+        write(bytes, dir + "/big.csv")
+        check(try readCSV(path: dir + "/big.csv", options: CSVOptions()))
+        // A quoted field near the end: the threads give up and the rows are parsed in order, with the same result.
+        let at = bytes.count - 40
+        let lineStart = bytes[..<at].lastIndex(of: 10)! + 1
+        let quoted = Array(bytes[..<lineStart]) + Array("\"".utf8) + Array(bytes[lineStart...])
+        var fixed = quoted
+        if let comma = fixed[(lineStart + 1)...].firstIndex(of: 44) { fixed.insert(34, at: comma) }
+        write(fixed, dir + "/quoted.csv")
+        check(try readCSV(path: dir + "/quoted.csv", options: CSVOptions()))
+        // An error past the first thread's share still names its line.
+        var bad = bytes
+        let badLine = bad[..<(bad.count - 100)].lastIndex(of: 10)! + 1
+        bad[badLine] = UInt8(ascii: "x")
+        write(bad, dir + "/bad.csv")
+        let lineNumber = bad[..<badLine].filter { $0 == 10 }.count + 1
+        #expect { try readCSV(path: dir + "/bad.csv", options: CSVOptions()) } throws: {
+            "\($0)".contains("line \(lineNumber), column 1: 'x")
+        }
+    }
 }
