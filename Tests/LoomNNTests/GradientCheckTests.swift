@@ -231,3 +231,47 @@ struct GradientCheckTests {
             inputs: 35, loss: .sparseCategoricalCrossentropy, classes: 10, rows: 13)
     }
 }
+
+@Suite("Weighted losses against hand-computed values")
+struct WeightedLossTests {
+    @Test("Keras' reduction: each row's loss times its weight, the gradient scaled by w / B (B = 4, not Σw)")
+    func keras() {
+        // Two rows of a 2-output model, y = (1, −1) and (0.5, 2), targets (0, 0) and (0.5, 1), weights 2 and 0.25.
+        var y: [Float] = [1, -1, 0.5, 2]
+        let t: [Float] = [0, 0, 0.5, 1]
+        let w: [Float] = [2, 0.25]
+        var dy = [Float](repeating: 0, count: 4)
+        var loss: [Float] = [0, 0]
+        var metric: [Float] = [0, 0]
+        let labels: [Int32] = [0, 0]
+        for (kind, rowLoss, gradient, delta) in [
+            // mse: ℓ = mean d²: row 1 (1 + 1)/2 = 1, row 2 (0 + 1)/2 = 0.5; ∂ = 2d/2 · w/4.
+            (Loss.meanSquaredError, [2 * 1, 0.25 * 0.5], [1 * 0.5, -1 * 0.5, 0, 1 * 0.0625], Float(1)),
+            // mae: ℓ = mean |d|: 1 and 0.5; ∂ = sign(d)/2 · w/4.
+            (.meanAbsoluteError, [2 * 1, 0.25 * 0.5], [0.25, -0.25, 0, 0.25 * 0.125], 1),
+            // huber, δ = 0.5: h(1) = 0.5(1 − 0.25) = 0.375 per unit; row 2: h(1) = 0.375 → mean 0.1875.
+            (.huber, [2 * 0.375, 0.25 * 0.1875], [0.5 / 2 * 0.5, -0.5 / 2 * 0.5, 0, 0.5 / 2 * 0.0625], 0.5),
+        ] as [(Loss, [Float], [Float], Float)] {
+            y.withUnsafeMutableBufferPointer { yp in
+                dy.withUnsafeMutableBufferPointer { dp in
+                    t.withUnsafeBufferPointer { tp in
+                        w.withUnsafeBufferPointer { wp in
+                            labels.withUnsafeBufferPointer { lp in
+                                kind.evaluate(
+                                    y: Rows(yp.baseAddress!, count: 2, width: 2),
+                                    targets: Targets(
+                                        labels: lp.baseAddress!, values: tp.baseAddress!, width: 2,
+                                        weights: wp.baseAddress!),
+                                    scale: 1.0 / 4, dy: Rows(dp.baseAddress!, count: 2, width: 2),
+                                    options: LossOptions(delta: delta), loss: &loss, metric: &metric)
+                            }
+                        }
+                    }
+                }
+            }
+            #expect(zip(loss, rowLoss).allSatisfy { abs($0 - $1) < 1e-6 }, "\(kind): \(loss)")
+            #expect(zip(dy, gradient).allSatisfy { abs($0 - $1) < 1e-6 }, "\(kind): \(dy)")
+            #expect(metric == [1, 0.5], "the metric is the unweighted mean absolute error")
+        }
+    }
+}
