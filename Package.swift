@@ -64,6 +64,7 @@ let package = Package(
         .target(
             name: "LoomData", dependencies: ["LoomKernels", "CLoomZlib", "CPng", "ZIPFoundation"], swiftSettings: fastSwift),
         .target(name: "LoomConfig", dependencies: ["LoomNN", "LoomData", "Yams"], swiftSettings: fastSwift),
+        .target(name: "LoomTape", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
         .target(
             name: "LoomEngine",
             dependencies: [
@@ -72,13 +73,16 @@ let package = Package(
             ],
             swiftSettings: fastSwift),
         // One import for Swift programs: re-exports the public modules.
-        .target(name: "Loom", dependencies: ["LoomEngine", "LoomNN", "LoomData", "LoomConfig"], swiftSettings: fastSwift),
+        .target(
+            name: "Loom", dependencies: ["LoomEngine", "LoomNN", "LoomData", "LoomConfig", "LoomTape"],
+            swiftSettings: fastSwift),
         .executableTarget(
             name: "loom",
             dependencies: ["LoomEngine", "LoomKernels", "LoomData", "CSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastSwift),
         .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], swiftSettings: fastSwift),
+        .testTarget(name: "LoomTapeTests", dependencies: ["LoomTape", "LoomNN", "LoomKernels"], swiftSettings: fastSwift),
         .testTarget(name: "LoomDataTests", dependencies: ["LoomData", "ZIPFoundation"], swiftSettings: fastSwift),
         .testTarget(name: "LoomConfigTests", dependencies: ["LoomConfig"], swiftSettings: fastSwift),
         .testTarget(name: "LoomEngineTests", dependencies: ["LoomEngine"], swiftSettings: fastSwift),

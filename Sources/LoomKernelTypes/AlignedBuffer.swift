@@ -39,33 +39,3 @@ public final class AlignedBuffer: @unchecked Sendable {
     /// Sets every float to `value`.
     public func fill(_ value: Float) { pointer.update(repeating: value, count: count) }
 }
-
-/// A Float32 tensor: a shape over an aligned buffer, row-major (the last dimension is contiguous).
-public struct Tensor: @unchecked Sendable {
-    // Sendable for the same reason as AlignedBuffer: sharing is the engine's business.
-    public let shape: [Int]
-    public let storage: AlignedBuffer
-
-    /// A zero tensor of the given shape.
-    public init(shape: [Int]) {
-        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
-        self.shape = shape
-        storage = AlignedBuffer(count: shape.reduce(1, *))
-    }
-
-    /// A tensor holding `values` (row-major), which must have `shape.reduce(1, *)` elements.
-    public init(shape: [Int], values: [Float]) {
-        self.init(shape: shape)
-        precondition(values.count == count, "\(values.count) values for shape \(shape)")
-        values.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: values.count) }
-    }
-
-    public var count: Int { shape.reduce(1, *) }
-    public var pointer: UnsafeMutablePointer<Float> { storage.pointer }
-    public var scalars: [Float] { Array(UnsafeBufferPointer(start: storage.pointer, count: count)) }
-
-    public subscript(_ i: Int, _ j: Int) -> Float {
-        get { storage.pointer[i * shape[1] + j] }
-        nonmutating set { storage.pointer[i * shape[1] + j] = newValue }
-    }
-}
