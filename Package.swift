@@ -64,7 +64,7 @@ let package = Package(
         .target(
             name: "LoomData", dependencies: ["LoomKernels", "CLoomZlib", "CPng", "ZIPFoundation"], swiftSettings: fastSwift),
         .target(name: "LoomConfig", dependencies: ["LoomNN", "LoomData", "Yams"], swiftSettings: fastSwift),
-        .target(name: "LoomTape", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
+        .target(name: "LoomTape", dependencies: ["LoomKernels", "LoomNN"], swiftSettings: fastSwift),
         .target(
             name: "LoomEngine",
             dependencies: [
@@ -82,7 +82,8 @@ let package = Package(
             swiftSettings: fastSwift),
         .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], swiftSettings: fastSwift),
-        .testTarget(name: "LoomTapeTests", dependencies: ["LoomTape", "LoomNN", "LoomKernels"], swiftSettings: fastSwift),
+        .testTarget(
+            name: "LoomTapeTests", dependencies: ["LoomTape", "LoomNN", "LoomKernels", "LoomEngine"], swiftSettings: fastSwift),
         .testTarget(name: "LoomDataTests", dependencies: ["LoomData", "ZIPFoundation"], swiftSettings: fastSwift),
         .testTarget(name: "LoomConfigTests", dependencies: ["LoomConfig"], swiftSettings: fastSwift),
         .testTarget(name: "LoomEngineTests", dependencies: ["LoomEngine"], swiftSettings: fastSwift),

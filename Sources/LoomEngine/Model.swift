@@ -23,29 +23,50 @@ public final class Model {
 
     /// Builds and initializes the network (Keras' initializers, seeded); throws if `loss` is not defined for
     /// the last layer's output (e.g. cross-entropy after a linear layer).
-    public init(
+    public convenience init(
         inputWidth: Int, layers: [any Layer], loss: Loss, lossOptions: LossOptions = LossOptions(),
         optimizer: OptimizerSpec = .rmsprop(), seed: UInt64 = 1
+    ) throws(LoomError) {
+        try self.init(
+            inputWidth: inputWidth, layers: layers, loss: loss, lossOptions: lossOptions, customLoss: nil,
+            optimizer: optimizer, seed: seed)
+    }
+
+    /// A model trained on a loss of your own (LoomTape's `CustomLoss`, written with tensor operations). Targets
+    /// are class indices or real values, as for mean_squared_error, and so are the metrics.
+    public convenience init(
+        inputWidth: Int, layers: [any Layer], loss: any RowLoss, optimizer: OptimizerSpec = .rmsprop(),
+        seed: UInt64 = 1
+    ) throws(LoomError) {
+        try self.init(
+            inputWidth: inputWidth, layers: layers, loss: .meanSquaredError, lossOptions: LossOptions(),
+            customLoss: loss, optimizer: optimizer, seed: seed)
+    }
+
+    private init(
+        inputWidth: Int, layers: [any Layer], loss: Loss, lossOptions: LossOptions, customLoss: (any RowLoss)?,
+        optimizer: OptimizerSpec, seed: UInt64
     ) throws(LoomError) {
         guard inputWidth > 0 else { throw .usage("inputWidth \(inputWidth): a model needs at least one input") }
         guard !layers.isEmpty else { throw .usage("a model needs at least one layer") }
         var width = inputWidth
         var shapes: [OutputDescription.LayerShape] = []
-        for layer in layers {
-            switch layer {
-            case let dense as Dense: shapes.append(.dense(units: dense.units, activation: dense.activation))
-            case let activation as ActivationLayer: shapes.append(.activation(activation.kind))
-            case is Dropout: shapes.append(.dropout)
-            default: shapes.append(.dense(units: layer.outputWidth, activation: .linear))
-            }
+        for (l, layer) in layers.enumerated() {
             layer.build(inputWidth: width)
+            if let refusal = layer.refusal() { throw .usage("layer \(l): \(refusal)") }
+            shapes.append(layer.shape)
             width = layer.outputWidth
         }
         let output = OutputDescription(layers: shapes, inputWidth: inputWidth)
-        if let refusal = loss.refusal(for: output, options: lossOptions) {
+        if let customLoss {
+            if let refusal = customLoss.refusal(outputWidth: width) {
+                throw .usage("loss \(customLoss.name): \(refusal)")
+            }
+        } else if let refusal = loss.refusal(for: output, options: lossOptions) {
             throw .usage("loss \(loss.rawValue): \(refusal)")
         }
-        network = Sequential(inputWidth: inputWidth, layers: layers, loss: loss, lossOptions: lossOptions)
+        network = Sequential(
+            inputWidth: inputWidth, layers: layers, loss: loss, lossOptions: lossOptions, customLoss: customLoss)
         network.initialize(seed: seed)
         self.optimizer = optimizer
         self.seed = seed

@@ -260,6 +260,21 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     static func parameterBlocks(
         model: Sequential, batchSize: Int, workers: Int, policy: Policy, wraps: Bool = true
     ) -> ([Int], [Int]) {
+        var (parts, first) = tiledParameterBlocks(
+            model: model, batchSize: batchSize, workers: workers, policy: policy, wraps: wraps)
+        // A layer with parameters that is not tiled (a CustomLayer: its tape's gradient is not cut) is one block,
+        // on one worker: the last ones, whose tiled blocks are fewest when blocks start at worker 0.
+        for (l, layer) in model.layers.enumerated() where !(layer is TiledLayer) && layer.parameterCount > 0 {
+            parts[l] = 1
+            first[l] = (workers - 1 - l % workers + workers) % workers
+        }
+        return (parts, first)
+    }
+
+    /// `parameterBlocks` for the tiled layers (0 parts for the others).
+    static func tiledParameterBlocks(
+        model: Sequential, batchSize: Int, workers: Int, policy: Policy, wraps: Bool
+    ) -> ([Int], [Int]) {
         let layers = model.layers.map { layer -> (m: Int, n: Int)? in
             guard layer is TiledLayer, layer.parameterCount > 0 else { return nil }
             return (layer.inputWidth, layer.outputWidth)

@@ -66,6 +66,10 @@ public struct ParameterTensor: Sendable, Equatable {
 public struct ParameterSlices: Sendable {
     public var first: Range<Int>
     public var second: Range<Int>
+    public init(first: Range<Int>, second: Range<Int>) {
+        self.first = first
+        self.second = second
+    }
     public static let none = ParameterSlices(first: 0..<0, second: 0..<0)
 }
 
@@ -100,11 +104,15 @@ public protocol Layer: AnyObject {
     ) -> ParameterSlices
     /// The parameters that part `part` of `parts` of `parameterGradient` covers (none for parameter-free layers).
     func parameterSlices(part: Int, of parts: Int) -> ParameterSlices
+    /// After `build`: nil when the layer can run on its input width, else one line saying why not (a user-written
+    /// layer whose output has the wrong shape). `Model` throws it.
+    func refusal() -> String?
 }
 
 extension Layer {
     public var parameterCount: Int { parameterTensors.reduce(0) { $0 + $1.count } }
     public func parameterSlices(part: Int, of parts: Int) -> ParameterSlices { .none }
+    public func refusal() -> String? { nil }
 }
 
 /// A layer whose forward pass and input gradient are matrix products that the engine may cut into tiles of

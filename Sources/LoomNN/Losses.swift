@@ -313,13 +313,33 @@ public struct Targets {
     }
 
     /// t_ij: the real value, or the one-hot of the class index (the index itself when there is one output).
-    @inline(__always) func value(_ i: Int, _ j: Int, outputs c: Int) -> Float {
+    @inline(__always) public func value(_ i: Int, _ j: Int, outputs c: Int) -> Float {
         if let values { return values[i * width + j] }
         let label = Int(labels[i])
         return c == 1 ? Float(label) : (j == label ? 1 : 0)
     }
 
-    @inline(__always) func weight(_ i: Int) -> Float { weights?[i] ?? 1 }
+    @inline(__always) public func weight(_ i: Int) -> Float { weights?[i] ?? 1 }
+}
+
+/// A loss written by a user (LoomTape's `CustomLoss`): per-row losses and their gradients for a block of rows.
+/// The model averages as the built-in losses do (Σ w·ℓ / B) and reports accuracy against class indices or the
+/// mean absolute error against real-valued targets, as mean_squared_error does.
+public protocol RowLoss: AnyObject {
+    /// The name in the summary and the reports.
+    var name: String { get }
+    /// loss[r] = w_r·ℓ_r for each row r of `y`, and with `dy`, dy_r = w_r·scale·∂ℓ_r/∂y_r (`scale` = 1/B).
+    func evaluate(y: Rows, targets: Targets, scale: Float, dy: Rows?, loss: UnsafeMutablePointer<Float>)
+    /// Nil when the loss can read outputs of `outputWidth` values, else one line saying why not.
+    func refusal(outputWidth: Int) -> String?
+}
+
+/// The metric of a row computed by a `RowLoss`: 1 or 0 against a class index, or the mean absolute error.
+@inline(__always) func rowMetric(_ y: UnsafeMutablePointer<Float>, _ c: Int, _ targets: Targets, _ i: Int) -> Float {
+    if targets.values == nil { return isCorrect(y, c, Int(targets.labels[i])) ? 1 : 0 }
+    var absolute: Float = 0
+    for j in 0..<c { absolute += abs(y[j] - targets.value(i, j, outputs: c)) }
+    return absolute / Float(c)
 }
 
 /// The output end of a model, as a loss sees it: the activation that produces the outputs (the last layer

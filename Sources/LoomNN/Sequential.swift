@@ -13,6 +13,9 @@ public final class Sequential: @unchecked Sendable {
     public let loss: Loss
     /// The loss's settings (from_logits, Huber's delta).
     public let lossOptions: LossOptions
+    /// A user-written loss used instead of `loss` (which then only says how targets and metrics are read:
+    /// mean_squared_error's way).
+    public let customLoss: (any RowLoss)?
     /// The flat parameters and their gradients (same layout).
     public let parameters: AlignedBuffer
     public let gradients: AlignedBuffer
@@ -26,12 +29,16 @@ public final class Sequential: @unchecked Sendable {
     public var outputWidth: Int { layers.last!.outputWidth }
     public var parameterCount: Int { parameters.count }
 
-    public init(inputWidth: Int, layers: [any Layer], loss: Loss, lossOptions: LossOptions = LossOptions()) {
+    public init(
+        inputWidth: Int, layers: [any Layer], loss: Loss, lossOptions: LossOptions = LossOptions(),
+        customLoss: (any RowLoss)? = nil
+    ) {
         precondition(inputWidth > 0 && !layers.isEmpty, "a model needs an input width and a layer")
         self.inputWidth = inputWidth
         self.layers = layers
-        self.loss = loss
+        self.loss = customLoss == nil ? loss : .meanSquaredError
         self.lossOptions = lossOptions
+        self.customLoss = customLoss
         var width = inputWidth
         var offsets: [Int] = []
         var total = 0
@@ -51,10 +58,13 @@ public final class Sequential: @unchecked Sendable {
         // The loss must be defined for this output (the config loader refuses the rest with a clear line; a
         // library caller that skips it stops here rather than index past a row).
         let output = OutputDescription(layers: layers.map(\.shape), inputWidth: inputWidth)
-        if let refusal = loss.refusal(for: output, options: lossOptions) { preconditionFailure(refusal) }
+        if let refusal = customLoss?.refusal(outputWidth: width) ?? self.loss.refusal(for: output, options: lossOptions)
+        {
+            preconditionFailure(refusal)
+        }
         // Fuse softmax into a cross-entropy loss (stable log-sum-exp, one pass per row), sigmoid into binary
         // cross-entropy.
-        fusedSoftmax = loss.fusesOutput && !lossOptions.fromLogits
+        fusedSoftmax = self.loss.fusesOutput && !lossOptions.fromLogits
         if fusedSoftmax {
             (layers.last as? Dense)?.emitsLogits = true
             (layers.last as? ActivationLayer)?.emitsLogits = true
@@ -111,7 +121,7 @@ public final class Sequential: @unchecked Sendable {
         lines.append("Total params: \(grouped(parameterCount)) (\(formatBytes(parameterCount * 4)))")
         let fusedWith = loss == .binaryCrossentropy ? "sigmoid" : "softmax"
         let how = fusedSoftmax ? " (fused with \(fusedWith))" : lossOptions.fromLogits ? " (from logits)" : ""
-        lines.append("Loss: \(loss.rawValue)\(how)")
+        lines.append("Loss: \(customLoss?.name ?? loss.rawValue)\(how)")
         return lines.joined(separator: "\n")
     }
 
@@ -131,6 +141,15 @@ public final class Sequential: @unchecked Sendable {
         _ a: ActivationBuffers, rows: Range<Int>, targets: Targets, batchSize: Int, gradient: Bool
     ) {
         let last = layers.count - 1
+        if let customLoss {
+            let y = a.output(last, rows)
+            let t = targets.advanced(by: rows.lowerBound)
+            customLoss.evaluate(
+                y: y, targets: t, scale: 1 / Float(batchSize), dy: gradient ? a.gradient(last, rows) : nil,
+                loss: a.rowLoss + rows.lowerBound)
+            for i in 0..<y.count { a.rowMetric[rows.lowerBound + i] = rowMetric(y.row(i), y.width, t, i) }
+            return
+        }
         loss.evaluate(
             y: a.output(last, rows), targets: targets.advanced(by: rows.lowerBound), scale: 1 / Float(batchSize),
             dy: gradient ? a.gradient(last, rows) : nil, options: lossOptions,
@@ -252,8 +271,8 @@ func format2(_ x: Double) -> String {
 }
 
 extension Layer {
-    /// The layer as the output check sees it (`OutputDescription`).
-    var shape: OutputDescription.LayerShape {
+    /// The layer as the output check sees it (`OutputDescription`): a layer Loom does not know is linear.
+    public var shape: OutputDescription.LayerShape {
         switch self {
         case let dense as Dense: .dense(units: dense.units, activation: dense.activation)
         case let activation as ActivationLayer: .activation(activation.kind)

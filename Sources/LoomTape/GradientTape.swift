@@ -20,6 +20,9 @@ public final class GradientTape {
     let id: UInt64
     private(set) var generation: UInt64 = 1
     private var gradientTaken = false
+    /// The weights of the `CustomLayer` whose call is being recorded, and that layer.
+    var layerWeights: [Tensor] = []
+    var layerWeightsOwner: ObjectIdentifier?
     private static let lastID = Atomic<UInt64>(0)
 
     public init(persistent: Bool = false) {
@@ -48,6 +51,19 @@ public final class GradientTape {
         gradients.reset()
         generation += 1
         gradientTaken = false
+        layerWeights.removeAll(keepingCapacity: true)
+        layerWeightsOwner = nil
+    }
+
+    /// This thread's own tape for layers' passes (one per worker thread, kept until the thread ends, so a step
+    /// reuses the memory of the last one).
+    static func ofThisThread() -> GradientTape {
+        if let raw = pthread_getspecific(workerTapeKey) {
+            return Unmanaged<GradientTape>.fromOpaque(raw).takeUnretainedValue()
+        }
+        let tape = GradientTape()
+        pthread_setspecific(workerTapeKey, Unmanaged.passRetained(tape).toOpaque())
+        return tape
     }
 
     /// The tape recording on this thread.
@@ -219,6 +235,15 @@ final class Arena {
 private let tapeKey: pthread_key_t = {
     var key = pthread_key_t()
     pthread_key_create(&key, nil)
+    return key
+}()
+
+// Each thread's own tape for CustomLayer passes, released when the thread exits.
+private let workerTapeKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { raw in
+        if let raw { Unmanaged<GradientTape>.fromOpaque(raw).release() }
+    }
     return key
 }()
 
