@@ -43,6 +43,29 @@ public final class Model {
             customLoss: loss, optimizer: optimizer, seed: seed)
     }
 
+    /// A model of the layers written in the trailing block (see `LayerBuilder`):
+    ///
+    ///     let model = try Model(inputWidth: 784, loss: .sparseCategoricalCrossentropy) {
+    ///         Dense(units: 512, activation: .relu)
+    ///         Dense(units: 10, activation: .softmax)
+    ///     }
+    public convenience init(
+        inputWidth: Int, loss: Loss, lossOptions: LossOptions = LossOptions(), optimizer: OptimizerSpec = .rmsprop(),
+        seed: UInt64 = 1, @LayerBuilder layers: () -> [any Layer]
+    ) throws(LoomError) {
+        try self.init(
+            inputWidth: inputWidth, layers: layers(), loss: loss, lossOptions: lossOptions, optimizer: optimizer,
+            seed: seed)
+    }
+
+    /// A model of the layers written in the trailing block, trained on a loss of your own.
+    public convenience init(
+        inputWidth: Int, loss: any RowLoss, optimizer: OptimizerSpec = .rmsprop(), seed: UInt64 = 1,
+        @LayerBuilder layers: () -> [any Layer]
+    ) throws(LoomError) {
+        try self.init(inputWidth: inputWidth, layers: layers(), loss: loss, optimizer: optimizer, seed: seed)
+    }
+
     private init(
         inputWidth: Int, layers: [any Layer], loss: Loss, lossOptions: LossOptions, customLoss: (any RowLoss)?,
         optimizer: OptimizerSpec, seed: UInt64

@@ -83,3 +83,26 @@ struct ModelTests {
         expectError("validationSplit 1.5") { try m.fit(x: x, y: y, epochs: 1, validationSplit: 1.5) }
     }
 }
+
+@Suite("Layers written as a block")
+struct LayerBuilderTests {
+    @Test("the builder keeps order, takes if / else / for, and gives the array initializer's model")
+    func builder() throws {
+        for dropout: Float in [0, 0.5] {
+            let built = try Model(inputWidth: 10, loss: .sparseCategoricalCrossentropy, seed: 7) {
+                Dense(units: 32, activation: .relu)
+                if dropout > 0 { Dropout(rate: dropout) }
+                for _ in 0..<2 { Dense(units: 8, activation: .tanh) }
+                if dropout > 0 { Dense(units: 4, activation: .softmax) } else { Dense(units: 4, activation: .softmax) }
+            }
+            var layers: [any Layer] = [Dense(units: 32, activation: .relu)]
+            if dropout > 0 { layers.append(Dropout(rate: dropout)) }
+            layers += [Dense(units: 8, activation: .tanh), Dense(units: 8, activation: .tanh)]
+            layers.append(Dense(units: 4, activation: .softmax))
+            let array = try Model(inputWidth: 10, layers: layers, loss: .sparseCategoricalCrossentropy, seed: 7)
+            #expect(built.network.layers.map(\.typeName) == array.network.layers.map(\.typeName))
+            #expect(built.network.widths == array.network.widths)
+            #expect(built.network.weightsDigest() == array.network.weightsDigest())
+        }
+    }
+}

@@ -8,9 +8,11 @@ do {
     let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     let data = try loadDataset(
         DataSource(dataset: "mnist", path: here.appendingPathComponent("../../../../data/mnist").path))
-    let model = try Model(
-        inputWidth: 784, layers: [Dense(units: 512, activation: .relu), Dense(units: 10, activation: .softmax)],
-        loss: .sparseCategoricalCrossentropy, optimizer: .rmsprop())
+    let model = try Model(inputWidth: 784, loss: .sparseCategoricalCrossentropy, optimizer: .rmsprop()) {
+        Dense(units: 512, activation: .relu)
+        Dense(units: 10, activation: .softmax)
+    }
+    print(model.network.summary())
     for record in try model.fit(data.train, epochs: epochs, batchSize: 128) {
         print(
             String(
