@@ -6,10 +6,13 @@ import LoomNN
 
 /// One layer of the model section.
 public enum LayerConfig: Equatable, Sendable {
+    /// A fully connected layer with its initializers and optional penalties.
     case dense(
         units: Int, activation: ActivationKind, kernelInitializer: Initializer, biasInitializer: Initializer,
         kernelRegularizer: Regularizer? = nil, biasRegularizer: Regularizer? = nil)
+    /// An activation applied as its own layer.
     case activation(ActivationKind)
+    /// Dropout of `rate` of the inputs while training.
     case dropout(rate: Double)
 
     /// The layer as the loss check sees it.
@@ -37,14 +40,20 @@ public enum LayerConfig: Equatable, Sendable {
 /// A Keras callback, run at the end of each epoch. `monitor` is `loss`, `accuracy`, `val_loss` or `val_accuracy`
 /// (`mae`, `val_mae` for regression); `mode` says whether lower or higher is better (`auto`: higher for accuracy).
 public enum CallbackConfig: Equatable, Sendable {
+    /// Stop when `monitor` has not improved by `minDelta` for `patience` epochs (Keras' EarlyStopping).
     case earlyStopping(monitor: String, minDelta: Double, patience: Int, mode: String, restoreBestWeights: Bool)
+    /// Multiply the learning rate by `factor` when `monitor` stalls for `patience` epochs (Keras' ReduceLROnPlateau).
     case reduceLROnPlateau(
         monitor: String, factor: Double, patience: Int, minDelta: Double, cooldown: Int, minLR: Double, mode: String)
+    /// Save the weights at each epoch's end, or only when `monitor` improves (Keras' ModelCheckpoint).
     case modelCheckpoint(filepath: String, monitor: String, saveBestOnly: Bool, mode: String)
 
+    /// The callback names a config's `callbacks` section accepts.
     public static let names = ["early_stopping", "reduce_lr_on_plateau", "model_checkpoint", "terminate_on_nan"]
+    /// The quantities a callback can monitor.
     public static let monitors = ["loss", "accuracy", "val_loss", "val_accuracy", "mae", "val_mae"]
 
+    /// The quantity this callback watches.
     public var monitor: String {
         switch self {
         case .earlyStopping(let m, _, _, _, _), .reduceLROnPlateau(let m, _, _, _, _, _, _),
@@ -57,16 +66,23 @@ public enum CallbackConfig: Equatable, Sendable {
 /// A config's `sweep` section, in `loom tune`'s command-line form: `grid` entries "key=v1,v2", `sample`
 /// entries "key=loguniform(a,b)", drawn `samples` times with `sampleSeed`.
 public struct SweepConfig: Equatable, Sendable {
+    /// Grid entries, "key=v1,v2": every combination is tried.
     public var grid: [String] = []
+    /// Sampled entries, "key=loguniform(a,b)" or "key=uniform(a,b)".
     public var sample: [String] = []
+    /// How many sampled trials to draw.
     public var samples = 0
+    /// The seed of the sampled draws.
     public var sampleSeed = 1
+    /// An empty sweep.
     public init() {}
 }
 
 /// What to do when a batch's loss is not finite.
 public enum NaNPolicy: String, Sendable, CaseIterable {
+    /// End the run with exit status 3.
     case stop
+    /// Skip the batch's update and go on.
     case skipBatch = "skip_batch"
 }
 
@@ -74,13 +90,24 @@ public enum NaNPolicy: String, Sendable, CaseIterable {
 /// rows, output columns, a 2-D grid, or fewer workers); `rows` cuts everything by batch rows (the schedule before
 /// 0.10); `widest` cuts into as many column blocks as possible (to exercise every tile path). The cut never
 /// changes a result, only the speed.
-public enum SchedulePolicy: String, Sendable, CaseIterable { case rows, auto, widest }
+public enum SchedulePolicy: String, Sendable, CaseIterable {
+    /// Every product by batch rows.
+    case rows
+    /// Per product, by the tile model.
+    case auto
+    /// As many column blocks as possible.
+    case widest
+}
 
 /// The training section (Keras' `fit` arguments).
 public struct TrainingConfig: Equatable, Sendable {
+    /// Passes over the training set.
     public var epochs = 5
+    /// Samples per optimizer step.
     public var batchSize = 32
+    /// Seeds the initial weights, the shuffling and dropout.
     public var seed: UInt64 = 1
+    /// Shuffle the training set at the start of each epoch.
     public var shuffle = true
     /// The last fraction of the training set, held out for validation (Keras' validation_split).
     public var validationSplit = 0.0
@@ -95,6 +122,7 @@ public struct TrainingConfig: Equatable, Sendable {
     /// Keras' class_weight: each training sample's loss weighed by its class's weight (times its own sample
     /// weight, if any); validation and test losses are not.
     public var classWeight: ClassWeight?
+    /// Keras' defaults (5 epochs, batch 32, seed 1, shuffled).
     public init() {}
 }
 
@@ -126,20 +154,27 @@ public struct CheckpointConfig: Equatable, Sendable {
     public var everySteps = 0
     /// How many of the newest checkpoint files to keep.
     public var keep = 3
+    /// No checkpoints.
     public init() {}
 }
 
 /// A whole run's configuration.
 public struct RunConfig: Equatable, Sendable {
+    /// The model's layers, in order.
     public var layers: [LayerConfig]
     /// Features per sample, when the config states it (checked against the data).
     public var inputWidth: Int?
+    /// The training objective.
     public var loss: Loss
     /// from_logits, Huber's delta.
     public var lossOptions = LossOptions()
+    /// The optimizer and its hyperparameters.
     public var optimizer: OptimizerSpec
+    /// Where the samples come from.
     public var data: DataSource
+    /// Keras' `fit` arguments.
     public var training: TrainingConfig
+    /// Where and how often checkpoints are written.
     public var checkpoint = CheckpointConfig()
     /// How the learning rate changes with the step (`optimizer.schedule`).
     public var schedule = LearningRateSchedule.constant
@@ -150,10 +185,12 @@ public struct RunConfig: Equatable, Sendable {
     /// Decoupled weight decay (`optimizer.weight_decay`; adamw's default 0.004; 0: none) and gradient clipping
     /// (`optimizer.clipvalue`, `clipnorm` or `global_clipnorm`).
     public var weightDecay = 0.0
+    /// Gradient clipping (`clipvalue`, `clipnorm`, `global_clipnorm`).
     public var clipping = GradientClipping.none
     /// The file it came from, for messages.
     public var source: String
 
+    /// A config from its sections (the rest take their defaults).
     public init(
         layers: [LayerConfig], inputWidth: Int?, loss: Loss, optimizer: OptimizerSpec, data: DataSource,
         training: TrainingConfig, source: String

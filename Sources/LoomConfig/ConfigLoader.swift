@@ -9,12 +9,18 @@ import Yams
 
 /// A configuration the user must fix: one line, `file:line:column: key.path: problem`.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    /// The config file.
     public var file: String
+    /// The line of the offending value, when known.
     public var line: Int?
+    /// Its column, when known.
     public var column: Int?
+    /// The dotted key of the offending value (`training.batch_size`).
     public var keyPath: String
+    /// What is wrong and what to do.
     public var message: String
 
+    /// An error at `keyPath` of `file`.
     public init(file: String, line: Int? = nil, column: Int? = nil, keyPath: String, message: String) {
         self.file = file
         self.line = line

@@ -9,10 +9,14 @@ import Foundation
 
 /// The numbers of an array file: unsigned bytes (kept as bytes: pixels), integers, or floats.
 public enum ArrayValues: Sendable, Equatable {
+    /// Unsigned bytes, kept as bytes (pixels).
     case bytes([UInt8])
+    /// Integers of any width.
     case integers([Int64])
+    /// Floating-point values (float64 narrowed to float32).
     case floats([Float])
 
+    /// The number of values.
     public var count: Int {
         switch self {
         case .bytes(let v): v.count
@@ -24,8 +28,11 @@ public enum ArrayValues: Sendable, Equatable {
 
 /// An array read from an IDX or .npy file: its shape, element type (as NumPy names it) and values.
 public struct NumericArray: Sendable, Equatable {
+    /// The dimensions, outermost first.
     public var shape: [Int]
+    /// The element type as NumPy names it (`uint8`, `float32`, …).
     public var elementType: String
+    /// The values, row-major.
     public var values: ArrayValues
 }
 

@@ -28,6 +28,7 @@ public struct CSVOptions: Sendable, Equatable {
     /// nil: found from the first row.
     public var delimiter: UInt8?
 
+    /// The defaults: the last column is the target, every other one a feature; header and delimiter detected.
     public init() {}
 
     /// The one target column (the first, when there are several).
@@ -40,6 +41,7 @@ public struct CSVOptions: Sendable, Equatable {
 /// A CSV file read as samples (float features) and class labels, with the class names when the class column
 /// held text (sorted, as scikit-learn's LabelEncoder numbers them); or with real-valued targets; and weights.
 public struct CSVTable: Sendable {
+    /// Feature columns per row.
     public var features: Int
     /// Row-major samples (at least labels.count × features floats; the table's rows are parsed straight into
     /// the buffer a data set keeps).
@@ -48,10 +50,13 @@ public struct CSVTable: Sendable {
     public var labels: [Int32]
     /// Real-valued targets, `targetWidth` per row (empty for class targets).
     public var targets: [Float] = []
+    /// Target values per row (0 with class targets).
     public var targetWidth = 0
     /// The sample weight column's values, if one was named.
     public var weights: [Float]?
+    /// The class names in index order, when the class column held text.
     public var classNames: [String]?
+    /// The header's column names, when the file has a header.
     public var columnNames: [String]?
 
     /// The samples as an array (a copy, for tests).

@@ -8,9 +8,13 @@ import LoomKernels
 /// A labelled data set, immutable once loaded; subsets share its storage.
 public final class Dataset: @unchecked Sendable {
     // Sendable: nothing changes after init; workers only read.
+    /// The name in messages and reports (`mnist train`).
     public let name: String
+    /// Values per sample.
     public let features: Int
+    /// Classes of the labels (or outputs of real-valued targets).
     public let classes: Int
+    /// Samples.
     public let count: Int
     /// The classes' names, when the data named them (a CSV class column of text), in class-index order.
     public private(set) var classNames: [String]?
@@ -281,12 +285,15 @@ public final class Dataset: @unchecked Sendable {
 
 /// A train/test pair.
 public struct DataSplits: Sendable {
+    /// The training split.
     public var train: Dataset
+    /// The test split.
     public var test: Dataset
     /// The standardization applied to all (`data.standardize`), from the training split's statistics.
     public var scaling: FeatureScaling?
     /// A validation set of its own (Keras' validation_data), instead of a fraction held out of the training set.
     public var validation: Dataset?
+    /// Splits of a data set, with the training split's feature scaling if it was standardized.
     public init(train: Dataset, test: Dataset, scaling: FeatureScaling? = nil, validation: Dataset? = nil) {
         self.train = train
         self.test = test
@@ -298,8 +305,11 @@ public struct DataSplits: Sendable {
 /// Per-feature standardization, x → (x − mean) / std, as scikit-learn's StandardScaler: its statistics come from
 /// the training samples and are saved with the weights, so evaluation and prediction apply the same transform.
 public struct FeatureScaling: Sendable, Equatable, Codable {
+    /// Each feature's mean over the training split.
     public var mean: [Float]
+    /// Each feature's standard deviation over the training split (1 where it is 0).
     public var std: [Float]
+    /// Statistics computed elsewhere (read back from saved weights).
     public init(mean: [Float], std: [Float]) {
         self.mean = mean
         self.std = std

@@ -14,16 +14,24 @@ import Foundation
 /// folder by the loader; `searchRoots` are the folders in which a dataset's default folder (`data/mnist`) is
 /// looked for when `path` is not set: the working folder first, then the config's folder and its parents.
 public struct DataSource: Sendable, Equatable {
+    /// The dataset's name: `mnist`, `fashion-mnist`, `fizzbuzz`, `xor`, `idx`, `arrays` or `csv`.
     public var dataset: String
+    /// Its folder or file, when not the default.
     public var path: String?
+    /// The training samples' file (IDX or .npy; `data.train_x`).
     public var trainImages: String?
+    /// The training labels' file (`data.train_y`).
     public var trainLabels: String?
+    /// The test samples' file (`data.test_x`).
     public var testImages: String?
+    /// The test labels' file (`data.test_y`).
     public var testLabels: String?
+    /// The folders in which a default data folder is looked for (see above).
     public var searchRoots: [String]
     /// CSV: how to read the table, and the fraction of the training file's last rows held out as the test set
     /// when there is no test file.
     public var csv = CSVOptions()
+    /// The fraction of a CSV training file's last rows held out as the test set, when there is no test file.
     public var testSplit: Double?
     /// Arrays and CSV: every feature value is multiplied by this when loaded (unsigned bytes: instead of 1/255).
     public var scale: Double?
@@ -34,13 +42,16 @@ public struct DataSource: Sendable, Equatable {
     /// a 2-D target array (N, C) are real values anyway.
     /// `data.targets` as written ("classes" or "values"), nil when left to the loss.
     public var targetsKind: String?
+    /// Whether targets are real values (see above).
     public var valueTargets = false {
         didSet { csv.valueTargets = valueTargets }
     }
     /// Arrays: a validation set's sample and label files; CSV: its file in `validationX` (Keras' validation_data).
     public var validationX: String?
+    /// Arrays: the validation set's label file.
     public var validationY: String?
 
+    /// A source of a named dataset, optionally with its files.
     public init(
         dataset: String, path: String? = nil, trainImages: String? = nil, trainLabels: String? = nil,
         testImages: String? = nil, testLabels: String? = nil, searchRoots: [String] = []
@@ -54,6 +65,7 @@ public struct DataSource: Sendable, Equatable {
         self.searchRoots = searchRoots
     }
 
+    /// The dataset names a config accepts.
     public static let known = ["mnist", "fashion-mnist", "fizzbuzz", "xor", "idx", "arrays", "csv"]
 
     /// The folders above `directory` (itself first), for `searchRoots`.
@@ -81,6 +93,7 @@ public struct DataSource: Sendable, Equatable {
 
 /// The two halves of a data set.
 public enum Split: String, Sendable {
+    /// The training or the test file.
     case train, test
 }
 

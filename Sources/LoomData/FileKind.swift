@@ -4,13 +4,21 @@ import Foundation
 
 /// The kinds of file Loom reads.
 public enum FileKind: String, Sendable {
+    /// A YAML config file.
     case yamlConfig = "a YAML config"
+    /// A safetensors weights file.
     case safetensors = "a safetensors weights file"
+    /// An IDX data file.
     case idx = "an IDX data file"
+    /// A gzip-compressed file.
     case gzip = "a gzip file"
+    /// A PNG image.
     case png = "a PNG image"
+    /// A PGM image.
     case pgm = "a PGM image"
+    /// Another text file.
     case text = "a text file"
+    /// Another binary file.
     case other = "a binary file"
 
     /// The kind of the file at `path`, or nil when it cannot be read.

@@ -7,12 +7,19 @@ import Foundation
 
 /// Why a data file could not be used. Each names the file and says what to do.
 public enum DataError: Error, CustomStringConvertible, Equatable {
+    /// The file does not exist; `hint` says where Loom looked or what to pass.
     case missingFile(String, hint: String)
+    /// The file exists but cannot be read.
     case unreadable(String, reason: String)
+    /// The file is neither IDX nor .npy.
     case badMagic(String, found: String)
+    /// The file is shorter than its header promises.
     case truncated(String, expected: Int, found: Int)
+    /// The file's contents are inconsistent.
     case corrupt(String, reason: String)
+    /// Two files disagree (e.g. sample and label counts).
     case mismatch(String, reason: String)
+    /// A dataset name Loom does not know.
     case unknownDataset(String, known: [String])
 
     public var description: String {
@@ -33,7 +40,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
 
 /// The dimensions, element type and (big-endian) value bytes of one IDX file.
 public struct IDXArray {
+    /// The dimensions, outermost first.
     public var dimensions: [Int]
+    /// The values' bytes, big-endian.
     public var bytes: [UInt8]
     /// 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64.
     public var type: UInt8 = 0x08

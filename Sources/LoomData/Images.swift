@@ -6,8 +6,11 @@ import Foundation
 
 /// A grey image, row-major, values in [0, 1].
 public struct GreyImage: Sendable {
+    /// Pixels per row.
     public var width: Int
+    /// Rows.
     public var height: Int
+    /// Grey levels in [0, 1], row-major.
     public var pixels: [Float]
 }
 

@@ -22,11 +22,17 @@ public func peakRSSBytes() -> Int {
 
 /// One GEMM shape's measurement.
 public struct KernelResult: Codable, Sendable {
+    /// The product's name (`layer 1 forward`).
     public var name: String
+    /// The product's shape: (m × k) · (k × n).
     public var m: Int, n: Int, k: Int
+    /// GFLOP/s of one worker.
     public var gflopsSingle: Double
+    /// GFLOP/s of all workers, each computing the product on its own.
     public var gflopsAll: Double
+    /// Workers in `gflopsAll`.
     public var workers: Int
+    /// `gflopsSingle` as a percentage of one core's measured FMA peak.
     public var percentOfPeak: Double
 }
 
@@ -35,11 +41,13 @@ public struct StepResult: Codable, Sendable {
     /// Floating-point operations of one step: every dense layer's forward, weight-gradient and (above the first
     /// layer) input-gradient products, 2·batch·in·out each.
     public var flopsPerStep: Double
+    /// Milliseconds per training step.
     public var millisecondsPerStep: Double
     /// flopsPerStep / step time.
     public var stepGflops: Double
     /// The first dense layer's forward product (batch × units × input) alone, on the same worker.
     public var gemmName: String
+    /// That product's GFLOP/s.
     public var gemmGflops: Double
     /// stepGflops / gemmGflops: the share of the GEMM rate a whole step keeps (elementwise work, softmax, the
     /// update and the gather cost the rest).
@@ -48,19 +56,28 @@ public struct StepResult: Codable, Sendable {
 
 /// One worker count's training throughput.
 public struct ScalingResult: Codable, Sendable {
+    /// Worker threads (per rank).
     public var workers: Int
+    /// Training samples per second.
     public var samplesPerSecond: Double
+    /// Samples per second over one worker's.
     public var speedup: Double
+    /// Speed-up over the worker count.
     public var efficiency: Double
+    /// Seconds per epoch at this rate.
     public var secondsPerEpoch: Double
+    /// The process's peak resident memory, in MB.
     public var peakRSSMB: Double
     /// Under an MPI launcher: the ranks (each with `workers` threads), the bytes each rank sent per step and
     /// the seconds its worker 0 spent exchanging per step.
     public var ranks = 1
+    /// MB sent per step by each rank.
     public var megabytesSentPerStep: Double?
+    /// Milliseconds per step that worker 0 spent exchanging with other ranks.
     public var communicationMillisecondsPerStep: Double?
 }
 
+/// The measurements behind `loom bench`: kernels, a training step, scaling over workers, and the projection.
 public enum Bench {
     /// The workload's GEMM shapes: (name, m, n, k, transposeA, transposeB).
     public static let shapes: [(String, Int, Int, Int, Bool, Bool)] = [

@@ -5,8 +5,11 @@ import Foundation
 
 /// A chart axis: its bounds are tick values, so the data sits between round numbers.
 public struct Axis: Equatable, Sendable {
+    /// The axis' first tick.
     public let lo: Double
+    /// The axis' last tick.
     public let hi: Double
+    /// The distance between ticks.
     public let step: Double
 
     /// Round bounds around `lo...hi` with about `ticks` intervals, kept inside `limits` when given.

@@ -10,6 +10,7 @@ import LoomConfig
 import LoomKernels
 import LoomNN
 
+/// Checkpoints: the weights, optimizer slots and resume point of a run, written atomically.
 public enum Checkpoint {
     /// The model's parameters as named tensors (layer order).
     public static func weightTensors(_ model: Sequential) -> [NamedTensor] {

@@ -10,8 +10,11 @@ import Foundation
 /// The ranks of a job: this process's rank, their number, and its host.
 public final class Communicator: @unchecked Sendable {
     // Sendable: immutable after init; the collectives are called by one thread at a time (see above).
+    /// This process's rank (0 without MPI).
     public let rank: Int
+    /// The number of ranks (1 without MPI).
     public let size: Int
+    /// This process's host name.
     public let host: String
     /// Whether MPI was initialized (and must be finalized).
     let usesMPI: Bool
@@ -23,6 +26,7 @@ public final class Communicator: @unchecked Sendable {
         (self.rank, self.size, self.host, self.usesMPI) = (rank, size, host, usesMPI)
     }
 
+    /// Whether more than one rank trains.
     public var isDistributed: Bool { size > 1 }
 
     static var localHost: String {

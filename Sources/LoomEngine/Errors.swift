@@ -5,10 +5,15 @@ import LoomData
 
 /// An error a user can cause, with the exit code the command returns for it.
 public enum LoomError: Error, CustomStringConvertible {
+    /// A config file was refused.
     case config(ConfigError)
+    /// A data file was refused.
     case data(DataError)
+    /// The worker topology was refused.
     case topology(TopologyError)
+    /// A weights or checkpoint file was refused.
     case weights(WeightsError)
+    /// A command or API argument was refused.
     case usage(String)
     /// An output file or folder cannot be written (checked before training; at the end, with a fallback).
     case output(String)

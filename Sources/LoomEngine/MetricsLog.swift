@@ -10,6 +10,7 @@ import LoomNN
 
 /// Writes the per-epoch metrics of a run to a folder.
 public final class MetricsLog {
+    /// The folder the files are written to.
     public let dir: String
     /// The metric logged beside the loss.
     public let metric: Metric

@@ -15,8 +15,11 @@ import LoomNN
 /// A Keras-style model: a `Sequential` network with its loss and optimizer, trained data-parallel on worker
 /// threads. The optimizer's state carries over from one `fit` to the next, as in Keras.
 public final class Model {
+    /// The network: layers, flat parameters and loss.
     public let network: Sequential
+    /// The optimizer `fit` uses.
     public let optimizer: OptimizerSpec
+    /// The seed of the initial weights, shuffling and dropout.
     public let seed: UInt64
     /// The trainer of the last `fit` (its batch size and workers), kept for the next one.
     private var trainer: Trainer?

@@ -22,6 +22,7 @@ public struct NumaLayout: Sendable, Equatable {
             && a.ranges.elementsEqual(b.ranges) { $0.range == $1.range && $0.node == $1.node }
     }
 
+    /// The layout of `model`'s parameters and slots for `plan` on workers placed at `placements`.
     public init(model: Sequential, plan: StepPlan, placements: [WorkerPlacement]) {
         let node = placements.map(\.node)
         var ranges: [(Range<Int>, Int)] = []

@@ -8,8 +8,10 @@
 public final class PerWorker<T>: @unchecked Sendable {
     private let raw: UnsafeMutableRawPointer
     private let stride: Int
+    /// The number of workers.
     public let count: Int
 
+    /// One `initial` value per worker.
     public init(count: Int, initial: T) {
         self.count = count
         stride = (MemoryLayout<T>.stride + 63) / 64 * 64
@@ -22,6 +24,7 @@ public final class PerWorker<T>: @unchecked Sendable {
         raw.deallocate()
     }
 
+    /// Worker `w`'s value.
     public subscript(_ w: Int) -> T {
         get { (raw + w * stride).assumingMemoryBound(to: T.self).pointee }
         set { (raw + w * stride).assumingMemoryBound(to: T.self).pointee = newValue }

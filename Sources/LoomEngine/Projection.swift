@@ -13,15 +13,21 @@ import LoomNN
 
 /// One worker count's projection, for one schedule.
 public struct ProjectionResult: Codable, Sendable {
+    /// The projected worker count.
     public var workers: Int
+    /// The schedule projected (`auto` or `rows`).
     public var schedule: String
     /// Sum over stages of the slowest worker's part (ms), the barriers' estimated cost (ms), and their total.
     public var largestShareMilliseconds: Double
+    /// The barriers' estimated cost (ms).
     public var barrierMilliseconds: Double
+    /// The projected step time (ms).
     public var stepMilliseconds: Double
     /// One worker's step time / (W × the projected step time), and W times that.
     public var efficiency: Double
+    /// Projected speed-up over one worker.
     public var speedup: Double
+    /// Barrier episodes per step.
     public var barriers: Int
     /// Each stage and its slowest worker's part (µs).
     public var stages: [StageTime]
@@ -29,8 +35,11 @@ public struct ProjectionResult: Codable, Sendable {
 
 /// One stage of a projected step: its slowest and fastest worker's part.
 public struct StageTime: Codable, Sendable {
+    /// The stage's name.
     public var stage: String
+    /// Its slowest worker's part (µs).
     public var slowestMicroseconds: Double
+    /// Its fastest worker's part (µs).
     public var fastestMicroseconds: Double
 }
 
@@ -43,6 +52,7 @@ extension Bench {
         Double(StepPlan.barrierRounds(workers)) * max(measuredTwo, minimumRound)
     }
 
+    /// The least a barrier round costs in the projection (seconds).
     public static let minimumRound = 0.2e-6
 
     /// The cost of one barrier episode between two pinned threads, measured.

@@ -14,14 +14,18 @@ public struct RankStart: Sendable, Equatable {
     /// SHA-256 of the resolved config, of the data (sizes, labels and a sample of rows), and of the binary
     /// (version and size).
     public var config: [UInt8]
+    /// SHA-256 of the data's samples and labels.
     public var data: [UInt8]
+    /// SHA-256 of the running binary.
     public var binary: [UInt8]
 
+    /// A start record that carries an error instead of hashes (a rank that could not load its data).
     public init(error: String) {
         self.error = error
         (config, data, binary) = ([], [], [])
     }
 
+    /// The start record of `config` and `data` on this rank.
     public init(config: RunConfig, data: DataSplits) {
         error = nil
         self.config = SHA256.hash(Array(config.yaml.utf8))
@@ -102,8 +106,11 @@ extension Communicator {
 
 /// Where each rank of a job runs: its host and the CPUs its workers use.
 public struct RankPlacement: Sendable, Equatable {
+    /// The rank.
     public var rank: Int
+    /// Its host.
     public var host: String
+    /// The CPUs the launcher gave it.
     public var cpus: [Int]
 }
 

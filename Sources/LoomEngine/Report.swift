@@ -52,6 +52,7 @@ public func atomicWrite(_ text: String, to path: String) throws {
     try atomicWrite(Data(text.utf8), to: path)
 }
 
+/// Writes `data` to `path` through a temporary file and a rename: readers see the old file or the new one.
 public func atomicWrite(_ data: Data, to path: String) throws {
     let url = URL(fileURLWithPath: path)
     let dir = url.deletingLastPathComponent().path

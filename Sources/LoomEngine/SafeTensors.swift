@@ -6,9 +6,13 @@ import Foundation
 
 /// A tensor read from or written to a safetensors file (float32 only).
 public struct NamedTensor: Equatable, Sendable {
+    /// The tensor's name (`layers.0.kernel`).
     public var name: String
+    /// Its dimensions.
     public var shape: [Int]
+    /// Its values, row-major.
     public var values: [Float]
+    /// A tensor of `shape` holding `values`.
     public init(name: String, shape: [Int], values: [Float]) {
         self.name = name
         self.shape = shape
@@ -18,8 +22,11 @@ public struct NamedTensor: Equatable, Sendable {
 
 /// Why a weights or checkpoint file cannot be used.
 public enum WeightsError: Error, CustomStringConvertible, Equatable {
+    /// The file cannot be read (path, reason).
     case unreadable(String, String)
+    /// The file is not valid safetensors (path, reason).
     case corrupt(String, String)
+    /// The file does not fit the model (path, reason).
     case mismatch(String, String)
     public var description: String {
         switch self {
@@ -30,6 +37,7 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// The safetensors format: an 8-byte header length, a JSON header, then little-endian tensor data.
 public enum SafeTensors {
     /// The file's bytes: header, then each tensor's data in the given order.
     public static func encode(_ tensors: [NamedTensor], metadata: [String: String]) -> Data {
@@ -70,6 +78,7 @@ public enum SafeTensors {
         return try decode(data, path: path)
     }
 
+    /// The tensors and metadata of a safetensors file's bytes.
     public static func decode(_ data: Data, path: String) throws(WeightsError) -> (
         tensors: [NamedTensor], metadata: [String: String]
     ) {

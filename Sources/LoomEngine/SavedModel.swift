@@ -7,12 +7,17 @@ import LoomNN
 
 /// Weights plus the config that describes them.
 public struct SavedModel {
+    /// The file it was read from.
     public let path: String
+    /// The run config stored with the weights.
     public let config: RunConfig
+    /// The tensors, in the model's order.
     public let tensors: [NamedTensor]
+    /// Features per sample.
     public let inputWidth: Int
     /// The class names and the feature standardization of the training data, when it had them.
     public let classNames: [String]?
+    /// The feature standardization saved with the weights, if any.
     public let scaling: FeatureScaling?
 
     /// Reads `path` (a Loom weights file or checkpoint) and checks its config.

@@ -39,14 +39,18 @@ import LoomNN
 /// How one product's output is cut: `rowGroups × columnGroups` tiles; worker t computes tile t (row group
 /// t / columnGroups, column group t % columnGroups); workers past the last tile skip the product.
 public struct Split: Equatable, Sendable, CustomStringConvertible {
+    /// Row blocks (of the batch).
     public var rowGroups: Int
+    /// Column blocks (of the output).
     public var columnGroups: Int
 
+    /// A cut into `rowGroups × columnGroups` tiles.
     public init(rowGroups: Int, columnGroups: Int) {
         self.rowGroups = rowGroups
         self.columnGroups = columnGroups
     }
 
+    /// The number of tiles (workers with work).
     public var tiles: Int { rowGroups * columnGroups }
 
     /// Worker `w`'s rows of `n` and columns of `width`, or nil when it has no tile. Column blocks start on
@@ -85,19 +89,31 @@ public struct StepPlan: Sendable, CustomStringConvertible {
 
     /// One stage of the step; `barrier` waits for every worker.
     public enum Stage: Sendable, Equatable {
+        /// Each worker gathers its rows of the batch.
         case gather
+        /// A tiled layer's forward product, cut by `split`.
         case forward(layer: Int, split: Split)
+        /// A row-wise layer's forward pass on each worker's rows.
         case rowForward(layer: Int)
+        /// Each worker's rows' loss and its gradient.
         case loss
+        /// A tiled layer's activation derivative on each worker's rows.
         case activationGradient(layer: Int)
+        /// A row-wise layer's backward pass on each worker's rows.
         case rowBackward(layer: Int)
+        /// A tiled layer's input-gradient product, cut by `split`.
         case inputGradient(layer: Int, split: Split)
+        /// The weight gradients (and the update) in their owners' blocks.
         case parameters
+        /// The regularizers' penalty, summed by chunk.
         case penalty
+        /// The gradient norms for clipping, summed by chunk.
         case gradientNorms
+        /// The update after clipping by norm.
         case clippedUpdate
         /// Worker 0 exchanges data with the other ranks (only with more than one rank).
         case exchange(Exchange)
+        /// Every worker waits for every other.
         case barrier
     }
 
@@ -119,24 +135,35 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     public struct Chunk: Sendable, Equatable {
         /// The tensor's index in `Sequential.namedParameters`, and its layer.
         public var tensor: Int
+        /// The tensor's layer.
         public var layer: Int
+        /// The chunk's parameters (global offsets).
         public var range: Range<Int>
+        /// The tensor's regularizer, if any.
         public var regularizer: Regularizer?
     }
+    /// The most values in one chunk of a matrix row.
     public static let chunkSize = 16384
 
     /// Threads per rank, ranks, and this process's rank.
     public let workers: Int
+    /// The ranks training together.
     public let ranks: Int
+    /// This process's rank.
     public let rank: Int
+    /// Samples per step (all ranks together).
     public let batchSize: Int
+    /// How products are cut.
     public let policy: Policy
+    /// The stages in order, barriers included.
     public let stages: [Stage]
     /// Workers sharing each layer's weight gradient (0 for layers without parameters), and the first of them.
     public let parameterParts: [Int]
+    /// The first worker of each layer's weight-gradient blocks.
     public let parameterFirstWorker: [Int]
     /// Every parameter tensor cut into chunks, and the worker that sums each (the owner of its first value).
     public let chunks: [Chunk]
+    /// The worker (among all ranks') that owns each chunk.
     public let chunkOwners: [Int]
     /// Each tensor's chunks (a range of `chunks`) and its parameters (global offsets), in tensor order.
     public let tensorChunks: [(chunks: Range<Int>, parameters: Range<Int>)]

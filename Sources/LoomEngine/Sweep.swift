@@ -7,7 +7,9 @@ import LoomNN
 
 /// One trial: its number and the overrides that define it.
 public struct Trial: Sendable, Equatable {
+    /// The trial's number, from 1.
     public var index: Int
+    /// The config overrides it runs with (`optimizer.learning_rate=0.01`).
     public var overrides: [String]
     /// "trial-007".
     public var name: String { String(format: "trial-%03d", index) }

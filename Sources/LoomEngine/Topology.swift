@@ -7,11 +7,13 @@ import Foundation
 
 /// One NUMA node.
 public struct NUMANode: Sendable, Equatable {
+    /// The node's number.
     public var id: Int
     /// All CPUs of the node (usable or not), ascending.
     public var cpus: [Int]
     /// Total memory in bytes, when known.
     public var memoryBytes: Int64?
+    /// A node of `cpus`, with its memory when known.
     public init(id: Int, cpus: [Int], memoryBytes: Int64? = nil) {
         self.id = id
         self.cpus = cpus.sorted()
@@ -21,8 +23,11 @@ public struct NUMANode: Sendable, Equatable {
 
 /// Where one worker runs.
 public struct WorkerPlacement: Sendable, Equatable {
+    /// The worker's index.
     public var worker: Int
+    /// The CPU it is pinned to.
     public var cpu: Int
+    /// The NUMA node of that CPU.
     public var node: Int
     /// True when this CPU already carries another worker.
     public var shared: Bool
@@ -30,6 +35,7 @@ public struct WorkerPlacement: Sendable, Equatable {
 
 /// NUMA nodes, physical cores and usable CPUs.
 public struct Topology: Sendable, Equatable {
+    /// The NUMA nodes, each with its CPUs.
     public var nodes: [NUMANode]
     /// The physical core of each CPU (SMT siblings share one); CPUs missing here count as their own core.
     public var coreOf: [Int: Int]
@@ -38,6 +44,7 @@ public struct Topology: Sendable, Equatable {
     /// Where the description came from ("libnuma", "sysfs folder …", "literal").
     public var source: String
 
+    /// A topology of `nodes`; `coreOf` maps a CPU to its physical core, `usableCPUs` limits the CPUs used.
     public init(nodes: [NUMANode], coreOf: [Int: Int] = [:], usableCPUs: [Int]? = nil, source: String = "literal") {
         self.nodes = nodes.sorted { $0.id < $1.id }
         self.coreOf = coreOf
@@ -206,6 +213,7 @@ public struct Topology: Sendable, Equatable {
 
 /// A topology description that could not be read.
 public enum TopologyError: Error, CustomStringConvertible, Equatable {
+    /// The topology files could not be read.
     case unreadable(String)
     public var description: String {
         switch self {

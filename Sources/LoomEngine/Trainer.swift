@@ -26,13 +26,21 @@ import LoomNN
 /// the shuffling generator as it was when that epoch began (so its order can be drawn again), the epoch's
 /// running loss sums, and the global optimizer step.
 public struct ResumePoint: Sendable, Equatable {
+    /// The epoch to run, from 1.
     public var epoch: Int
+    /// Steps of that epoch already done.
     public var position: Int
+    /// The shuffling generator as it was when the epoch began.
     public var shuffleState: Random
+    /// The epoch's running loss sum.
     public var lossSum: Double
+    /// The epoch's running metric sum.
     public var correctSum: Double
+    /// Samples of the epoch seen so far.
     public var seen: Int
+    /// The global optimizer step.
     public var step: Int
+    /// A resume point from its fields.
     public init(
         epoch: Int, position: Int, shuffleState: Random, lossSum: Double, correctSum: Double, seen: Int, step: Int
     ) {
@@ -62,9 +70,11 @@ public struct FitControl {
     public var stopAfterEpoch: (EpochRecord) -> Bool = { _ in false }
     /// What a non-finite batch loss does, and how many skipped batches in a row end the run.
     public var onNaN = NaNPolicy.stop
+    /// Skipped batches in a row that end the run.
     public var maxSkippedBatches = 10
     /// Watch for SIGINT/SIGTERM (installed by the caller) and stop after the step in progress.
     public var stopOnSignal = false
+    /// Start at epoch 1, run every epoch, stop on a non-finite loss.
     public init() {}
 }
 
@@ -84,37 +94,52 @@ public enum FitStop: Sendable, Equatable {
 /// records that part with `complete` false; a resumed epoch counts only the steps run after resuming, while its
 /// loss and accuracy cover the whole epoch so far (the checkpoint carries the earlier sums).
 public struct EpochRecord: Sendable, Codable, Equatable {
+    /// The epoch, from 1.
     public var epoch: Int
     /// Optimizer steps this process ran in the epoch, and the samples they processed.
     public var steps: Int
+    /// Samples those steps processed.
     public var samples: Int
     /// How far through the epoch the record ends (1 for a complete epoch), and the global optimizer step there.
     public var fraction: Double
+    /// The global optimizer step at the record's end.
     public var globalStep: Int
+    /// The mean training loss over the epoch so far.
     public var loss: Double
     /// The metric reported beside the loss (`metric`): accuracy, or for regression the mean absolute error.
     public var accuracy: Double
+    /// The validation loss, when there is a validation set.
     public var valLoss: Double?
+    /// The validation metric, when there is a validation set.
     public var valAccuracy: Double?
     /// What `accuracy` and `valAccuracy` measure.
     public var metric = Metric.accuracy
     /// Seconds this process spent on the epoch's steps (validation excluded), and samples / seconds.
     public var seconds: Double
+    /// Training samples per second.
     public var samplesPerSecond: Double
 
+    /// Whether the whole epoch ran.
     public var complete: Bool { fraction >= 1 }
 }
 
 /// What the progress callback sees while an epoch runs.
 public struct TrainingProgress: Sendable {
+    /// The epoch, from 1.
     public var epoch: Int
+    /// The epochs of the run.
     public var epochs: Int
+    /// The step within the epoch, from 1.
     public var step: Int
+    /// Steps in the epoch.
     public var steps: Int
+    /// Seconds since the epoch began.
     public var elapsed: Double
+    /// The running mean loss.
     public var loss: Double
     /// The running metric (`metric`): accuracy, or for regression the mean absolute error.
     public var accuracy: Double
+    /// What `accuracy` measures.
     public var metric = Metric.accuracy
     /// Set on the final callback of an epoch.
     public var record: EpochRecord?
@@ -122,15 +147,18 @@ public struct TrainingProgress: Sendable {
 
 /// Loss and metrics over a data set.
 public struct Evaluation: Sendable {
+    /// The mean loss.
     public var loss: Double
     /// The fraction of samples whose predicted class is the target's (classification).
     public var accuracy: Double
+    /// Samples evaluated.
     public var count: Int
     /// confusion[true][predicted] (classification).
     public var confusion: [[Int]]
     /// Regression (real-valued targets with a regression loss): the mean absolute error and the root mean
     /// squared error over samples and outputs; nil for classification.
     public var meanAbsoluteError: Double?
+    /// Regression: the root mean squared error; nil for classification.
     public var rootMeanSquaredError: Double?
 
     /// What the loss reports beside itself.
@@ -143,10 +171,15 @@ public struct Evaluation: Sendable {
 public final class Trainer: @unchecked Sendable {
     // Sendable: the mutable state shared with worker threads lives in `model`, `optimizer`, `buffers`, `shared`
     // (see their comments); the rest is touched by the main thread only.
+    /// The network.
     public let model: Sequential
+    /// The optimizer and its slots.
     public let optimizer: Optimizer
+    /// The pinned worker threads.
     public let pool: WorkerPool
+    /// Samples per step.
     public let batchSize: Int
+    /// Seeds the shuffling and dropout.
     public let seed: UInt64
     /// Optimizer steps taken so far (the next update is step `step + 1`).
     public private(set) var step = 0
@@ -156,6 +189,7 @@ public final class Trainer: @unchecked Sendable {
     let shared: SharedState
     /// Who computes which part of a step (see StepPlan), and where its memory lives (see NumaLayout).
     public let plan: StepPlan
+    /// Where the parameters and slots live (NUMA nodes).
     public let numa: NumaLayout
     /// The processes training this model together (one, unless started by an MPI launcher), and what worker 0
     /// sends them during a step.
@@ -199,6 +233,7 @@ public final class Trainer: @unchecked Sendable {
 
     deinit { pool.shutdown() }
 
+    /// Worker threads.
     public var workers: Int { pool.count }
 
     /// Trains for `epochs` epochs. `progress` is called on this thread about 10 times a second and at each

@@ -19,7 +19,9 @@ public struct RunOptions: Sendable {
     public var logDir: String?
     /// Stop cleanly on SIGINT/SIGTERM (the caller installs the handlers); `resumeCommand` is what to print.
     public var stopOnSignal = false
+    /// The command that resumes the run from a checkpoint path (printed on a stop).
     public var resumeCommand: (@Sendable (String) -> String)?
+    /// No initial weights, no resume, no step limit, nothing written.
     public init() {}
 }
 
@@ -32,15 +34,19 @@ public struct RunResult: Sendable {
     public var test: Evaluation?
     /// Set when --max-steps ended the run; with the checkpoint written then, if any.
     public var stoppedAtStep: Int?
+    /// The last checkpoint written, if any.
     public var lastCheckpoint: String?
     /// Seconds spent in training steps (validation and test evaluation excluded).
     public var trainSeconds: Double
+    /// Training samples per second.
     public var samplesPerSecond: Double
     /// Optimizer steps run and samples processed by this process.
     public var steps: Int
+    /// Samples processed.
     public var samples: Int
     /// Seconds per whole epoch at the measured step rate.
     public var secondsPerEpoch: Double
+    /// SHA-256 of the final weights.
     public var weightsDigest: String
     /// Lines the user should see about the run (e.g. a checkpoint with nothing left to train).
     public var notes: [String]
@@ -52,15 +58,23 @@ public struct RunResult: Sendable {
 
 /// A prepared run: config, data, model, workers.
 public final class TrainingRun {
+    /// The run's config.
     public let config: RunConfig
+    /// The loaded data.
     public let data: DataSplits
+    /// The training set (without the validation split).
     public let train: Dataset
+    /// The validation set, if any.
     public let validation: Dataset?
+    /// The network.
     public let model: Sequential
+    /// The machine's CPUs and NUMA nodes.
     public let topology: Topology
+    /// Where each worker is pinned.
     public let placements: [WorkerPlacement]
     /// Lines the user should see before training (e.g. oversubscription).
     public let warnings: [String]
+    /// The trainer (created on first use).
     public private(set) lazy var trainer = Trainer(
         model: model, optimizer: config.optimizer, placements: placements,
         batchSize: config.training.batchSize, seed: config.training.seed,

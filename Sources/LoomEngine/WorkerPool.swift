@@ -16,6 +16,7 @@ import Foundation
 /// then yields the CPU (more workers than cores degrade gracefully instead of collapsing).
 public final class SpinBarrier: @unchecked Sendable {
     // Sendable: the flags are atomics; each worker's parity and sense are touched by that worker only.
+    /// The threads that meet at the barrier.
     public let parties: Int
     /// ⌈log₂ parties⌉.
     public let rounds: Int
@@ -24,6 +25,7 @@ public final class SpinBarrier: @unchecked Sendable {
     /// Spins before the first yield. About 10 µs of `pause`s: longer than any imbalance within a step here.
     private let spinLimit: Int
 
+    /// A barrier for `parties` threads that spins `spinLimit` times before it sleeps.
     public init(parties: Int, spinLimit: Int = 4000) {
         precondition(parties >= 1)
         self.parties = parties
@@ -83,7 +85,9 @@ public typealias WorkerJob = @Sendable (_ worker: Int) -> Void
 public final class WorkerPool: @unchecked Sendable {
     // Sendable: `job` and `stopping` are written by the main thread only while every worker waits on its
     // semaphore, and read by the workers only after it is signalled (the semaphores order the accesses).
+    /// Where each worker is pinned.
     public let placements: [WorkerPlacement]
+    /// The barrier the workers share.
     public let barrier: SpinBarrier
     private var job: WorkerJob?
     private var stopping = false
@@ -93,6 +97,7 @@ public final class WorkerPool: @unchecked Sendable {
     private let cpuSeen: PerWorker<Int>
     private let pinErrors: PerWorker<Int32>
 
+    /// Worker threads.
     public var count: Int { placements.count }
 
     /// Starts one thread per placement; with `pin`, each pins itself to its CPU before anything else.

@@ -5,20 +5,26 @@ import LoomKernels
 
 /// A parameter-free nonlinearity, as Keras' `Activation("relu")`.
 public final class ActivationLayer: Layer {
+    /// The activation function.
     public let kind: ActivationKind
+    /// The input width (set by `build`), also the output width.
     public private(set) var inputWidth = 0
     /// See `Dense.emitsLogits` and `Dense.incomingMasked`.
     public var emitsLogits = false
+    /// Set by the model when the layer above masks this relu's gradient in its own store.
     public var incomingMasked = false
 
+    /// An activation layer applying `kind`.
     public init(_ kind: ActivationKind) { self.kind = kind }
 
     public var typeName: String { "Activation" }
     public var detail: String { kind.rawValue }
+    /// The input width: an activation keeps the width.
     public var outputWidth: Int { inputWidth }
     public var parameterTensors: [ParameterTensor] { [] }
     public func build(inputWidth: Int) { self.inputWidth = inputWidth }
     public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) {}
+    /// No parameters to initialize.
     public func initialize(rng: inout Random) {}
 
     public func forward(_ x: Rows, _ y: Rows, pass: Pass, workspace: GemmWorkspace) {

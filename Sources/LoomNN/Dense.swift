@@ -7,13 +7,19 @@ import LoomKernels
 
 /// A fully connected layer, as Keras' `Dense(units, activation, kernel_initializer, bias_initializer)`.
 public final class Dense: TiledLayer {
+    /// Outputs per sample.
     public let units: Int
+    /// The activation applied to x·W + b.
     public let activation: ActivationKind
+    /// How W is initialized.
     public let kernelInitializer: Initializer
+    /// How b is initialized.
     public let biasInitializer: Initializer
     /// Penalties on W and b added to the loss (Keras' kernel_regularizer and bias_regularizer).
     public let kernelRegularizer: Regularizer?
+    /// A penalty on b added to the loss.
     public let biasRegularizer: Regularizer?
+    /// Inputs per sample (set by `build`).
     public private(set) var inputWidth = 0
 
     /// Set by the model when this softmax layer feeds a cross-entropy loss: the layer then emits logits and
@@ -22,6 +28,7 @@ public final class Dense: TiledLayer {
     /// Set by the model when the layer below is relu-activated: dx is then masked in the GEMM's store, and
     /// `incomingMasked` is set on that layer so it skips its own mask pass.
     public var masksInputGradient = false
+    /// Set by the model when the layer above masks this layer's relu gradient.
     public var incomingMasked = false
 
     private var w: UnsafeMutablePointer<Float>!
@@ -29,6 +36,7 @@ public final class Dense: TiledLayer {
     private var dw: UnsafeMutablePointer<Float>!
     private var db: UnsafeMutablePointer<Float>!
 
+    /// A layer of `units` outputs, Keras' defaults: linear, Glorot-uniform W, zero b, no penalties.
     public init(
         units: Int, activation: ActivationKind = .linear,
         kernelInitializer: Initializer = .glorotUniform, biasInitializer: Initializer = .zeros,
@@ -45,6 +53,7 @@ public final class Dense: TiledLayer {
 
     public var typeName: String { "Dense" }
     public var detail: String { activation.rawValue }
+    /// The outputs per sample: `units`.
     public var outputWidth: Int { units }
     public var parameterTensors: [ParameterTensor] {
         [
@@ -62,6 +71,7 @@ public final class Dense: TiledLayer {
         db = gradients + inputWidth * units
     }
 
+    /// Fills W and b from their initializers.
     public func initialize(rng: inout Random) {
         kernelInitializer.fill(w, count: inputWidth * units, fanIn: inputWidth, fanOut: units, rng: &rng)
         biasInitializer.fill(b, count: units, fanIn: inputWidth, fanOut: units, rng: &rng)

@@ -6,9 +6,12 @@ import LoomKernels
 
 /// Randomly zeroes a fraction `rate` of its inputs while training, as Keras' `Dropout(rate)`.
 public final class Dropout: Layer {
+    /// The fraction of inputs zeroed while training.
     public let rate: Float
+    /// The input width (set by `build`), also the output width.
     public private(set) var inputWidth = 0
 
+    /// Dropout of `rate` (in [0, 1)) of the inputs; the kept ones are scaled by 1 / (1 − rate).
     public init(rate: Float) {
         precondition(rate >= 0 && rate < 1, "dropout rate must be in [0, 1)")
         self.rate = rate
@@ -16,10 +19,12 @@ public final class Dropout: Layer {
 
     public var typeName: String { "Dropout" }
     public var detail: String { "rate \(rate)" }
+    /// The input width: dropout keeps the width.
     public var outputWidth: Int { inputWidth }
     public var parameterTensors: [ParameterTensor] { [] }
     public func build(inputWidth: Int) { self.inputWidth = inputWidth }
     public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) {}
+    /// No parameters to initialize.
     public func initialize(rng: inout Random) {}
 
     /// The mask value (0 or 1/(1 − rate)) of unit j of batch row r.

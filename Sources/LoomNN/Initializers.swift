@@ -10,9 +10,13 @@ import Foundation
 
 /// How a parameter tensor gets its first values.
 public enum Initializer: Equatable, Sendable, CustomStringConvertible {
+    /// Keras' variance-scaling initializers: Glorot (fan-in + fan-out), He (fan-in, relu), LeCun (fan-in).
     case glorotUniform, glorotNormal, heUniform, heNormal, lecunNormal
+    /// Normal values of `mean` and `stddev`.
     case randomNormal(mean: Double, stddev: Double)
+    /// Uniform values in [`min`, `max`).
     case randomUniform(min: Double, max: Double)
+    /// All zeros, or all ones.
     case zeros, ones
 
     /// The names accepted in configs (Keras' spellings, plus `xavier` for glorot_normal).

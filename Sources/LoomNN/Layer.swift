@@ -8,11 +8,16 @@ import LoomKernels
 
 /// A block of rows of a row-major matrix of floats: `count` rows of `width` values, row stride `ld`.
 public struct Rows {
+    /// The first row's first value.
     public var base: UnsafeMutablePointer<Float>
+    /// Rows in the block.
     public var count: Int
+    /// Values per row.
     public var width: Int
+    /// The distance between rows, in floats (≥ `width`).
     public var ld: Int
 
+    /// A block of `count` rows of `width` values at `base`, rows `ld` floats apart (default: `width`).
     public init(_ base: UnsafeMutablePointer<Float>, count: Int, width: Int, ld: Int? = nil) {
         self.base = base
         self.count = count
@@ -23,6 +28,7 @@ public struct Rows {
     @inline(__always) public func slice(_ range: Range<Int>) -> Rows {
         Rows(base + range.lowerBound * ld, count: range.count, width: width, ld: ld)
     }
+    /// Row `i`'s first value.
     @inline(__always) public func row(_ i: Int) -> UnsafeMutablePointer<Float> { base + i * ld }
 }
 
@@ -32,10 +38,12 @@ public struct Pass: Sendable {
     public var training: Bool
     /// The run's seed and the optimizer step: with the batch row they key dropout's mask.
     public var seed: UInt64
+    /// The optimizer step (from 1).
     public var step: UInt64
     /// The batch position of the block's first row (a dropout key independent of which worker holds the row).
     public var firstRow: Int
 
+    /// A pass; `firstRow` is the batch position of the block's first row.
     public init(training: Bool, seed: UInt64 = 0, step: UInt64 = 0, firstRow: Int = 0) {
         self.training = training
         self.seed = seed
@@ -46,13 +54,18 @@ public struct Pass: Sendable {
 
 /// A named parameter tensor of a layer, at `offset` within the layer's parameters.
 public struct ParameterTensor: Sendable, Equatable {
+    /// The layer-local name (`kernel`, `bias`).
     public var name: String
+    /// The dimensions (Keras' layout: a kernel is [inputs, units]).
     public var shape: [Int]
+    /// The offset in the layer's flat parameters.
     public var offset: Int
     /// A penalty on this tensor's values, added to the loss (Keras' kernel_regularizer, bias_regularizer).
     public var regularizer: Regularizer?
+    /// The number of values.
     public var count: Int { shape.reduce(1, *) }
 
+    /// A tensor of the layer's parameters.
     public init(name: String, shape: [Int], offset: Int, regularizer: Regularizer? = nil) {
         self.name = name
         self.shape = shape
@@ -64,12 +77,16 @@ public struct ParameterTensor: Sendable, Equatable {
 /// The part of a layer's parameters whose gradient one worker computed: two ranges of the layer's flat
 /// parameters (a dense layer: some kernel rows, some bias entries).
 public struct ParameterSlices: Sendable {
+    /// The first range (a dense layer: rows of its kernel).
     public var first: Range<Int>
+    /// The second range (a dense layer: entries of its bias).
     public var second: Range<Int>
+    /// Two ranges of a layer's flat parameters.
     public init(first: Range<Int>, second: Range<Int>) {
         self.first = first
         self.second = second
     }
+    /// No parameters.
     public static let none = ParameterSlices(first: 0..<0, second: 0..<0)
 }
 
@@ -79,7 +96,9 @@ public protocol Layer: AnyObject {
     var typeName: String { get }
     /// A short description of the configuration, for the summary (e.g. "relu").
     var detail: String { get }
+    /// Values per input sample (known after `build`).
     var inputWidth: Int { get }
+    /// Values per output sample (known after `build`).
     var outputWidth: Int { get }
     /// The layer's parameter tensors (empty for parameter-free layers), in storage order.
     var parameterTensors: [ParameterTensor] { get }
@@ -87,6 +106,7 @@ public protocol Layer: AnyObject {
     func build(inputWidth: Int)
     /// Points the layer at its parameters and their gradients inside the model's flat buffers.
     func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>)
+    /// Fills the parameters from the layer's initializers, drawing from `rng` in a fixed order.
     func initialize(rng: inout Random)
     /// y = f(x) for a block of rows.
     func forward(_ x: Rows, _ y: Rows, pass: Pass, workspace: GemmWorkspace)
@@ -110,6 +130,7 @@ public protocol Layer: AnyObject {
 }
 
 extension Layer {
+    /// The number of parameters.
     public var parameterCount: Int { parameterTensors.reduce(0) { $0 + $1.count } }
     public func parameterSlices(part: Int, of parts: Int) -> ParameterSlices { .none }
     public func refusal() -> String? { nil }

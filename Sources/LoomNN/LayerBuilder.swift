@@ -10,12 +10,19 @@
 /// Collects the layers of a `Model` or `Sequential` written as a block.
 @resultBuilder
 public enum LayerBuilder {
+    /// A layer written on its own line.
     public static func buildExpression(_ layer: any Layer) -> [any Layer] { [layer] }
+    /// Several layers from an expression (an array).
     public static func buildExpression(_ layers: [any Layer]) -> [any Layer] { layers }
+    /// The layers of a block, in order.
     public static func buildBlock(_ parts: [any Layer]...) -> [any Layer] { parts.flatMap { $0 } }
+    /// The layers of an `if` whose condition held, or none.
     public static func buildOptional(_ layers: [any Layer]?) -> [any Layer] { layers ?? [] }
+    /// The layers of an `if` branch.
     public static func buildEither(first layers: [any Layer]) -> [any Layer] { layers }
+    /// The layers of an `else` branch.
     public static func buildEither(second layers: [any Layer]) -> [any Layer] { layers }
+    /// The layers of a `for` loop's iterations, in order.
     public static func buildArray(_ parts: [[any Layer]]) -> [any Layer] { parts.flatMap { $0 } }
 }
 

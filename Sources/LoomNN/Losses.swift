@@ -19,14 +19,22 @@ import LoomKernels
 
 /// A training objective.
 public enum Loss: String, CaseIterable, Sendable {
+    /// Cross-entropy against class indices (Keras' sparse_categorical_crossentropy).
     case sparseCategoricalCrossentropy = "sparse_categorical_crossentropy"
+    /// Cross-entropy against one-hot or soft targets.
     case categoricalCrossentropy = "categorical_crossentropy"
+    /// The mean over outputs of the squared error.
     case meanSquaredError = "mean_squared_error"
+    /// The mean over outputs of the absolute error.
     case meanAbsoluteError = "mean_absolute_error"
+    /// The Huber loss: squared near 0, absolute beyond `delta`.
     case huber = "huber"
+    /// The sum over outputs of the squared error (Data Science from Scratch).
     case sumSquaredError = "sum_squared_error"
+    /// Cross-entropy of one sigmoid output against a 0/1 (or soft) target.
     case binaryCrossentropy = "binary_crossentropy"
 
+    /// Whether the loss is a softmax cross-entropy (sparse or categorical).
     public var isCrossEntropy: Bool { self == .sparseCategoricalCrossentropy || self == .categoricalCrossentropy }
 
     /// Whether the loss reads logits (softmax or sigmoid cross-entropy): from the output layer, which then emits
@@ -266,6 +274,7 @@ public struct LossOptions: Sendable, Equatable {
     /// Huber: where the loss turns from quadratic to linear.
     public var delta: Float
 
+    /// Settings: read logits (`from_logits`), and Huber's `delta`.
     public init(fromLogits: Bool = false, delta: Float = 1) {
         self.fromLogits = fromLogits
         self.delta = delta
@@ -291,10 +300,12 @@ public struct Targets {
     public var labels: UnsafePointer<Int32>
     /// Real-valued targets, rows of `width` values (stride `width`); nil: class indices.
     public var values: UnsafePointer<Float>?
+    /// Target values per row (0 with class indices).
     public var width: Int
     /// Each row's sample weight (class_weight and sample weights combined); nil: every weight is 1.
     public var weights: UnsafePointer<Float>?
 
+    /// Targets of a block of rows.
     public init(
         labels: UnsafePointer<Int32>, values: UnsafePointer<Float>? = nil, width: Int = 0,
         weights: UnsafePointer<Float>? = nil
@@ -319,6 +330,7 @@ public struct Targets {
         return c == 1 ? Float(label) : (j == label ? 1 : 0)
     }
 
+    /// Row `i`'s sample weight (1 without weights).
     @inline(__always) public func weight(_ i: Int) -> Float { weights?[i] ?? 1 }
 }
 
@@ -346,17 +358,24 @@ public protocol RowLoss: AnyObject {
 /// that is not a dropout), how many outputs there are (nil while the input width is unknown and no dense layer
 /// sets it), and whether a dropout layer follows.
 public struct OutputDescription: Sendable, Equatable {
+    /// The activation producing the outputs.
     public var activation: ActivationKind
+    /// The number of outputs, when known.
     public var units: Int?
     /// The index of the layer that applies `activation`, and its kind, for messages.
     public var layer: Int
+    /// The output layer's type name, for messages.
     public var layerType: String
+    /// Whether a dropout layer follows the output layer.
     public var dropoutAfter: Bool
 
     /// A model's layers, as far as its output is concerned.
     public enum LayerShape: Sendable {
+        /// A dense layer.
         case dense(units: Int, activation: ActivationKind)
+        /// An activation layer.
         case activation(ActivationKind)
+        /// A dropout layer.
         case dropout
     }
 

@@ -14,16 +14,21 @@ import LoomKernels
 
 /// Which optimizer, with its hyperparameters (Keras 3 defaults).
 public enum OptimizerSpec: Equatable, Sendable, CustomStringConvertible {
+    /// Stochastic gradient descent, with optional (Nesterov) momentum.
     case sgd(learningRate: Float = 0.01, momentum: Float = 0, nesterov: Bool = false)
+    /// RMSprop: each step divided by the running root-mean-square of the gradient, optionally centered and with momentum.
     case rmsprop(
         learningRate: Float = 0.001, rho: Float = 0.9, epsilon: Float = 1e-7, momentum: Float = 0,
         centered: Bool = false)
+    /// Adam: bias-corrected running averages of the gradient and its square.
     case adam(learningRate: Float = 0.001, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-7)
     /// Adam with decoupled weight decay (Keras' AdamW; its weight_decay defaults to 0.004).
     case adamw(learningRate: Float = 0.001, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-7)
 
+    /// The optimizer names a config accepts.
     public static let names = ["sgd", "rmsprop", "adam", "adamw"]
 
+    /// The config name (`sgd`, `rmsprop`, `adam`).
     public var name: String {
         switch self {
         case .sgd: "sgd"
@@ -32,6 +37,7 @@ public enum OptimizerSpec: Equatable, Sendable, CustomStringConvertible {
         case .adamw: "adamw"
         }
     }
+    /// The base learning rate.
     public var learningRate: Float {
         switch self {
         case .sgd(let lr, _, _), .rmsprop(let lr, _, _, _, _), .adam(let lr, _, _, _), .adamw(let lr, _, _, _): lr
@@ -62,6 +68,7 @@ public enum OptimizerSpec: Equatable, Sendable, CustomStringConvertible {
 public final class Optimizer: @unchecked Sendable {
     // Sendable: the slots are only ever touched through `update`, on disjoint ranges per worker between barriers;
     // `schedule` is set before training.
+    /// The optimizer and its hyperparameters.
     public let spec: OptimizerSpec
     /// How the learning rate changes with the step (constant: the spec's).
     public var schedule = LearningRateSchedule.constant
@@ -72,12 +79,14 @@ public final class Optimizer: @unchecked Sendable {
     /// global_clipnorm). The rule clips by value itself; clipping by norm needs every gradient's norm first,
     /// which the engine computes and passes in as `UpdateRule.gradientScale`.
     public var weightDecay: Float = 0
+    /// Gradient clipping.
     public var clipping = GradientClipping.none
 
     /// The learning rate of step `step` (1-based).
     public func learningRate(step: Int) -> Float {
         schedule.rate(initial: baseLearningRate ?? spec.learningRate, step: step)
     }
+    /// The parameters it updates.
     public let parameterCount: Int
     /// The state buffers, in `spec.slotNames` order.
     public let slots: [AlignedBuffer]
@@ -85,6 +94,7 @@ public final class Optimizer: @unchecked Sendable {
     private let s1: UnsafeMutablePointer<Float>
     private let s2: UnsafeMutablePointer<Float>
 
+    /// An optimizer of `spec` for `parameterCount` parameters, its slots zeroed.
     public init(_ spec: OptimizerSpec, parameterCount: Int) {
         self.spec = spec
         self.parameterCount = parameterCount

@@ -6,8 +6,10 @@ import Foundation
 /// xoshiro256** (Blackman & Vigna), seeded through SplitMix64. Its whole state is four words, so a checkpoint
 /// can store it and a resumed run continues the same sequence.
 public struct Random: RandomNumberGenerator, Sendable, Equatable {
+    /// The generator's 256-bit state.
     public var state: (UInt64, UInt64, UInt64, UInt64)
 
+    /// A generator seeded by splitmix64 from `seed`.
     public init(seed: UInt64) {
         var s = seed
         state = (splitMix64(&s), splitMix64(&s), splitMix64(&s), splitMix64(&s))

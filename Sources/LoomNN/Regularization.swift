@@ -9,9 +9,12 @@ import LoomKernels
 
 /// Keras' `L1L2` regularizer: adds l1·Σ|w| + l2·Σw² to the loss.
 public struct Regularizer: Equatable, Sendable, CustomStringConvertible {
+    /// The L1 factor: l1·Σ|w| is added to the loss.
     public var l1: Float
+    /// The L2 factor: l2·Σw² is added to the loss.
     public var l2: Float
 
+    /// A penalty of `l1` and `l2`.
     public init(l1: Float = 0, l2: Float = 0) {
         self.l1 = l1
         self.l2 = l2
@@ -33,6 +36,7 @@ public struct Regularizer: Equatable, Sendable, CustomStringConvertible {
 
 /// Keras' gradient clipping (at most one kind per optimizer, as in Keras).
 public enum GradientClipping: Equatable, Sendable {
+    /// No clipping.
     case none
     /// `clipvalue`: every gradient element clamped to [−c, c].
     case value(Float)
@@ -63,6 +67,7 @@ public enum GradientClipping: Equatable, Sendable {
     }
 }
 
+/// Regularized updates.
 extension UpdateRule {
     /// The same rule with `regularizer`'s penalty gradient added (none: unchanged).
     public func regularized(_ regularizer: Regularizer?) -> UpdateRule {

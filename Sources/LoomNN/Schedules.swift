@@ -15,18 +15,26 @@ import Foundation
 
 /// How the learning rate changes with the optimizer step.
 public enum LearningRateSchedule: Equatable, Sendable {
+    /// The optimizer's learning rate at every step.
     case constant
+    /// lr · rate^(step / decaySteps), stepwise with `staircase`.
     case exponentialDecay(decaySteps: Int, decayRate: Double, staircase: Bool)
+    /// lr / (1 + rate · step / decaySteps), stepwise with `staircase`.
     case inverseTimeDecay(decaySteps: Int, decayRate: Double, staircase: Bool)
+    /// From lr to `endLearningRate` over `decaySteps` as (1 − step / decaySteps)^power, repeating with `cycle`.
     case polynomialDecay(decaySteps: Int, endLearningRate: Double, power: Double, cycle: Bool)
+    /// A linear warm-up to `warmupTarget`, then a cosine to `alpha` times the rate over `decaySteps`.
     case cosineDecay(decaySteps: Int, alpha: Double, warmupSteps: Int, warmupTarget: Double?)
+    /// `values[i]` while the step is below `boundaries[i]`, the last value beyond.
     case piecewiseConstant(boundaries: [Int], values: [Double])
 
+    /// The schedule names a config accepts.
     public static let names = [
         "constant", "exponential_decay", "inverse_time_decay", "polynomial_decay", "cosine_decay",
         "piecewise_constant",
     ]
 
+    /// The config name.
     public var name: String {
         switch self {
         case .constant: "constant"

@@ -8,8 +8,11 @@ import LoomKernels
 public final class Sequential: @unchecked Sendable {
     // Sendable: after `init` the object graph is fixed; the buffers it owns are written by workers on disjoint
     // rows / parameter ranges, separated by barriers (see LoomEngine's SharedState).
+    /// Values per input sample.
     public let inputWidth: Int
+    /// The layers, in order.
     public let layers: [any Layer]
+    /// The loss (mean_squared_error's way of reading targets when `customLoss` is set).
     public let loss: Loss
     /// The loss's settings (from_logits, Huber's delta).
     public let lossOptions: LossOptions
@@ -18,17 +21,22 @@ public final class Sequential: @unchecked Sendable {
     public let customLoss: (any RowLoss)?
     /// The flat parameters and their gradients (same layout).
     public let parameters: AlignedBuffer
+    /// The gradients, in the parameters' layout.
     public let gradients: AlignedBuffer
     /// Where each layer's parameters start in the flat buffers, and how many it has.
     public let offsets: [Int]
+    /// Each layer's parameter count.
     public let counts: [Int]
     /// Softmax (sigmoid) + cross-entropy are fused: the last layer emits logits and the loss returns ∂L/∂z.
     /// False with `from_logits`, where the layer is linear and its outputs are logits already.
     public let fusedSoftmax: Bool
 
+    /// Values per output sample.
     public var outputWidth: Int { layers.last!.outputWidth }
+    /// The number of parameters.
     public var parameterCount: Int { parameters.count }
 
+    /// A model of `layers` on inputs of `inputWidth` values, its parameters allocated (zero until `initialize`).
     public init(
         inputWidth: Int, layers: [any Layer], loss: Loss, lossOptions: LossOptions = LossOptions(),
         customLoss: (any RowLoss)? = nil
@@ -191,12 +199,16 @@ public final class Sequential: @unchecked Sendable {
 /// metric (1/0 for a right/wrong class, or the absolute error), for up to `capacity` rows. Workers write disjoint row ranges of the same buffers.
 public final class ActivationBuffers: @unchecked Sendable {
     // Sendable: see Sequential. Row ranges are disjoint per worker; whole-batch reads happen after a barrier.
+    /// Rows the buffers hold.
     public let capacity: Int
+    /// The width of the input and of each layer's output.
     public let widths: [Int]
     private let outputs: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>
     private let gradients: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>
     private let owned: [AlignedBuffer]
+    /// Each row's loss.
     public let rowLoss: UnsafeMutablePointer<Float>
+    /// Each row's metric (1 or 0 for a class, or the absolute error).
     public let rowMetric: UnsafeMutablePointer<Float>
 
     /// Allocates (does not touch) the buffers: the first writer of each page places it on its NUMA node.

@@ -17,8 +17,11 @@ import LoomNN
 
 /// One weight tensor of a `CustomLayer`, declared in `setUp(inputWidth:)` with `addWeight`.
 public final class Weight {
+    /// The weight's name in the layer (`kernel`).
     public let name: String
+    /// Its dimensions.
     public let shape: Shape
+    /// How its values start.
     public let initializer: Initializer
     /// A penalty on the values, added to the loss (Keras' `regularizer` of `add_weight`).
     public let regularizer: Regularizer?
@@ -66,7 +69,9 @@ public final class Weight {
 /// `call` receives a batch of rows (`[rows, inputWidth]`) and returns `[rows, outputWidth]`; it must treat rows
 /// independently (see the file's header for why). `Model` checks both when it is built and throws otherwise.
 open class CustomLayer: Layer {
+    /// Values per input row (set when the model is built).
     public private(set) var inputWidth = 0
+    /// Values per output row (what `setUp` returned).
     public private(set) var outputWidth = 0
     /// The weights `setUp` declared, in storage order.
     public private(set) var weights: [Weight] = []
@@ -74,6 +79,7 @@ open class CustomLayer: Layer {
     private var gradients: UnsafeMutablePointer<Float>?
     private var weightCount = 0
 
+    /// A layer with no weights yet (`setUp` declares them).
     public init() {}
 
     // MARK: What a subclass writes
@@ -121,6 +127,7 @@ open class CustomLayer: Layer {
         self.gradients = gradients
     }
 
+    /// Fills each weight from its initializer (fan-in and fan-out: its first and last dimensions).
     public func initialize(rng: inout Random) {
         guard let parameters else { return }
         for w in weights {

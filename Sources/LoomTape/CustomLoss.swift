@@ -19,6 +19,7 @@ import LoomNN
 ///     let model = try Model(inputWidth: 784, layers: […, Dense(units: 10, activation: .softmax)],
 ///                           loss: CrossEntropy())
 open class CustomLoss: RowLoss {
+    /// A loss; override `call(predictions:targets:)`.
     public init() {}
 
     /// Each row's loss, shape (rows,) or (rows, 1), from predictions and targets of shape (rows, outputs).

@@ -25,6 +25,7 @@ public final class GradientTape {
     var layerWeightsOwner: ObjectIdentifier?
     private static let lastID = Atomic<UInt64>(0)
 
+    /// A tape; `persistent` lets `gradient` be asked more than once per recording.
     public init(persistent: Bool = false) {
         self.persistent = persistent
         id = GradientTape.lastID.add(1, ordering: .relaxed).newValue

@@ -34,26 +34,38 @@ extension Tensor {
     public func matmul(_ other: Tensor) throws(TapeError) -> Tensor {
         try GradientTape.recording().matmul(self, other)
     }
+    /// a + b, broadcasting as NumPy does.
     public static func + (a: Tensor, b: Tensor) throws(TapeError) -> Tensor {
         try GradientTape.recording().binary(.add, a, b)
     }
+    /// a − b, broadcasting as NumPy does.
     public static func - (a: Tensor, b: Tensor) throws(TapeError) -> Tensor {
         try GradientTape.recording().binary(.subtract, a, b)
     }
+    /// a ⊙ b (elementwise), broadcasting as NumPy does.
     public static func * (a: Tensor, b: Tensor) throws(TapeError) -> Tensor {
         try GradientTape.recording().binary(.multiply, a, b)
     }
+    /// a · c for a number c.
     public static func * (a: Tensor, c: Float) throws(TapeError) -> Tensor {
         try GradientTape.recording().unary(.scale(c), a)
     }
+    /// c · a for a number c.
     public static func * (c: Float, a: Tensor) throws(TapeError) -> Tensor { try a * c }
+    /// a / c for a number c.
     public static func / (a: Tensor, c: Float) throws(TapeError) -> Tensor { try a * (1 / c) }
+    /// −a.
     public static prefix func - (a: Tensor) throws(TapeError) -> Tensor { try a * -1 }
 
+    /// max(x, 0), elementwise.
     public func relu() throws(TapeError) -> Tensor { try GradientTape.recording().unary(.relu, self) }
+    /// 1 / (1 + e^−x), elementwise.
     public func sigmoid() throws(TapeError) -> Tensor { try GradientTape.recording().unary(.sigmoid, self) }
+    /// tanh x, elementwise.
     public func tanh() throws(TapeError) -> Tensor { try GradientTape.recording().unary(.tanh, self) }
+    /// eˣ, elementwise.
     public func exp() throws(TapeError) -> Tensor { try GradientTape.recording().unary(.exp, self) }
+    /// ln x, elementwise.
     public func log() throws(TapeError) -> Tensor { try GradientTape.recording().unary(.log, self) }
     /// Softmax over the last axis.
     public func softmax() throws(TapeError) -> Tensor { try GradientTape.recording().unary(.softmax, self) }

@@ -6,6 +6,7 @@ import LoomKernels
 
 /// The dimensions of a tensor: rank 0 (a scalar) to 4, row-major.
 public struct Shape: Equatable, Sendable, CustomStringConvertible, ExpressibleByArrayLiteral {
+    /// The number of dimensions (0 for a scalar).
     public let rank: Int
     private var storage: (Int, Int, Int, Int)
 
@@ -31,6 +32,7 @@ public struct Shape: Equatable, Sendable, CustomStringConvertible, ExpressibleBy
         }
     }
 
+    /// The dimensions, outermost first.
     public var dims: [Int] { (0..<rank).map { self[$0] } }
     /// The number of values.
     public var count: Int { storage.0 * storage.1 * storage.2 * storage.3 }
@@ -49,6 +51,7 @@ public struct Shape: Equatable, Sendable, CustomStringConvertible, ExpressibleBy
 /// A tensor: a shape and its values, computed by the operations of a `GradientTape` (which records them) or
 /// standing for a `Variable`'s values.
 public struct Tensor: CustomStringConvertible {
+    /// The tensor's dimensions.
     public let shape: Shape
     /// The values, row-major (`shape.count` of them); valid until the tape that made them is reset.
     public let data: UnsafeMutablePointer<Float>
@@ -76,7 +79,9 @@ public struct Tensor: CustomStringConvertible {
 /// A trainable tensor that outlives tapes (Keras' `tf.Variable`): a layer's weights. Reading `value` inside a
 /// tape's `record` makes it a watched input of that tape; `assign`/`update` change it between steps.
 public final class Variable {
+    /// The variable's dimensions.
     public let shape: Shape
+    /// The name in messages.
     public let name: String
     /// The values, 64-byte aligned.
     public let buffer: AlignedBuffer
