@@ -2,8 +2,10 @@
 // Loom — a data-parallel neural-network trainer for many-core CPUs.
 //
 // Module stairs (each depends only on the ones to its right):
-//   loom (CLI) → LoomEngine → LoomConfig → LoomNN → LoomKernels → LoomKernelsAVX512 | LoomKernelsAVX2 → LoomKernelTypes
-//                    └────────→ LoomData ──────────────┘      (run-time dispatch between the two kernel builds)
+//   loom (CLI) → Loom → LoomEngine → LoomConfig → LoomNN → LoomKernels → LoomKernelsAVX512 | LoomKernelsAVX2 → LoomKernelTypes
+//                  │         └────────→ LoomData ─────────────┘      (run-time dispatch between the two kernel builds)
+//                  └──→ LoomTape ──→ LoomNN
+// Loom is the one import of a Swift program (it re-exports the public modules); the CLI uses nothing else.
 // C shims: CSupport (pinning, cpu pause), CNuma (libnuma), CLoomZlib (gzip), CPng (libpng), CLoomMPI (the MPI calls;
 // stubs unless built with the MPI trait: `swift build -c release --traits MPI`, which needs libopenmpi-dev).
 import PackageDescription
@@ -80,7 +82,7 @@ let package = Package(
             swiftSettings: fastSwift),
         .executableTarget(
             name: "loom",
-            dependencies: ["LoomEngine", "LoomKernels", "LoomData", "CSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastSwift),
         .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], swiftSettings: fastSwift),

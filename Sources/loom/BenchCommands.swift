@@ -1,12 +1,7 @@
 // loom bench kernels | step | scaling: measured speed, printed and saved.
 import ArgumentParser
-import CSupport
 import Foundation
-import LoomConfig
-import LoomData
-import LoomEngine
-import LoomKernels
-import LoomNN
+import Loom
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,7 +56,10 @@ struct KernelsBench: ParsableCommand {
         if let json { checkWritable(json, option: "--json") }
         let (peak, results) = Bench.kernels(workers: n, placements: topology.placement(workers: n))
         print("kernels: \(kernelsLine())")
-        print(String(format: "fp32 FMA peak of one core (measured): %.1f GFLOP/s (%d-wide vectors)", peak, vecLanes))
+        print(
+            String(
+                format: "fp32 FMA peak of one core (measured): %.1f GFLOP/s (%d-wide vectors)", peak,
+                ProcessSetup.vectorLanes))
         print(padded("shape", 34) + padded("M×N×K", 13) + "1 worker GFLOP/s  % of peak  \(n) workers GFLOP/s")
         for r in results {
             print(
@@ -218,7 +216,7 @@ struct ProjectBench: ParsableCommand {
         let topology = Topology.detect()
         let barrier = Bench.measureBarrier(placements: topology.placement(workers: min(2, topology.usableCPUs.count)))
         // This thread does the timing: pin it to one CPU, as a worker would be.
-        _ = loom_pin_current_thread(Int32(topology.usableCPUs.last ?? 0))
+        ProcessSetup.pinCurrentThread(to: topology.usableCPUs.last ?? 0)
         let rows = Bench.project(run, workers: counts, steps: steps, barrierTwo: barrier)
         print(
             "PROJECTION (an estimate): each worker's share of a step of \(run.train.name), batch \(run.config.training.batchSize), timed on one core; step = slowest share per stage + barriers (⌈log₂ W⌉ rounds of max(\(String(format: "%.2f", barrier * 1e6)) µs measured between 2 threads here, \(String(format: "%.1f", Bench.minimumRound * 1e6)) µs) each)"

@@ -1,12 +1,7 @@
 // loom summary, topology, evaluate, predict: look at a model, the machine, or saved weights.
 import ArgumentParser
-import CSupport
 import Foundation
-import LoomConfig
-import LoomData
-import LoomEngine
-import LoomKernels
-import LoomNN
+import Loom
 
 struct Summary: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the model a config describes, Keras-style.")

@@ -1,13 +1,8 @@
 // loom — the command line: parses arguments, calls the same public API a Swift program would (LoomEngine),
 // prints. No training logic lives here. This file: the root command, its error handling, shared options.
 import ArgumentParser
-import CSupport
 import Foundation
-import LoomConfig
-import LoomData
-import LoomEngine
-import LoomKernels
-import LoomNN
+import Loom
 
 @main
 struct Loom: ParsableCommand {
@@ -22,7 +17,7 @@ struct Loom: ParsableCommand {
     /// Runs the command; every error is one `error:` line on stderr. Command-line mistakes exit with 2 like
     /// Loom's own configuration errors (ArgumentParser's default would be 64); --help and --version exit 0.
     static func main() {
-        loom_line_buffer_output()
+        ProcessSetup.lineBufferOutput()
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -99,10 +94,4 @@ func padded(_ s: String, _ width: Int) -> String {
 }
 
 /// Which kernel build runs, and why: "AVX-512 (16-wide vectors; the CPU has AVX-512)".
-func kernelsLine() -> String {
-    let active = KernelISA.active
-    let why =
-        active == .avx512
-        ? "the CPU has AVX-512" : KernelISA.cpuHasAVX512 ? "LOOM_KERNELS=avx2 forces them" : "the CPU has no AVX-512"
-    return "\(active.rawValue) (\(active.lanes)-wide vectors; \(why))"
-}
+func kernelsLine() -> String { ProcessSetup.kernelsDescription }

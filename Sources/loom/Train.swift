@@ -1,12 +1,7 @@
 // loom train: a config in, a trained model, its test accuracy and digest out; Keras-style progress.
 import ArgumentParser
-import CSupport
 import Foundation
-import LoomConfig
-import LoomData
-import LoomEngine
-import LoomKernels
-import LoomNN
+import Loom
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -63,7 +58,7 @@ struct Train: ParsableCommand {
         guard let (config, run) = loaded else { failRank(world, .usage("could not start")) }
         do { try world.agree(RankStart(config: config, data: run.data)) } catch { failRank(world, error) }
         if let report, lead { checkWritable(report, option: "--report") }
-        loom_install_signal_handlers()
+        ProcessSetup.installStopSignalHandlers()
         stopWhenParentDies()
         if lead { for w in run.warnings { FileHandle.standardError.write(Data((w + "\n").utf8)) } }
         if progress != .none { print(header(run)) }

@@ -4,8 +4,7 @@
 // atomically at its end), so a killed sweep rerun with the same command runs only the missing trials.
 import ArgumentParser
 import Foundation
-import LoomConfig
-import LoomEngine
+import Loom
 
 struct Tune: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
 // tune.svg: the monitored metric per trial (bars), then one panel per swept key with the metric against the
 // key's value (a log axis for positive numbers spanning more than 20×, evenly spaced categories for text).
 import Foundation
-import LoomEngine
+import Loom
 
 /// The sweep's chart; `trials` in trial order, each with its `key=value` overrides and its metric (nil: failed).
 func tuneChart(_ trials: [(overrides: [String], value: Double?)], monitor: String) -> String {
