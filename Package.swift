@@ -91,6 +91,8 @@ let package = Package(
         .testTarget(name: "LoomDataTests", dependencies: ["LoomData", "ZIPFoundation"], swiftSettings: fastSwift),
         .testTarget(name: "LoomConfigTests", dependencies: ["LoomConfig"], swiftSettings: fastSwift),
         .testTarget(name: "LoomEngineTests", dependencies: ["LoomEngine"], swiftSettings: fastSwift),
+        // The one-import API as a Swift program sees it.
+        .testTarget(name: "LoomTests", dependencies: ["Loom"], swiftSettings: fastSwift),
         // Runs the built `loom` binary as a user would: exit codes, one-line errors, reports.
         .testTarget(name: "LoomCLITests", dependencies: ["loom", "LoomData", "LoomEngine"], swiftSettings: fastSwift),
     ]

@@ -41,17 +41,52 @@ public enum LayerConfig: Equatable, Sendable {
 /// (`mae`, `val_mae` for regression); `mode` says whether lower or higher is better (`auto`: higher for accuracy).
 public enum CallbackConfig: Equatable, Sendable {
     /// Stop when `monitor` has not improved by `minDelta` for `patience` epochs (Keras' EarlyStopping).
-    case earlyStopping(monitor: String, minDelta: Double, patience: Int, mode: String, restoreBestWeights: Bool)
+    case earlyStopping(
+        monitor: String = "val_loss", minDelta: Double = 0, patience: Int = 0, mode: String = "auto",
+        restoreBestWeights: Bool = false)
     /// Multiply the learning rate by `factor` when `monitor` stalls for `patience` epochs (Keras' ReduceLROnPlateau).
     case reduceLROnPlateau(
-        monitor: String, factor: Double, patience: Int, minDelta: Double, cooldown: Int, minLR: Double, mode: String)
+        monitor: String = "val_loss", factor: Double = 0.1, patience: Int = 10, minDelta: Double = 1e-4,
+        cooldown: Int = 0, minLR: Double = 0, mode: String = "auto")
     /// Save the weights at each epoch's end, or only when `monitor` improves (Keras' ModelCheckpoint).
-    case modelCheckpoint(filepath: String, monitor: String, saveBestOnly: Bool, mode: String)
+    case modelCheckpoint(
+        filepath: String, monitor: String = "val_loss", saveBestOnly: Bool = false, mode: String = "auto")
 
     /// The callback names a config's `callbacks` section accepts.
     public static let names = ["early_stopping", "reduce_lr_on_plateau", "model_checkpoint", "terminate_on_nan"]
     /// The quantities a callback can monitor.
     public static let monitors = ["loss", "accuracy", "val_loss", "val_accuracy", "mae", "val_mae"]
+
+    /// Why this callback cannot run in a `fit` with (or without) validation data, in one line; nil when it can.
+    public func refusal(hasValidation: Bool) -> String? {
+        guard CallbackConfig.monitors.contains(monitor) else {
+            return "monitor '\(monitor)': expected one of \(CallbackConfig.monitors.joined(separator: ", "))"
+        }
+        if monitor.hasPrefix("val_") && !hasValidation {
+            return
+                "\(monitor) needs validation data; pass validationSplit (e.g. 0.1), or monitor \(monitor.dropFirst(4))"
+        }
+        switch self {
+        case .earlyStopping(_, let minDelta, let patience, let mode, _):
+            if let why = CallbackConfig.check(mode: mode, minDelta: minDelta, patience: patience) { return why }
+        case .reduceLROnPlateau(_, let factor, let patience, let minDelta, let cooldown, let minLR, let mode):
+            if let why = CallbackConfig.check(mode: mode, minDelta: minDelta, patience: patience) { return why }
+            if !(factor > 0 && factor < 1) { return "factor \(factor): expected a factor in (0, 1)" }
+            if cooldown < 0 { return "cooldown \(cooldown): expected a number of epochs ≥ 0" }
+            if !(minLR >= 0) { return "minLR \(minLR): expected a learning rate ≥ 0" }
+        case .modelCheckpoint(let filepath, _, _, let mode):
+            if filepath.isEmpty { return "modelCheckpoint: expected a file path" }
+            if let why = CallbackConfig.check(mode: mode, minDelta: 0, patience: 0) { return why }
+        }
+        return nil
+    }
+
+    private static func check(mode: String, minDelta: Double, patience: Int) -> String? {
+        if !["auto", "min", "max"].contains(mode) { return "mode '\(mode)': expected auto, min or max" }
+        if !(minDelta >= 0) { return "minDelta \(minDelta): expected a change ≥ 0" }
+        if patience < 0 { return "patience \(patience): expected a number of epochs ≥ 0" }
+        return nil
+    }
 
     /// The quantity this callback watches.
     public var monitor: String {

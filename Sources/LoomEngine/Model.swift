@@ -104,7 +104,7 @@ public final class Model {
     @discardableResult
     public func fit(
         x: [[Float]], y: [Int], epochs: Int, batchSize: Int = 32, validationSplit: Double = 0,
-        sampleWeight: [Float]? = nil, classWeight: [Int: Double]? = nil,
+        sampleWeight: [Float]? = nil, classWeight: [Int: Double]? = nil, callbacks: [CallbackConfig] = [],
         workers: Int? = nil, progress: (TrainingProgress) -> Void = { _ in }
     ) throws(LoomError) -> [EpochRecord] {
         var data = try weighted(dataset(x: x, y: y), sampleWeight)
@@ -121,8 +121,8 @@ public final class Model {
             data = data.weighted((0..<data.count).map { data.weight($0) * perClass[y[$0]] })
         }
         return try fit(
-            data, epochs: epochs, batchSize: batchSize, validationSplit: validationSplit, workers: workers,
-            progress: progress)
+            data, epochs: epochs, batchSize: batchSize, validationSplit: validationSplit, callbacks: callbacks,
+            workers: workers, progress: progress)
     }
 
     /// Keras' `fit` on real-valued targets: `y` holds one row of `outputWidth` values per sample — regression
@@ -131,20 +131,22 @@ public final class Model {
     @discardableResult
     public func fit(
         x: [[Float]], y: [[Float]], epochs: Int, batchSize: Int = 32, validationSplit: Double = 0,
-        sampleWeight: [Float]? = nil, workers: Int? = nil, progress: (TrainingProgress) -> Void = { _ in }
+        sampleWeight: [Float]? = nil, callbacks: [CallbackConfig] = [], workers: Int? = nil,
+        progress: (TrainingProgress) -> Void = { _ in }
     ) throws(LoomError) -> [EpochRecord] {
         try fit(
             weighted(dataset(x: x, targets: y), sampleWeight), epochs: epochs, batchSize: batchSize,
-            validationSplit: validationSplit, workers: workers, progress: progress)
+            validationSplit: validationSplit, callbacks: callbacks, workers: workers, progress: progress)
     }
 
     /// Keras' `fit` on a data set: `epochs` passes in shuffled batches of `batchSize` on `workers` threads
-    /// (default: one per usable CPU), holding out the last `validationSplit` of the samples. Returns a record
-    /// per epoch.
+    /// (default: one per usable CPU), holding out the last `validationSplit` of the samples, with Keras'
+    /// `callbacks` run at each epoch's end (what they did is in `callbackMessages`). Returns a record per epoch;
+    /// early stopping ends the list at the epoch it stopped after.
     @discardableResult
     public func fit(
-        _ data: Dataset, epochs: Int, batchSize: Int = 32, validationSplit: Double = 0, workers: Int? = nil,
-        progress: (TrainingProgress) -> Void = { _ in }
+        _ data: Dataset, epochs: Int, batchSize: Int = 32, validationSplit: Double = 0,
+        callbacks: [CallbackConfig] = [], workers: Int? = nil, progress: (TrainingProgress) -> Void = { _ in }
     ) throws(LoomError) -> [EpochRecord] {
         guard epochs >= 1 else { throw .usage("epochs \(epochs): train for at least one epoch") }
         guard batchSize >= 1 else { throw .usage("batchSize \(batchSize): a batch needs at least one sample") }
@@ -158,9 +160,29 @@ public final class Model {
         }
         let train = held > 0 ? data.subset(0..<data.count - held) : data
         let validation = held > 0 ? data.subset(data.count - held..<data.count, name: "validation") : nil
+        for (i, callback) in callbacks.enumerated() {
+            if let refusal = callback.refusal(hasValidation: validation != nil) {
+                throw .usage("callbacks[\(i)]: \(refusal)")
+            }
+        }
+        for case .modelCheckpoint(let path, _, _, _) in callbacks {
+            try OutputPaths.prepareFile(path.replacingOccurrences(of: "{epoch}", with: "1"), option: "modelCheckpoint")
+        }
         let trainer = try self.trainer(batchSize: batchSize, workers: workers)
-        return trainer.fit(train, validation: validation, epochs: epochs, progress: progress)
+        var config = describingConfig(source: "Model.fit")
+        config.callbacks = callbacks
+        let runner = Callbacks(config, trainer: trainer)
+        var control = FitControl()
+        control.epochEnded = { runner.epochEnded($0) }
+        control.stopAfterEpoch = { runner.stopAfterEpoch($0) }
+        let records = trainer.fit(train, validation: validation, epochs: epochs, control: control, progress: progress)
+        callbackMessages = runner.messages
+        return records
     }
+
+    /// What the callbacks of the last `fit` did, one line each (a learning-rate change, an early stop, a saved
+    /// file).
+    public private(set) var callbackMessages: [String] = []
 
     /// Keras' `evaluate`: loss, accuracy and confusion matrix over `data` (no dropout).
     public func evaluate(_ data: Dataset, workers: Int? = nil) throws(LoomError) -> Evaluation {
@@ -191,6 +213,13 @@ public final class Model {
     /// describes the network so `loom evaluate` and `loom predict` can read it.
     public func save(to path: String) throws(LoomError) {
         try OutputPaths.prepareFile(path, option: "save(to:)")
+        do { try Checkpoint.saveWeights(network, config: describingConfig(source: path), to: path) } catch {
+            throw .output("cannot write the weights to \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// A run config that describes this network, its loss and optimizer (what a weights file records).
+    func describingConfig(source: String) -> RunConfig {
         let layers: [LayerConfig] = network.layers.map { layer in
             switch layer {
             case let d as Dense:
@@ -205,11 +234,9 @@ public final class Model {
         }
         var config = RunConfig(
             layers: layers, inputWidth: network.inputWidth, loss: network.loss, optimizer: optimizer,
-            data: DataSource(dataset: "arrays"), training: TrainingConfig(), source: path)
+            data: DataSource(dataset: "arrays"), training: TrainingConfig(), source: source)
         config.lossOptions = network.lossOptions
-        do { try Checkpoint.saveWeights(network, config: config, to: path) } catch {
-            throw .output("cannot write the weights to \(path): \(error.localizedDescription)")
-        }
+        return config
     }
 
     /// Optimizer steps taken so far, over every `fit`.

@@ -1,4 +1,5 @@
 import Foundation
+import LoomConfig
 import LoomData
 import LoomNN
 import Testing
@@ -104,5 +105,54 @@ struct LayerBuilderTests {
             #expect(built.network.widths == array.network.widths)
             #expect(built.network.weightsDigest() == array.network.weightsDigest())
         }
+    }
+}
+
+@Suite("Keras callbacks in Model.fit", .serialized)
+struct ModelCallbackTests {
+    func model() throws -> Model {
+        try Model(inputWidth: 10, loss: .sparseCategoricalCrossentropy, optimizer: .adam(learningRate: 0.01), seed: 7) {
+            Dense(units: 16, activation: .relu)
+            Dense(units: 4, activation: .softmax)
+        }
+    }
+
+    @Test("early stopping ends fit after the epoch it decides on, and says so")
+    func earlyStopping() throws {
+        let m = try model()
+        // No epoch improves the loss by 10: the second epoch is the first without improvement.
+        let history = try m.fit(
+            fizzBuzz().train, epochs: 20, batchSize: 64,
+            callbacks: [.earlyStopping(monitor: "loss", minDelta: 10, patience: 1)], workers: 2)
+        #expect(history.count == 2)
+        #expect(m.callbackMessages.first?.hasPrefix("early stopping after epoch 2") == true, "\(m.callbackMessages)")
+    }
+
+    @Test("reduce_lr_on_plateau lowers the learning rate when the monitored loss stalls")
+    func reduceLearningRate() throws {
+        let m = try model()
+        try m.fit(
+            fizzBuzz().train, epochs: 3, batchSize: 64, validationSplit: 0.2,
+            callbacks: [.reduceLROnPlateau(factor: 0.5, patience: 1, minDelta: 10)], workers: 2)
+        #expect(
+            m.callbackMessages.contains { $0.contains("reducing the learning rate to 0.005") }, "\(m.callbackMessages)")
+    }
+
+    @Test("a callback that cannot run is a thrown one-line error before training")
+    func refusals() throws {
+        let m = try model()
+        let data = fizzBuzz().train
+        func message(_ callbacks: [CallbackConfig], split: Double = 0) -> String {
+            do {
+                try m.fit(data, epochs: 1, batchSize: 64, validationSplit: split, callbacks: callbacks, workers: 1)
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        #expect(message([.earlyStopping()]).contains("val_loss needs validation data; pass validationSplit"))
+        #expect(message([.earlyStopping(monitor: "precision")]).contains("monitor 'precision': expected one of"))
+        #expect(
+            message([.reduceLROnPlateau(monitor: "loss", factor: 2)]).contains(
+                "factor 2.0: expected a factor in (0, 1)"))
+        #expect(m.trainerStep == 0)
     }
 }
