@@ -133,7 +133,7 @@ public enum Bench {
             flops += (l == 0 ? 2 : 3) * 2 * b * Double(dense.inputWidth * dense.units)
         }
         let trainer = Trainer(
-            model: model, optimizer: run.config.optimizer, placements: [placement],
+            checked: model, optimizer: run.config.optimizer, placements: [placement],
             batchSize: t.batchSize, seed: t.seed)
         _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: 20)  // warm up
         // The product alone, on the same pinned worker, on buffers of the layer's shapes.
@@ -207,7 +207,7 @@ public enum Bench {
             let model = run.config.makeModel(inputWidth: run.train.features)
             model.initialize(seed: t.seed)
             let trainer = Trainer(
-                model: model, optimizer: run.config.optimizer, placements: topology.placement(workers: w),
+                checked: model, optimizer: run.config.optimizer, placements: topology.placement(workers: w),
                 batchSize: t.batchSize, seed: t.seed, communicator: world)
             _ = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: warmup)
             let rate = trainer.fit(run.train, epochs: 1, shuffle: t.shuffle, stepsPerEpoch: steps)[0].samplesPerSecond

@@ -258,7 +258,7 @@ public final class Model {
         }
         if let trainer, trainer.batchSize == batchSize, trainer.workers == n { return trainer }
         let next = Trainer(
-            model: network, optimizer: optimizer, placements: topology.placement(workers: n), batchSize: batchSize,
+            checked: network, optimizer: optimizer, placements: topology.placement(workers: n), batchSize: batchSize,
             seed: seed)
         if let previous = trainer {
             for (a, b) in zip(next.optimizer.slots, previous.optimizer.slots) {

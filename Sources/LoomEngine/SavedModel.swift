@@ -88,7 +88,7 @@ public struct SavedModel {
         let topology = Topology.detect()
         let n = max(1, min(workers ?? topology.usableCPUs.count, test.count))
         let trainer = Trainer(
-            model: model, optimizer: config.optimizer, placements: topology.placement(workers: n),
+            checked: model, optimizer: config.optimizer, placements: topology.placement(workers: n),
             batchSize: max(n, config.training.batchSize), seed: 0)
         let name = source.dataset == "idx" ? "test set \(source.testImages ?? "")" : "\(source.dataset) test set"
         return (trainer.evaluate(test), test, name)
@@ -101,7 +101,7 @@ public struct SavedModel {
             name: "inputs", features: inputWidth, classes: model.outputWidth, values: inputs.flatMap { $0 },
             labels: [Int32](repeating: 0, count: inputs.count))
         let trainer = Trainer(
-            model: model, optimizer: config.optimizer, placements: Topology.detect().placement(workers: 1),
+            checked: model, optimizer: config.optimizer, placements: Topology.detect().placement(workers: 1),
             batchSize: max(1, min(inputs.count, 256)), seed: 0)
         let flat = trainer.predict(data)
         let c = model.outputWidth

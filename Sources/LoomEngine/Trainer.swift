@@ -196,14 +196,35 @@ public final class Trainer: @unchecked Sendable {
     public let communicator: Communicator
     let exchanger: Exchanger?
 
-    /// Builds the pool (pinned per `placements`) and the batch buffers for up to `batchSize` rows.
-    public init(
+    /// Builds the pool (pinned per `placements`) and the batch buffers for up to `batchSize` rows; throws when
+    /// there is no worker, or more workers than rows in a batch.
+    public convenience init(
         model: Sequential, optimizer: OptimizerSpec, placements: [WorkerPlacement], batchSize: Int,
         seed: UInt64, pin: Bool = true, schedule: StepPlan.Policy = .auto,
         learningRate: LearningRateSchedule = .constant, weightDecay: Float = 0, clipping: GradientClipping = .none,
         communicator: Communicator = .single
+    ) throws(LoomError) {
+        guard batchSize >= 1 else { throw .usage("batch size \(batchSize): a batch needs at least one sample") }
+        guard !placements.isEmpty else { throw .usage("no workers: a trainer needs at least one worker placement") }
+        guard batchSize >= placements.count else {
+            throw .usage(
+                "\(placements.count) workers for a batch of \(batchSize): every worker needs a row of each batch; use at most \(batchSize) workers"
+            )
+        }
+        self.init(
+            checked: model, optimizer: optimizer, placements: placements, batchSize: batchSize, seed: seed, pin: pin,
+            schedule: schedule, learningRate: learningRate, weightDecay: weightDecay, clipping: clipping,
+            communicator: communicator)
+    }
+
+    /// The initializer for callers that have checked the worker count against the batch size.
+    init(
+        checked model: Sequential, optimizer: OptimizerSpec, placements: [WorkerPlacement], batchSize: Int,
+        seed: UInt64, pin: Bool = true, schedule: StepPlan.Policy = .auto,
+        learningRate: LearningRateSchedule = .constant, weightDecay: Float = 0, clipping: GradientClipping = .none,
+        communicator: Communicator = .single
     ) {
-        precondition(batchSize >= placements.count, "more workers than rows in a batch")
+        assert(batchSize >= placements.count && !placements.isEmpty, "checked by the caller")
         self.model = model
         self.optimizer = Optimizer(optimizer, parameterCount: model.parameterCount)
         self.optimizer.schedule = learningRate

@@ -76,7 +76,7 @@ public final class TrainingRun {
     public let warnings: [String]
     /// The trainer (created on first use).
     public private(set) lazy var trainer = Trainer(
-        model: model, optimizer: config.optimizer, placements: placements,
+        checked: model, optimizer: config.optimizer, placements: placements,
         batchSize: config.training.batchSize, seed: config.training.seed,
         pin: pin, schedule: config.training.schedule, learningRate: config.schedule,
         weightDecay: Float(config.weightDecay), clipping: config.clipping, communicator: communicator)

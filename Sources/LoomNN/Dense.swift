@@ -42,7 +42,6 @@ public final class Dense: TiledLayer {
         kernelInitializer: Initializer = .glorotUniform, biasInitializer: Initializer = .zeros,
         kernelRegularizer: Regularizer? = nil, biasRegularizer: Regularizer? = nil
     ) {
-        precondition(units > 0, "Dense needs at least one unit")
         self.units = units
         self.activation = activation
         self.kernelInitializer = kernelInitializer
@@ -52,6 +51,10 @@ public final class Dense: TiledLayer {
     }
 
     public var typeName: String { "Dense" }
+    /// Nil for 1 or more units.
+    public func refusal() -> String? {
+        units > 0 ? nil : "Dense(units: \(units)): a dense layer needs at least one unit"
+    }
     public var detail: String { activation.rawValue }
     /// The outputs per sample: `units`.
     public var outputWidth: Int { units }

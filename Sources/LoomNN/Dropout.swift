@@ -13,12 +13,15 @@ public final class Dropout: Layer {
 
     /// Dropout of `rate` (in [0, 1)) of the inputs; the kept ones are scaled by 1 / (1 − rate).
     public init(rate: Float) {
-        precondition(rate >= 0 && rate < 1, "dropout rate must be in [0, 1)")
         self.rate = rate
     }
 
     public var typeName: String { "Dropout" }
     public var detail: String { "rate \(rate)" }
+    /// Nil for a rate in [0, 1).
+    public func refusal() -> String? {
+        rate >= 0 && rate < 1 ? nil : "Dropout(rate: \(rate)): expected a rate in [0, 1)"
+    }
     /// The input width: dropout keeps the width.
     public var outputWidth: Int { inputWidth }
     public var parameterTensors: [ParameterTensor] { [] }

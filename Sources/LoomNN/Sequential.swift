@@ -52,6 +52,8 @@ public final class Sequential: @unchecked Sendable {
         var total = 0
         for layer in layers {
             layer.build(inputWidth: width)
+            // (`Model` throws these; building a Sequential directly skips that check.)
+            if let refusal = layer.refusal() { preconditionFailure(refusal) }
             width = layer.outputWidth
             offsets.append(total)
             total += layer.parameterCount

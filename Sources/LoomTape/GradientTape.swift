@@ -84,6 +84,7 @@ public final class GradientTape {
 
     /// A constant tensor holding a copy of `values`.
     public func constant(_ values: [Float], shape: Shape) throws(TapeError) -> Tensor {
+        if let refusal = shape.refusal { throw .shapes(refusal) }
         guard values.count == shape.count else {
             throw .shapes("\(values.count) values cannot fill a tensor of shape \(shape)")
         }

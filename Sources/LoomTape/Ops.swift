@@ -191,6 +191,7 @@ extension GradientTape {
 
     func reshape(_ x: Tensor, _ shape: Shape) throws(TapeError) -> Tensor {
         try check(x)
+        if let refusal = shape.refusal { throw .shapes(refusal) }
         guard shape.count == x.shape.count else {
             throw .shapes("cannot reshape \(x.shape) (\(x.shape.count) values) to \(shape) (\(shape.count))")
         }

@@ -10,9 +10,19 @@ public struct Shape: Equatable, Sendable, CustomStringConvertible, ExpressibleBy
     public let rank: Int
     private var storage: (Int, Int, Int, Int)
 
+    /// Why the dimensions given cannot be a shape (more than 4, or a negative one), nil when they can. Such a
+    /// shape holds no values; a tape or a variable given it throws this line.
+    public let refusal: String?
+
     /// A shape of up to 4 non-negative dimensions.
     public init(_ dims: [Int]) {
-        precondition(dims.count <= 4 && dims.allSatisfy { $0 >= 0 }, "shapes have up to 4 dimensions, each ≥ 0")
+        if dims.count > 4 || dims.contains(where: { $0 < 0 }) {
+            refusal = "shape \(dims): tensors have up to 4 dimensions, each 0 or more"
+            rank = 0
+            storage = (0, 1, 1, 1)
+            return
+        }
+        refusal = nil
         rank = dims.count
         storage = (
             dims.count > 0 ? dims[0] : 1, dims.count > 1 ? dims[1] : 1, dims.count > 2 ? dims[2] : 1,
@@ -91,8 +101,11 @@ public final class Variable {
     var node: Int32 = -1
 
     /// A variable of `shape` holding `values` (shape.count of them).
-    public init(_ values: [Float], shape: Shape, name: String = "variable") {
-        precondition(values.count == shape.count, "\(values.count) values for shape \(shape)")
+    public init(_ values: [Float], shape: Shape, name: String = "variable") throws(TapeError) {
+        if let refusal = shape.refusal { throw .shapes(refusal) }
+        guard values.count == shape.count else {
+            throw .shapes("variable '\(name)': \(values.count) values cannot fill shape \(shape)")
+        }
         self.shape = shape
         self.name = name
         buffer = AlignedBuffer(count: shape.count)
@@ -108,8 +121,11 @@ public final class Variable {
     }
 
     /// values[i] = f(values[i], other[i]) for each value: an optimizer's step (`other`: the gradient).
-    public func update(with other: Tensor, _ f: (Float, Float) -> Float) {
-        precondition(other.shape.count == shape.count, "a tensor of \(other.shape) for a variable of \(shape)")
+    public func update(with other: Tensor, _ f: (Float, Float) -> Float) throws(TapeError) {
+        guard other.shape.count == shape.count else {
+            throw .shapes(
+                "variable '\(name)' of shape \(shape) cannot be updated with a tensor of shape \(other.shape)")
+        }
         let p = buffer.pointer
         for i in 0..<shape.count { p[i] = f(p[i], other.data[i]) }
     }

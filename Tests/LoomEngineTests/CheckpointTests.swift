@@ -32,7 +32,7 @@ struct CheckpointTests {
         let model = smallConfig.makeModel(inputWidth: 10)
         model.initialize(seed: 3)
         return Trainer(
-            model: model, optimizer: smallConfig.optimizer, placements: Topology.detect().placement(workers: workers),
+            checked: model, optimizer: smallConfig.optimizer, placements: Topology.detect().placement(workers: workers),
             batchSize: 50, seed: 3)
     }
 

@@ -17,7 +17,7 @@ func smallModel(dropout: Bool = true) -> Sequential {
 func trainer(_ model: Sequential, workers: Int, optimizer: OptimizerSpec, batch: Int, seed: UInt64 = 7) -> Trainer {
     model.initialize(seed: seed)
     return Trainer(
-        model: model, optimizer: optimizer, placements: Topology.detect().placement(workers: workers),
+        checked: model, optimizer: optimizer, placements: Topology.detect().placement(workers: workers),
         batchSize: batch, seed: seed)
 }
 

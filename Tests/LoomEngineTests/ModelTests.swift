@@ -156,3 +156,44 @@ struct ModelCallbackTests {
         #expect(m.trainerStep == 0)
     }
 }
+
+@Suite("Trainer's public initializer")
+struct TrainerInitTests {
+    @Test("more workers than rows, or none, is a thrown one-line error, not a crash")
+    func refusals() {
+        let model = Sequential(inputWidth: 4, loss: .sparseCategoricalCrossentropy) {
+            Dense(units: 3, activation: .softmax)
+        }
+        let topology = Topology(nodes: [NUMANode(id: 0, cpus: [0, 1, 2, 3])])
+        func message(workers: Int, batch: Int) -> String {
+            do {
+                _ = try Trainer(
+                    model: model, optimizer: .sgd(), placements: topology.placement(workers: workers),
+                    batchSize: batch, seed: 1, pin: false)
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        #expect(message(workers: 4, batch: 2).contains("4 workers for a batch of 2: every worker needs a row"))
+        #expect(message(workers: 0, batch: 2).contains("no workers"))
+        #expect(message(workers: 1, batch: 0).contains("batch size 0"))
+        #expect(message(workers: 2, batch: 2) == "no error")
+    }
+}
+
+@Suite("Layer arguments a Model refuses")
+struct LayerRefusalTests {
+    @Test("Dense(units: 0) and Dropout(rate: 1) are thrown one-line errors when the model is built, not crashes")
+    func refusals() {
+        func message(_ layers: [any Layer]) -> String {
+            do {
+                _ = try Model(inputWidth: 4, layers: layers, loss: .meanSquaredError)
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        #expect(message([Dense(units: 0)]).contains("layer 0: Dense(units: 0): a dense layer needs at least one unit"))
+        #expect(
+            message([Dense(units: 3), Dropout(rate: 1)]).contains(
+                "layer 1: Dropout(rate: 1.0): expected a rate in [0, 1)"))
+        #expect(message([Dense(units: 3), Dropout(rate: 0.5), Dense(units: 1)]) == "no error")
+    }
+}

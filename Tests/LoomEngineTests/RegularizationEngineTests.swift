@@ -81,7 +81,8 @@ struct RegularizationEngineTests {
         let data = Dataset(
             name: "tiny", features: 3, classes: 2, values: x.joined().map { Float($0) }, labels: labels)
         let t = Trainer(
-            model: model, optimizer: .sgd(learningRate: 0.1), placements: Topology.detect().placement(workers: workers),
+            checked: model, optimizer: .sgd(learningRate: 0.1),
+            placements: Topology.detect().placement(workers: workers),
             batchSize: 2, seed: 1, pin: false, clipping: clipping)
         let records = t.fit(data, epochs: 1, shuffle: false)
         return (model, records[0])
@@ -116,7 +117,7 @@ struct RegularizationEngineTests {
     func evaluationPenalty() {
         let (model, _) = trained(workers: 1, l1: 0.05, l2: 0.1, biasL2: 0, clipping: .none)
         let t = Trainer(
-            model: model, optimizer: .sgd(), placements: Topology.detect().placement(workers: 1), batchSize: 2,
+            checked: model, optimizer: .sgd(), placements: Topology.detect().placement(workers: 1), batchSize: 2,
             seed: 1, pin: false)
         let data = Dataset(name: "tiny", features: 3, classes: 2, values: x.joined().map { Float($0) }, labels: labels)
         let p = model.parameters.pointer
@@ -126,7 +127,7 @@ struct RegularizationEngineTests {
         let plain = Sequential(inputWidth: 3, layers: [Dense(units: 2)], loss: .meanSquaredError)
         plain.parameters.pointer.update(from: p, count: 8)
         let tp = Trainer(
-            model: plain, optimizer: .sgd(), placements: Topology.detect().placement(workers: 1), batchSize: 2,
+            checked: plain, optimizer: .sgd(), placements: Topology.detect().placement(workers: 1), batchSize: 2,
             seed: 1, pin: false)
         #expect(abs(t.evaluate(data).loss - tp.evaluate(data).loss - penalty) < 1e-6)
     }
@@ -151,7 +152,7 @@ struct RegularizationEngineTests {
             let model = regularizedModel()
             model.initialize(seed: 5)
             let t = Trainer(
-                model: model, optimizer: .rmsprop(learningRate: 0.01, momentum: 0.5),
+                checked: model, optimizer: .rmsprop(learningRate: 0.01, momentum: 0.5),
                 placements: Topology.detect().placement(workers: workers), batchSize: 128, seed: 5, pin: false,
                 schedule: policy, clipping: clipping)
             _ = t.fit(fizzBuzz().train, epochs: 1)

@@ -24,7 +24,7 @@ struct ScheduleTests {
         let model = scheduleModel()
         model.initialize(seed: 3)
         let t = Trainer(
-            model: model, optimizer: optimizer, placements: Topology.detect().placement(workers: workers),
+            checked: model, optimizer: optimizer, placements: Topology.detect().placement(workers: workers),
             batchSize: 128, seed: 3, pin: false, schedule: policy)
         _ = t.fit(fizzBuzz().train, epochs: 2)  // 8 steps an epoch, the last of 27 rows
         return model.weightsDigest()

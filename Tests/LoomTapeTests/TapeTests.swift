@@ -26,11 +26,11 @@ func checkGradient(
     sourceLocation: SourceLocation = #_sourceLocation, _ f: ([Tensor]) throws -> Tensor
 ) throws {
     var rng = Values(state: seed)
-    let inputs = shapes.enumerated().map { i, shape in
+    let inputs = try shapes.enumerated().map { i, shape in
         let values = rng.next(shape.count, positive: positive).map { v in
             kinks.contains { abs(v - $0) < 0.05 } ? v + 0.1 : v
         }
-        return Variable(values, shape: shape, name: "x\(i)")
+        return try Variable(values, shape: shape, name: "x\(i)")
     }
     let tape = GradientTape(persistent: true)
     /// The loss at the variables' current values, on a fresh recording.
@@ -148,8 +148,8 @@ struct TapeBehaviourTests {
         }
         let builtIn = model.gradients.array
         // The same layer on the tape, from the same weights.
-        let w = Variable(Array(model.parameters.array[0..<inputs * units]), shape: [inputs, units], name: "kernel")
-        let b = Variable(Array(model.parameters.array[inputs * units..<(inputs + 1) * units]), shape: [units])
+        let w = try Variable(Array(model.parameters.array[0..<inputs * units]), shape: [inputs, units], name: "kernel")
+        let b = try Variable(Array(model.parameters.array[inputs * units..<(inputs + 1) * units]), shape: [units])
         let tape = GradientTape()
         let loss = try tape.record {
             let z = try (tape.constant(x, shape: [batch, inputs]).matmul(w.value) + b.value).relu()
@@ -166,7 +166,7 @@ struct TapeBehaviourTests {
 
     @Test("a step repeated on a reset tape allocates no new buffers; tensors of an earlier recording are refused")
     func arenaReuse() throws {
-        let w = Variable([Float](repeating: 0.1, count: 12), shape: [4, 3])
+        let w = try Variable([Float](repeating: 0.1, count: 12), shape: [4, 3])
         let x = [Float](repeating: 1, count: 8)
         let tape = GradientTape()
         var old: Tensor?
@@ -193,8 +193,9 @@ struct TapeBehaviourTests {
     func misuse() throws {
         let tape = GradientTape()
         let other = GradientTape()
-        let w = Variable([1, 2, 3, 4], shape: [2, 2], name: "w")
-        let unused = Variable([1], shape: [1], name: "unused")
+        let fresh0 = GradientTape()
+        let w = try Variable([1, 2, 3, 4], shape: [2, 2], name: "w")
+        let unused = try Variable([1], shape: [1], name: "unused")
         func expectError(_ expected: String, _ body: () throws -> Void) {
             do {
                 try body()
@@ -226,6 +227,19 @@ struct TapeBehaviourTests {
             _ = try tape.gradient(of: loss, withRespectTo: [w])
         }
         expectError("a tensor of another tape") { try other.record { _ = try loss.relu() } }
+        expectError("shape [1, 2, 3, 4, 5]: tensors have up to 4 dimensions") {
+            _ = try tape.constant([1], shape: [1, 2, 3, 4, 5])
+        }
+        expectError("shape [2, -1]: tensors have up to 4 dimensions, each 0 or more") {
+            _ = try Variable([1, 2], shape: [2, -1])
+        }
+        expectError("variable 'w': 3 values cannot fill shape (2, 2)") {
+            _ = try Variable([1, 2, 3], shape: [2, 2], name: "w")
+        }
+        expectError("cannot be updated with a tensor of shape (1,)") {
+            let g = try fresh0.record { try fresh0.constant([1], shape: [1]) }
+            try w.update(with: g) { a, b in a - b }
+        }
         // A watched constant has a gradient.
         let fresh = GradientTape()
         let (y, x) = try fresh.record {

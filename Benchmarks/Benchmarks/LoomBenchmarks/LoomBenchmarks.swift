@@ -85,7 +85,7 @@ nonisolated(unsafe) let benchmarks: @Sendable () -> Void = {
         ) { benchmark in
             let model = config.makeModel(inputWidth: 784)
             model.initialize(seed: 1)
-            let trainer = Trainer(
+            let trainer = try Trainer(
                 model: model, optimizer: config.optimizer, placements: topology.placement(workers: workers),
                 batchSize: 128, seed: 1)
             _ = trainer.fit(run.train, epochs: 1, stepsPerEpoch: 20)
@@ -101,7 +101,7 @@ nonisolated(unsafe) let benchmarks: @Sendable () -> Void = {
         ) { benchmark in
             let model = config.makeModel(inputWidth: 784)
             model.initialize(seed: 1)
-            let trainer = Trainer(
+            let trainer = try Trainer(
                 model: model, optimizer: config.optimizer, placements: topology.placement(workers: counts.last!),
                 batchSize: 128, seed: 1)
             _ = trainer.fit(run.train, epochs: 1, stepsPerEpoch: 2)

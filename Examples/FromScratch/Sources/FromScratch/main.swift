@@ -44,11 +44,11 @@ final class NaiveDense {
     init(
         inputSize: Int, outputSize: Int, activation: @escaping (Tensor) throws(TapeError) -> Tensor,
         initializer: Initializer, rng: inout Random
-    ) {
-        w = Variable(
+    ) throws {
+        w = try Variable(
             (0..<inputSize * outputSize).map { _ in initializer.draw(fanIn: inputSize, fanOut: outputSize, rng: &rng) },
             shape: [inputSize, outputSize], name: "W")
-        b = Variable([Float](repeating: 0, count: outputSize), shape: [outputSize], name: "b")
+        b = try Variable([Float](repeating: 0, count: outputSize), shape: [outputSize], name: "b")
         self.activation = activation
     }
 
@@ -120,14 +120,14 @@ final class BatchGenerator {
 
 /// How the weights move, given their gradients.
 protocol WeightUpdate {
-    func update(_ gradients: [Tensor], _ weights: [Variable])
+    func update(_ gradients: [Tensor], _ weights: [Variable]) throws
 }
 
 /// w ← w − lr·g (the book's `update_weights`).
 struct SGD: WeightUpdate {
     var learningRate: Float = 1e-3
-    func update(_ gradients: [Tensor], _ weights: [Variable]) {
-        for (g, w) in zip(gradients, weights) { w.update(with: g) { w, g in w - learningRate * g } }
+    func update(_ gradients: [Tensor], _ weights: [Variable]) throws {
+        for (g, w) in zip(gradients, weights) { try w.update(with: g) { w, g in w - learningRate * g } }
     }
 }
 
@@ -170,7 +170,7 @@ func oneTrainingStep(
         return try sparseCategoricalCrossentropy(probabilities: predictions, labels: labels)
     }
     let gradients = try tape.gradient(of: averageLoss, withRespectTo: model.weights)
-    optimizer.update(gradients, model.weights)
+    try optimizer.update(gradients, model.weights)
     return averageLoss.scalar
 }
 
@@ -215,9 +215,9 @@ func accuracy(_ model: NaiveSequential, _ data: Dataset) throws -> Double {
 }
 
 /// 784 → 512 relu → 10 softmax; the same seed for every run.
-func makeModel(_ initializer: Initializer) -> NaiveSequential {
+func makeModel(_ initializer: Initializer) throws -> NaiveSequential {
     var rng = Random(seed: 1)
-    return NaiveSequential([
+    return try NaiveSequential([
         NaiveDense(
             inputSize: 28 * 28, outputSize: 512, activation: { x throws(TapeError) in try x.relu() },
             initializer: initializer, rng: &rng),
@@ -234,7 +234,7 @@ enum Run: String {
     var bookEpochs: Int { self == .sgd ? 10 : 5 }
 
     func train(_ data: Dataset, epochs: Int) throws -> (NaiveSequential, [Double]) {
-        let model = makeModel(self == .keras ? .glorotUniform : .bookUniform)
+        let model = try makeModel(self == .keras ? .glorotUniform : .bookUniform)
         let optimizer: WeightUpdate = self == .sgd ? SGD() : RMSprop()
         let seconds = try fit(
             model, data, epochs: epochs, optimizer: optimizer, shuffle: self == .keras ? Random(seed: 2) : nil)
