@@ -6,6 +6,7 @@
 @_exported import LoomNN
 @_exported import LoomTape
 
+/// Keras' `fit` on the tape's tensors.
 extension Model {
     /// Keras' `fit` on tensors: `x` of shape (samples, inputWidth); `y` of shape (samples,) holding class indices,
     /// or (samples, outputs) holding real-valued targets (regression, one-hot or soft labels). The tensors are
