@@ -46,6 +46,62 @@ public final class Model {
             customLoss: loss, optimizer: optimizer, seed: seed)
     }
 
+    /// Keras' `load_model`: the network, loss, optimizer settings and weights that `save(to:)` (or `loom train
+    /// --save-weights`) wrote. Training continues from the weights with a fresh optimizer state. A model trained
+    /// on a custom loss needs it again as `loss` (the file names it, but cannot hold its code).
+    public static func load(from path: String, loss: (any RowLoss)? = nil) throws(LoomError) -> Model {
+        let saved = try SavedModel(path: path)
+        if let customLayers = saved.customLayers {
+            throw .usage(
+                "\(path) holds custom layers (\(customLayers)); give their code: Model.load(from:layers:) { … }")
+        }
+        if loss == nil && saved.customLoss == nil {
+            return Model(
+                network: try saved.makeModel(), optimizer: saved.config.optimizer, seed: saved.config.training.seed)
+        }
+        return try restore(saved, layers: saved.config.layers.map { $0.makeLayer() }, loss: loss)
+    }
+
+    /// Loads the weights at `path` into a model of the layers written in the block — for a model with custom
+    /// layers, whose code the file cannot hold (Keras' `custom_objects`). Every parameter of the model must find
+    /// a saved tensor of its name (`layers.1.gamma`) and shape. A model trained on a custom loss needs it again
+    /// as `loss`.
+    public static func load(
+        from path: String, loss: (any RowLoss)? = nil, @LayerBuilder layers: () -> [any Layer]
+    ) throws(LoomError) -> Model {
+        try restore(SavedModel(path: path), layers: layers(), loss: loss)
+    }
+
+    /// A model of `layers` and the saved (or the given) loss, holding the saved weights.
+    private static func restore(_ saved: SavedModel, layers: [any Layer], loss: (any RowLoss)?) throws(LoomError)
+        -> Model
+    {
+        if let name = saved.customLoss, loss == nil {
+            throw .usage("\(saved.path) was trained on the custom loss \(name); give it again: Model.load(from:loss:)")
+        }
+        let model =
+            if let loss {
+                try Model(
+                    inputWidth: saved.inputWidth, layers: layers, loss: loss, optimizer: saved.config.optimizer,
+                    seed: saved.config.training.seed)
+            } else {
+                try Model(
+                    inputWidth: saved.inputWidth, layers: layers, loss: saved.config.loss,
+                    lossOptions: saved.config.lossOptions, optimizer: saved.config.optimizer,
+                    seed: saved.config.training.seed)
+            }
+        do { try Checkpoint.load(saved.tensors, into: model.network, path: saved.path) } catch {
+            throw .weights(error)
+        }
+        return model
+    }
+
+    private init(network: Sequential, optimizer: OptimizerSpec, seed: UInt64) {
+        self.network = network
+        self.optimizer = optimizer
+        self.seed = seed
+    }
+
     /// A model of the layers written in the trailing block (see `LayerBuilder`):
     ///
     ///     let model = try Model(inputWidth: 784, loss: .sparseCategoricalCrossentropy) {
@@ -213,12 +269,26 @@ public final class Model {
     /// describes the network so `loom evaluate` and `loom predict` can read it.
     public func save(to path: String) throws(LoomError) {
         try OutputPaths.prepareFile(path, option: "save(to:)")
-        do { try Checkpoint.saveWeights(network, config: describingConfig(source: path), to: path) } catch {
+        // A custom layer's code cannot go in the file: it is named, and Model.load(from:layers:) reads it back.
+        let custom = network.layers.enumerated().filter { !isBuiltIn($0.element) }
+        var extra: [String: String] = [:]
+        if !custom.isEmpty {
+            extra["custom_layers"] = custom.map { "\($0.offset): \($0.element.typeName)" }.joined(separator: ", ")
+        }
+        if let loss = network.customLoss { extra["custom_loss"] = loss.name }
+        do { try Checkpoint.saveWeights(network, config: describingConfig(source: path), to: path, extra: extra) } catch
+        {
             throw .output("cannot write the weights to \(path): \(error.localizedDescription)")
         }
     }
 
-    /// A run config that describes this network, its loss and optimizer (what a weights file records).
+    /// Whether the config can describe `layer`.
+    private func isBuiltIn(_ layer: any Layer) -> Bool {
+        layer is Dense || layer is ActivationLayer || layer is Dropout
+    }
+
+    /// A run config that describes this network, its loss and optimizer (what a weights file records; a custom
+    /// layer stands there as a linear activation, and the file names it).
     func describingConfig(source: String) -> RunConfig {
         let layers: [LayerConfig] = network.layers.map { layer in
             switch layer {

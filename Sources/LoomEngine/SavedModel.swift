@@ -19,6 +19,11 @@ public struct SavedModel {
     public let classNames: [String]?
     /// The feature standardization saved with the weights, if any.
     public let scaling: FeatureScaling?
+    /// The custom layers of a model saved from Swift ("1: ScaledTanh"), which the config cannot rebuild; nil when
+    /// every layer is a built-in one.
+    public let customLayers: String?
+    /// The name of the custom loss the model was trained on, if any.
+    public let customLoss: String?
 
     /// Reads `path` (a Loom weights file or checkpoint) and checks its config.
     public init(path: String) throws(LoomError) {
@@ -49,6 +54,8 @@ public struct SavedModel {
         inputWidth = width
         let decoder = JSONDecoder()
         classNames = read.metadata["class_names"].flatMap { try? decoder.decode([String].self, from: Data($0.utf8)) }
+        customLayers = read.metadata["custom_layers"]
+        customLoss = read.metadata["custom_loss"]
         scaling = read.metadata["feature_scaling"].flatMap {
             try? decoder.decode(FeatureScaling.self, from: Data($0.utf8))
         }
@@ -65,6 +72,13 @@ public struct SavedModel {
 
     /// A fresh model of the saved architecture holding the saved weights.
     public func makeModel() throws(LoomError) -> Sequential {
+        if let customLayers {
+            throw .weights(
+                .mismatch(
+                    path,
+                    "holds custom layers (\(customLayers)) that only their Swift code can rebuild; load it with Model.load(from:layers:)"
+                ))
+        }
         let model = config.makeModel(inputWidth: inputWidth)
         do { try Checkpoint.load(tensors, into: model, path: path) } catch { throw .weights(error) }
         return model

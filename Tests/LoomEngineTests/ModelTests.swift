@@ -197,3 +197,26 @@ struct LayerRefusalTests {
         #expect(message([Dense(units: 3), Dropout(rate: 0.5), Dense(units: 1)]) == "no error")
     }
 }
+
+@Suite("Model.load", .serialized)
+struct ModelLoadTests {
+    @Test("a saved model loads back with its weights, loss and optimizer, and trains on from there")
+    func roundTrip() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("loom-load-\(getpid()).safetensors")
+            .path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let m = try Model(inputWidth: 10, loss: .sparseCategoricalCrossentropy, optimizer: .adam(learningRate: 0.01)) {
+            Dense(units: 16, activation: .relu)
+            Dropout(rate: 0.25)
+            Dense(units: 4, activation: .softmax)
+        }
+        try m.fit(fizzBuzz().train, epochs: 2, batchSize: 64, workers: 2)
+        try m.save(to: path)
+        let back = try Model.load(from: path)
+        #expect(back.network.weightsDigest() == m.network.weightsDigest())
+        #expect(back.network.loss == .sparseCategoricalCrossentropy && back.optimizer == m.optimizer)
+        #expect(try back.evaluate(fizzBuzz().test).loss == m.evaluate(fizzBuzz().test).loss)
+        let history = try back.fit(fizzBuzz().train, epochs: 1, batchSize: 64, workers: 1)
+        #expect(history.count == 1 && back.network.weightsDigest() != m.network.weightsDigest())
+    }
+}

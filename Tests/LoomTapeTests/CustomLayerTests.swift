@@ -1,3 +1,4 @@
+import Foundation
 import LoomEngine
 import LoomNN
 import Testing
@@ -190,5 +191,52 @@ struct CustomLossTests {
         } catch {
             #expect("\(error)".contains("BatchTotal.call returned a tensor of shape () for 2 rows"), "\(error)")
         }
+    }
+}
+
+@Suite("Saving and loading models with custom layers and losses", .serialized)
+struct CustomSaveLoadTests {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("loom-custom-\(getpid()).safetensors").path
+
+    @Test("save(to:) names the custom layers; load(from:layers:) restores the weights, load(from:) says what it needs")
+    func customLayers() throws {
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (x, y) = clusters(128, seed: 4)
+        let m = try Model(inputWidth: 8, loss: .sparseCategoricalCrossentropy) {
+            SimpleDense(units: 16)
+            ScaledTanh()
+            Dense(units: 4, activation: .softmax)
+        }
+        try m.fit(x: x, y: y, epochs: 2, batchSize: 32, workers: 2)
+        try m.save(to: path)
+        do {
+            _ = try Model.load(from: path)
+            Issue.record("expected a refusal")
+        } catch {
+            #expect("\(error)".contains("holds custom layers (0: SimpleDense, 1: ScaledTanh)"), "\(error)")
+        }
+        let back = try Model.load(from: path) {
+            SimpleDense(units: 16)
+            ScaledTanh()
+            Dense(units: 4, activation: .softmax)
+        }
+        #expect(back.network.weightsDigest() == m.network.weightsDigest())
+        #expect(try back.predict(Array(x[0..<5])) == m.predict(Array(x[0..<5])))
+    }
+
+    @Test("a model trained on a custom loss is loaded with that loss again")
+    func customLoss() throws {
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (x, y) = clusters(128, seed: 4)
+        let m = try Model(inputWidth: 8, loss: CrossEntropy()) {
+            Dense(units: 16, activation: .relu)
+            Dense(units: 4, activation: .softmax)
+        }
+        try m.fit(x: x, y: y, epochs: 2, batchSize: 32, workers: 2)
+        try m.save(to: path)
+        #expect(throws: LoomError.self) { try Model.load(from: path) }
+        let back = try Model.load(from: path, loss: CrossEntropy())
+        #expect(back.network.weightsDigest() == m.network.weightsDigest())
+        #expect(back.network.customLoss?.name == "CrossEntropy")
     }
 }
