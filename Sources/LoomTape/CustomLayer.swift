@@ -169,7 +169,7 @@ open class CustomLayer: Layer {
         tape.reset()
         run(tape) { () throws(TapeError) in
             _ = try bindWeights(tape, parameters!, watched: false)
-            store(try call(tape.rows(x)), y)
+            store(try call(tape.rows(x)).data, y)
         }
     }
 
@@ -182,7 +182,8 @@ open class CustomLayer: Layer {
             let input = try tape.watch(tape.rows(x))
             _ = try bindWeights(tape, parameters!, watched: false)
             let target = try (call(input) * tape.rows(dy)).sum()
-            store(try tape.gradient(of: target, withRespectTo: [input])[0], dx)
+            try tape.backward(from: target)
+            store(tape.gradientBuffer(Int(input.node)), dx)
         }
     }
 
@@ -200,11 +201,12 @@ open class CustomLayer: Layer {
         let tape = GradientTape.ofThisThread()
         tape.reset()
         run(tape) { () throws(TapeError) in
-            let w = try bindWeights(tape, parameters!, watched: true)
+            _ = try bindWeights(tape, parameters!, watched: true)
             let target = try (call(tape.rows(x)) * tape.rows(dy)).sum()
-            let g = try tape.gradient(of: target, withRespectTo: w)
-            for (weight, gradient) in zip(weights, g) {
-                (gradients! + weight.offset).update(from: gradient.data, count: weight.shape.count)
+            try tape.backward(from: target)
+            for (weight, tensor) in zip(weights, tape.layerWeights) {
+                (gradients! + weight.offset).update(
+                    from: tape.gradientBuffer(Int(tensor.node)), count: weight.shape.count)
             }
         }
         if let update {
@@ -231,9 +233,9 @@ open class CustomLayer: Layer {
         return tape.layerWeights
     }
 
-    /// Copies a `[rows, width]` tensor into a block of rows.
-    private func store(_ t: Tensor, _ out: Rows) {
-        for r in 0..<out.count { out.row(r).update(from: t.data + r * out.width, count: out.width) }
+    /// Copies `[rows, width]` values (a tensor's or a gradient's, row-major) into a block of rows.
+    private func store(_ values: UnsafePointer<Float>, _ out: Rows) {
+        for r in 0..<out.count { out.row(r).update(from: values + r * out.width, count: out.width) }
     }
 
     /// Runs a recording on a worker: `refusal()` ran the same operations on these shapes when the model was

@@ -59,10 +59,11 @@ open class CustomLoss: RowLoss {
                 let l = try call(predictions: p, targets: tape.targets(targets, rows: y.count, width: y.width))
                 for r in 0..<y.count { loss[r] = l.data[r] * targets.weight(r) }
                 guard let dy else { return }
-                let g = try tape.gradient(of: l.sum(), withRespectTo: [p])[0]
+                try tape.backward(from: l.sum())
+                let g = tape.gradientBuffer(Int(p.node))
                 for r in 0..<y.count {
                     let factor = scale * targets.weight(r)
-                    for j in 0..<y.width { dy.row(r)[j] = g.data[r * y.width + j] * factor }
+                    for j in 0..<y.width { dy.row(r)[j] = g[r * y.width + j] * factor }
                 }
             }
         } catch {
