@@ -279,7 +279,11 @@ struct KillTests {
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
             try p.run()
-            usleep(UInt32(150_000 + (round * 37_000) % 250_000))
+            // Wait for the first checkpoint (start-up can take seconds on a loaded CI machine), then kill at a
+            // moment that varies by round: checkpoints are written every step, so some kills land mid-write.
+            let deadline = Date().addingTimeInterval(60)
+            while !hasCheckpoint(dir + "/ckpt") && p.isRunning && Date() < deadline { usleep(5_000) }
+            usleep(UInt32((round * 37_000) % 250_000))
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             let files = ((try? fm.contentsOfDirectory(atPath: dir + "/ckpt")) ?? []).filter { $0.hasPrefix("ckpt-") }
@@ -290,7 +294,11 @@ struct KillTests {
             #expect(o.status == 0, "round \(round): \(newest): \(o.stderr)")
             loaded += 1
         }
-        #expect(loaded >= 6)
+        #expect(loaded == 12)
+    }
+
+    private func hasCheckpoint(_ dir: String) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains { $0.hasPrefix("ckpt-") }
     }
 
     @Test("a truncated or corrupted weights file: one clear line, no crash")
