@@ -133,6 +133,16 @@ public struct NumaLayout: Sendable, Equatable {
                         bytes += read(gradientWriters[l + 1], rows: 0..<n, columns: 0..<widths[l + 1], on: nodes[w])
                     }
                 }
+            case .packGradients:
+                // Each worker packs its rows of ∂L/∂z; the blocks of the weight gradient read the packed copy,
+                // which lies as the row shards' writers left it.
+                for (l, layer) in model.layers.enumerated() where plan.parameterParts[l] > 0 && layer is TiledLayer {
+                    for w in 0..<workers {
+                        bytes += read(
+                            gradientWriters[l + 1], rows: rowShard(w), columns: 0..<widths[l + 1], on: nodes[w])
+                    }
+                    gradientWriters[l + 1] = rowBlocks(width: widths[l + 1])
+                }
             case .penalty, .gradientNorms, .clippedUpdate, .exchange:
                 // Chunks are summed by the owners of their first values: only a chunk that straddles two
                 // owners on different nodes reads from another node (at most one chunk per owner boundary).

@@ -103,6 +103,9 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         case rowBackward(layer: Int)
         /// A tiled layer's input-gradient product, cut by `split`.
         case inputGradient(layer: Int, split: Split)
+        /// Each worker packs its rows of the tiled layers' ∂L/∂z into the kernels' panels, which every weight
+        /// gradient block then reads as they lie (instead of each block streaming all of ∂L/∂z from memory).
+        case packGradients
         /// The weight gradients (and the update) in their owners' blocks.
         case parameters
         /// The regularizers' penalty, summed by chunk.
@@ -169,6 +172,9 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     public let tensorChunks: [(chunks: Range<Int>, parameters: Range<Int>)]
     /// Whether the update waits for the gradient norms (the clipped-update stage).
     public let clipsByNorm: Bool
+    /// Whether the step packs ∂L/∂z for the weight gradients (`packGradients`): every schedule but the row-only
+    /// one, on one rank (across ranks the parameters stage reads rows other ranks sent, unpacked).
+    public let packsGradients: Bool
     /// Layer descriptions for `description`.
     let layerNames: [String]
 
@@ -216,6 +222,10 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             }
         }
         if ranks > 1 { stages.append(.exchange(.activations)) }
+        packsGradients =
+            policy != .rows && ranks == 1
+            && model.layers.contains { $0 is TiledLayer && $0.parameterCount > 0 }
+        if packsGradients { stages.append(.packGradients) }
         stages.append(.parameters)
         if clipsByNorm {
             stages.append(.gradientNorms)
@@ -368,7 +378,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// Stages that each worker runs on its own row shard of the batch (all W of them).
     static func rowLocal(_ stage: Stage, _ everyRow: Split) -> Bool {
         switch stage {
-        case .gather, .rowForward, .loss, .activationGradient, .rowBackward: true
+        case .gather, .rowForward, .loss, .activationGradient, .rowBackward, .packGradients: true
         // The penalty reads only the weights, which nothing writes before the parameters stage.
         case .penalty: true
         case .forward(_, let split), .inputGradient(_, let split): split == everyRow
@@ -494,6 +504,8 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             case .activationGradient(let l): lines.append("  dz \(l)          row shards")
             case .rowBackward(let l): lines.append("  backward \(l)    \(layerNames[l]): row shards")
             case .inputGradient(let l, let s): lines.append("  dx \(l)          \(layerNames[l]): \(s)")
+            case .packGradients:
+                lines.append("  pack dz       row shards: ∂L/∂z into the kernels' panels for the weight gradients")
             case .parameters:
                 let parts = parameterParts.enumerated().filter { $0.element > 0 }
                     .map { "layer \($0.offset): \($0.element) block\($0.element == 1 ? "" : "s") of W's rows" }

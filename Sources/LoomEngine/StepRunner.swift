@@ -78,6 +78,13 @@ struct StepRunner {
             model.layers[l].backward(
                 x: buffers.output(l - 1, rows), y: buffers.output(l, rows), dy: buffers.gradient(l, rows),
                 dx: buffers.gradient(l - 1, rows), pass: pass, workspace: workspace)
+        case .packGradients:
+            guard !rows.isEmpty else { return }
+            for l in 0..<model.layers.count where tiled[l] != nil {
+                guard let packed = buffers.packedGradient(l) else { continue }
+                let dz = buffers.gradient(l, 0..<batchRows)
+                packPanels(rows: rows, k: batchRows, n: dz.width, from: dz.base, ldb: dz.ld, into: packed)
+            }
         case .gather, .loss, .parameters, .penalty, .gradientNorms, .clippedUpdate, .exchange, .barrier:
             preconditionFailure("the job runs \(stage) itself")
         }
@@ -98,9 +105,16 @@ struct StepRunner {
     func parameters(update: UpdateRule?) {
         for l in 0..<model.layers.count {
             guard let part = plan.parameterPart(l, worker: worker) else { continue }
-            _ = model.layers[l].parameterGradient(
-                x: buffers.output(l - 1, 0..<batchRows), dy: buffers.gradient(l, 0..<batchRows), part: part,
-                of: plan.parameterParts[l], update: update?.advanced(by: model.offsets[l]), workspace: workspace)
+            let (x, dy) = (buffers.output(l - 1, 0..<batchRows), buffers.gradient(l, 0..<batchRows))
+            let layerUpdate = update?.advanced(by: model.offsets[l])
+            if plan.packsGradients, let layer = tiled[l], let packed = buffers.packedGradient(l) {
+                _ = layer.parameterGradient(
+                    x: x, dy: dy, packedDy: packed, part: part, of: plan.parameterParts[l], update: layerUpdate,
+                    workspace: workspace)
+            } else {
+                _ = model.layers[l].parameterGradient(
+                    x: x, dy: dy, part: part, of: plan.parameterParts[l], update: layerUpdate, workspace: workspace)
+            }
         }
     }
 

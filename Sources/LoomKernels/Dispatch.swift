@@ -47,16 +47,35 @@ public func gemm(
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int,
     accumulate: Bool = false, epilogue: GemmEpilogue = .none, kernelWidth: Int? = nil,
-    workspace: GemmWorkspace
+    packedB: UnsafePointer<Float>? = nil, workspace: GemmWorkspace
 ) {
     if wide {
         LoomKernelsAVX512.gemm(
             m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB, c: c,
-            ldc: ldc, accumulate: accumulate, epilogue: epilogue, kernelWidth: kernelWidth, workspace: workspace)
+            ldc: ldc, accumulate: accumulate, epilogue: epilogue, kernelWidth: kernelWidth, packedB: packedB,
+            workspace: workspace)
     } else {
         LoomKernelsAVX2.gemm(
             m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB, c: c,
-            ldc: ldc, accumulate: accumulate, epilogue: epilogue, kernelWidth: kernelWidth, workspace: workspace)
+            ldc: ldc, accumulate: accumulate, epilogue: epilogue, kernelWidth: kernelWidth, packedB: packedB,
+            workspace: workspace)
+    }
+}
+
+/// Floats of the panels `packPanels` writes for a row-major k × n B under the active kernels.
+public func packedPanelsCount(n: Int, k: Int) -> Int {
+    wide ? LoomKernelsAVX512.packedPanelsCount(n: n, k: k) : LoomKernelsAVX2.packedPanelsCount(n: n, k: k)
+}
+
+/// Packs rows `rows` of a row-major k × n B into the panels `gemm` and `gemmUpdate` read through `packedB`
+/// (see LoomKernelsAVX2/Gemm.swift); disjoint row ranges may be packed by different threads.
+public func packPanels(
+    rows: Range<Int>, k: Int, n: Int, from b: UnsafePointer<Float>, ldb: Int, into dst: UnsafeMutablePointer<Float>
+) {
+    if wide {
+        LoomKernelsAVX512.packPanels(rows: rows, k: k, n: n, from: b, ldb: ldb, into: dst)
+    } else {
+        LoomKernelsAVX2.packPanels(rows: rows, k: k, n: n, from: b, ldb: ldb, into: dst)
     }
 }
 
@@ -70,16 +89,16 @@ public func gemmUpdate(
     m: Int, n: Int, k: Int,
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-    update: UpdateRule, workspace: GemmWorkspace
+    update: UpdateRule, packedB: UnsafePointer<Float>? = nil, workspace: GemmWorkspace
 ) {
     if wide {
         LoomKernelsAVX512.gemmUpdate(
             m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
-            update: update, workspace: workspace)
+            update: update, packedB: packedB, workspace: workspace)
     } else {
         LoomKernelsAVX2.gemmUpdate(
             m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
-            update: update, workspace: workspace)
+            update: update, packedB: packedB, workspace: workspace)
     }
 }
 

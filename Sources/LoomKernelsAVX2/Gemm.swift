@@ -76,12 +76,12 @@ public func gemm(
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int,
     accumulate: Bool = false, epilogue: GemmEpilogue = .none, kernelWidth: Int? = nil,
-    workspace: GemmWorkspace
+    packedB: UnsafePointer<Float>? = nil, workspace: GemmWorkspace
 ) {
     gemmCore(
         m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
         c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue, update: nil, kernelWidth: kernelWidth ?? n,
-        workspace: workspace)
+        packedB: packedB, workspace: workspace)
 }
 
 /// Whether `gemmUpdate` serves a product of this shape: a wide one (n > 16), in one K block (k ≤ 512).
@@ -101,13 +101,44 @@ public func gemmUpdate(
     m: Int, n: Int, k: Int,
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-    update: UpdateRule, workspace: GemmWorkspace
+    update: UpdateRule, packedB: UnsafePointer<Float>? = nil, workspace: GemmWorkspace
 ) {
     precondition(gemmUpdateSupports(n: n, k: k), "gemmUpdate: unsupported shape")
     gemmCore(
         m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
         c: workspace.pointer, ldc: n, accumulate: false, epilogue: .none, update: update, kernelWidth: n,
-        workspace: workspace)
+        packedB: packedB, workspace: workspace)
+}
+
+/// Floats of the panels `packPanels` writes for a row-major k × n B: k rows of whole panels.
+public func packedPanelsCount(n: Int, k: Int) -> Int { k * ((n + nr - 1) / nr) * nr }
+
+/// Packs rows `rows` of a row-major k × n matrix B (row p at `b + p·ldb`) into the panels that `gemm` and
+/// `gemmUpdate` read through `packedB` instead of packing B themselves: the K block starting at p0 (depth kk,
+/// as `kBlockSize(k)` cuts k) begins at `p0 · panels · nr`, its panel j at `+ j · kk · nr`, each `kk × nr`
+/// values zero-padded past n — what the product's own `packB` writes, so the product's values are the same.
+/// Disjoint row ranges touch disjoint values: workers can pack their own rows of one B side by side.
+public func packPanels(
+    rows: Range<Int>, k: Int, n: Int, from b: UnsafePointer<Float>, ldb: Int, into dst: UnsafeMutablePointer<Float>
+) {
+    let kc = kBlockSize(k)
+    let panels = (n + nr - 1) / nr
+    for p in rows {
+        let p0 = p / kc * kc
+        let kk = min(kc, k - p0)
+        let row = dst + p0 * panels * nr + (p - p0) * nr
+        let src = b + p * ldb
+        for panel in 0..<panels {
+            let j0 = panel * nr
+            let out = row + panel * kk * nr
+            if j0 + nr <= n {
+                storeVec(loadVec(src + j0), out)
+                storeVec(loadVec(src + j0 + vecLanes), out + vecLanes)
+            } else {
+                for jj in 0..<nr { out[jj] = j0 + jj < n ? src[j0 + jj] : 0 }
+            }
+        }
+    }
 }
 
 /// Rows of G per block of `gemmUpdate`: a multiple of the tile height, the block's G at most 96 KB (L2 keeps
@@ -121,7 +152,7 @@ func gemmCore(
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int,
     accumulate: Bool, epilogue: GemmEpilogue, update: UpdateRule?, kernelWidth: Int,
-    workspace: GemmWorkspace
+    packedB: UnsafePointer<Float>?, workspace: GemmWorkspace
 ) {
     if m == 0 || n == 0 { return }
     if k == 0 {
@@ -153,7 +184,8 @@ func gemmCore(
     // N = 512), so a panel cannot stay in L1 (its lines fall in two sets); packing it costs k·n once per call
     // and pays back once many strips of A reuse each panel (best of 4 here: the weight gradient, m = 784,
     // 78 vs 75 GFLOP/s packed; the forward, m = 128, 76.5 vs 71.6 direct).
-    let direct = !transposeB && n % nr == 0 && m < 256 && ldb <= 1024
+    // A B packed beforehand (`packPanels`, shared by the workers of a step) is read as it lies.
+    let direct = packedB == nil && !transposeB && n % nr == 0 && m < 256 && ldb <= 1024
     let packedA = workspace.pointer + bCapacity(n: n, k: k)
     // With a fused update, each block of rows of C is computed into a scratch after the packing buffers (row
     // stride n), then consumed by the rule.
@@ -167,7 +199,10 @@ func gemmCore(
         let last = p0 + kk == k
         let accumulateBlock = accumulate || p0 > 0
         let blockEpilogue: GemmEpilogue = last ? epilogue : .none
-        if !direct { packB(k: kk, n: n, from: b, ldb: ldb, transposed: transposeB, p0: p0, into: workspace.pointer) }
+        if !direct && packedB == nil {
+            packB(k: kk, n: n, from: b, ldb: ldb, transposed: transposeB, p0: p0, into: workspace.pointer)
+        }
+        let bBlock = packedB.map { $0 + p0 * panels * nr } ?? UnsafePointer(workspace.pointer)
         var ic = 0
         while ic < m {
             let mc = min(blockRows, m - ic)
@@ -179,7 +214,7 @@ func gemmCore(
             for panel in 0..<panels {
                 let j0 = panel * nr
                 let cols = min(nr, n - j0)
-                let bPanel = direct ? b + p0 * ldb + j0 : UnsafePointer(workspace.pointer + panel * kk * nr)
+                let bPanel = direct ? b + p0 * ldb + j0 : bBlock + panel * kk * nr
                 let bStride = direct ? ldb : nr
                 var i0 = 0
                 while i0 < mc {

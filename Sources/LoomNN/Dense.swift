@@ -143,6 +143,22 @@ public final class Dense: TiledLayer {
         x: Rows, dy: Rows, part: Int, of parts: Int, update: UpdateRule?,
         workspace: GemmWorkspace
     ) -> ParameterSlices {
+        weightGradient(x: x, dy: dy, packedDy: nil, part: part, of: parts, update: update, workspace: workspace)
+    }
+
+    public func parameterGradient(
+        x: Rows, dy: Rows, packedDy: UnsafePointer<Float>, part: Int, of parts: Int, update: UpdateRule?,
+        workspace: GemmWorkspace
+    ) -> ParameterSlices {
+        weightGradient(x: x, dy: dy, packedDy: packedDy, part: part, of: parts, update: update, workspace: workspace)
+    }
+
+    /// dW[i0..<i1, :] = X[:, i0..<i1]ᵀ · dZ and db[j0..<j1] = Σ_rows dZ[:, j0..<j1] for part `part` of `parts`
+    /// (with `update`: the optimizer step on those parameters instead of storing dW where it can).
+    private func weightGradient(
+        x: Rows, dy: Rows, packedDy: UnsafePointer<Float>?, part: Int, of parts: Int, update: UpdateRule?,
+        workspace: GemmWorkspace
+    ) -> ParameterSlices {
         let slices = parameterSlices(part: part, of: parts)
         let i0 = slices.first.lowerBound / units
         let i1 = slices.first.upperBound / units
@@ -158,11 +174,12 @@ public final class Dense: TiledLayer {
                 gemmUpdate(
                     m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
                     b: dy.base, ldb: dy.ld, transposeB: false, update: update.advanced(by: i0 * units),
-                    workspace: workspace)
+                    packedB: packedDy, workspace: workspace)
             } else {
                 gemm(
                     m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
-                    b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units, workspace: workspace)
+                    b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units, packedB: packedDy,
+                    workspace: workspace)
             }
         }
         columnSums(rows: dy.count, columns: j0..<j1, dy.base, ld: dy.ld, into: db, accumulate: false)

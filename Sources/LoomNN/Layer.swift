@@ -151,4 +151,21 @@ public protocol TiledLayer: Layer {
     /// dx[rows, columns] = ∂L/∂x for the tile's rows and input columns, from dz (all of its columns); `x` is
     /// the layer's input (for a fused relu mask).
     func inputGradientTile(x: Rows, dz: Rows, dx: Rows, columns: Range<Int>, workspace: GemmWorkspace)
+    /// `parameterGradient` with dz = `dy` also packed beforehand into the kernels' panels (`packPanels` over
+    /// the batch's rows, `packedDy`), so that the product reads it as it lies instead of packing or streaming
+    /// it per call: the same values, computed faster when many workers each take a few of W's rows.
+    func parameterGradient(
+        x: Rows, dy: Rows, packedDy: UnsafePointer<Float>, part: Int, of parts: Int, update: UpdateRule?,
+        workspace: GemmWorkspace
+    ) -> ParameterSlices
+}
+
+extension TiledLayer {
+    /// Ignores the packed copy: the layer's own `parameterGradient`.
+    public func parameterGradient(
+        x: Rows, dy: Rows, packedDy: UnsafePointer<Float>, part: Int, of parts: Int, update: UpdateRule?,
+        workspace: GemmWorkspace
+    ) -> ParameterSlices {
+        parameterGradient(x: x, dy: dy, part: part, of: parts, update: update, workspace: workspace)
+    }
 }

@@ -212,6 +212,8 @@ public final class ActivationBuffers: @unchecked Sendable {
     public let rowLoss: UnsafeMutablePointer<Float>
     /// Each row's metric (1 or 0 for a class, or the absolute error).
     public let rowMetric: UnsafeMutablePointer<Float>
+    /// Per layer: ∂L/∂z packed into the kernels' panels for the weight gradient (tiled layers with parameters).
+    private let packed: [UnsafeMutablePointer<Float>?]
 
     /// Allocates (does not touch) the buffers: the first writer of each page places it on its NUMA node.
     public init(model: Sequential, capacity: Int) {
@@ -231,6 +233,10 @@ public final class ActivationBuffers: @unchecked Sendable {
         }
         rowLoss = make(capacity)
         rowMetric = make(capacity)
+        packed = model.layers.map { layer in
+            layer is TiledLayer && layer.parameterCount > 0
+                ? make(packedPanelsCount(n: layer.outputWidth, k: capacity)) : nil
+        }
         self.owned = owned
     }
 
@@ -247,6 +253,9 @@ public final class ActivationBuffers: @unchecked Sendable {
         let w = widths[l + 1]
         return Rows(outputs[l + 1] + rows.lowerBound * w, count: rows.count, width: w)
     }
+    /// Layer `l`'s ∂L/∂z packed into the kernels' panels (`packPanels`), which its weight gradient reads
+    /// instead of ∂L/∂z itself; nil for layers that are not tiled or have no parameters.
+    @inline(__always) public func packedGradient(_ l: Int) -> UnsafeMutablePointer<Float>? { packed[l] }
     /// Rows of ∂L/∂(output of layer l).
     @inline(__always) public func gradient(_ l: Int, _ rows: Range<Int>) -> Rows {
         let w = widths[l + 1]

@@ -216,3 +216,60 @@ struct GemmUpdateTests {
         #expect(gemmUpdateSupports(n: 17, k: 512))
     }
 }
+
+@Suite("GEMM on a B packed beforehand")
+struct PackedPanelsTests {
+    /// The engine packs ∂L/∂z once per step, each worker its own rows, and every weight-gradient block reads the
+    /// packed copy: the product must be bit for bit the one that reads (or packs) B itself, for every K blocking
+    /// and panel padding.
+    @Test(
+        "packPanels by row shards, then gemm and gemmUpdate with packedB: the same bits as without",
+        arguments: [
+            (12, 512, 128, true), (49, 512, 128, true), (300, 512, 128, true), (6, 10, 128, true),
+            (7, 33, 784, false), (20, 100, 1100, true), (96, 16, 64, false),
+        ])
+    func samebits(shape: (Int, Int, Int, Bool)) {
+        let (m, n, k, ta) = shape
+        var rng = Lcg(s: UInt64(m * 17 + n * 3 + k))
+        let a = AlignedBuffer(count: m * k)
+        let b = AlignedBuffer(count: k * n)
+        for i in 0..<a.count { a.pointer[i] = rng.next() }
+        for i in 0..<b.count { b.pointer[i] = rng.next() }
+        let packed = AlignedBuffer(count: packedPanelsCount(n: n, k: k))
+        for part in 0..<3 {
+            packPanels(
+                rows: k * part / 3..<k * (part + 1) / 3, k: k, n: n, from: b.pointer, ldb: n, into: packed.pointer)
+        }
+        let lda = ta ? m : k
+        let plain = AlignedBuffer(count: m * n)
+        let fromPacked = AlignedBuffer(count: m * n)
+        gemm(
+            m: m, n: n, k: k, a: a.pointer, lda: lda, transposeA: ta, b: b.pointer, ldb: n, transposeB: false,
+            c: plain.pointer, ldc: n, workspace: GemmWorkspace())
+        gemm(
+            m: m, n: n, k: k, a: a.pointer, lda: lda, transposeA: ta, b: b.pointer, ldb: n, transposeB: false,
+            c: fromPacked.pointer, ldc: n, packedB: packed.pointer, workspace: GemmWorkspace())
+        #expect(plain.array.map(\.bitPattern) == fromPacked.array.map(\.bitPattern), "gemm \(shape)")
+        let reference = referenceGemm(m: m, n: n, k: k, a: a.array, lda: lda, ta: ta, b: b.array, ldb: n, tb: false)
+        #expect(zip(reference, fromPacked.array).allSatisfy { abs($0 - Double($1)) < 1e-3 }, "\(shape)")
+        guard gemmUpdateSupports(n: n, k: k) else { return }
+        let params = (0..<4).map { _ in AlignedBuffer(count: m * n) }
+        for i in 0..<m * n {
+            params[0].pointer[i] = rng.next()
+            params[2].pointer[i] = params[0].pointer[i]
+        }
+        func rule(_ base: Int) -> UpdateRule {
+            UpdateRule(
+                kind: .rmsprop, learningRate: 0.01, a: 0.9, b: 0.9, epsilon: 1e-7, alpha: 0.001,
+                parameters: params[base].pointer, gradients: plain.pointer, slot0: params[base + 1].pointer,
+                slot1: params[base + 1].pointer, slot2: params[base + 1].pointer)
+        }
+        for (base, packedB) in [(0, nil), (2, UnsafePointer(packed.pointer))] {
+            gemmUpdate(
+                m: m, n: n, k: k, a: a.pointer, lda: lda, transposeA: ta, b: b.pointer, ldb: n, transposeB: false,
+                update: rule(base), packedB: packedB, workspace: GemmWorkspace())
+        }
+        #expect(params[0].array.map(\.bitPattern) == params[2].array.map(\.bitPattern), "gemmUpdate \(shape)")
+        #expect(params[1].array.map(\.bitPattern) == params[3].array.map(\.bitPattern), "gemmUpdate slots \(shape)")
+    }
+}
