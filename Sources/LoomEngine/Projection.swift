@@ -73,6 +73,7 @@ extension Bench {
 
     /// Projects a step of `run`'s model for each worker count in `workers`, with the row-only schedule and the
     /// automatic one, on this thread. `steps` timed steps per worker count and schedule (each part keeps its best).
+    /// Both are measured against the fastest one-worker step (the automatic schedule's, which packs its operands).
     public static func project(_ run: TrainingRun, workers: [Int], steps: Int, barrierTwo: Double) -> [ProjectionResult]
     {
         let model = run.model
@@ -90,7 +91,7 @@ extension Bench {
         var results: [ProjectionResult] = []
         var single = 0.0
         for w in [1] + workers {
-            for policy in w == 1 ? [SchedulePolicy.rows] : [.rows, .auto] {
+            for policy in w == 1 ? [SchedulePolicy.auto] : [.rows, .auto] {
                 while workspaces.count < w { workspaces.append(GemmWorkspace()) }
                 let plan = StepPlan(
                     model: model, batchSize: batch, workers: w, policy: policy,
@@ -135,6 +136,7 @@ extension Bench {
         let sums = UnsafeMutablePointer<Double>.allocate(capacity: max(1, plan.chunks.count))
         sums.initialize(repeating: 0, count: max(1, plan.chunks.count))
         defer { sums.deallocate() }
+        for runner in runners { runner.packWeights() }
         for step in 0..<steps + 2 {  // two warm-up steps
             for r in runners.indices {
                 runners[r].begin(rows: batch, pass: Pass(training: true, seed: 1, step: UInt64(step + 1)))

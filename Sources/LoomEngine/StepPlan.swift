@@ -175,6 +175,10 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// Whether the step packs ∂L/∂z for the weight gradients (`packGradients`): every schedule but the row-only
     /// one, on one rank (across ranks the parameters stage reads rows other ranks sent, unpacked).
     public let packsGradients: Bool
+    /// Whether the forward products read the weights from packed copies that each block's owner refreshes right
+    /// after its update (and every worker packs its blocks before a job's first step): every schedule but the
+    /// row-only one, on one rank (across ranks, updated parameters also arrive from other ranks).
+    public let packsWeights: Bool
     /// Layer descriptions for `description`.
     let layerNames: [String]
 
@@ -226,6 +230,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             policy != .rows && ranks == 1
             && model.layers.contains { $0 is TiledLayer && $0.parameterCount > 0 }
         if packsGradients { stages.append(.packGradients) }
+        packsWeights = packsGradients
         stages.append(.parameters)
         if clipsByNorm {
             stages.append(.gradientNorms)

@@ -54,9 +54,12 @@ struct StepRunner {
                 let tile = split.tile(worker, rows: rankRows.count, columns: layer.outputWidth, align: StepPlan.align)
             else { return }
             let tileRows = offset(tile.rows)
-            layer.forwardTile(
-                buffers.output(l - 1, tileRows), buffers.output(l, tileRows), columns: tile.columns,
-                workspace: workspace)
+            let (x, y) = (buffers.output(l - 1, tileRows), buffers.output(l, tileRows))
+            if plan.packsWeights, let packed = buffers.packedWeights(l) {
+                layer.forwardTile(x, y, columns: tile.columns, packedWeights: packed, workspace: workspace)
+            } else {
+                layer.forwardTile(x, y, columns: tile.columns, workspace: workspace)
+            }
         case .rowForward(let l):
             guard !rows.isEmpty else { return }
             model.layers[l].forward(
@@ -116,6 +119,19 @@ struct StepRunner {
                     x: x, dy: dy, part: part, of: plan.parameterParts[l], update: layerUpdate, workspace: workspace)
             }
         }
+        if update != nil { packWeights() }
+    }
+
+    /// Packs the weight blocks this worker updates into the forward products' packed copies (when the plan reads
+    /// them): at the start of a job, and after each update, so the next forward pass reads current weights.
+    func packWeights() {
+        guard plan.packsWeights else { return }
+        for l in 0..<model.layers.count {
+            guard let layer = tiled[l], let packed = buffers.packedWeights(l),
+                let part = plan.parameterPart(l, worker: worker)
+            else { continue }
+            layer.packWeights(part: part, of: plan.parameterParts[l], into: packed)
+        }
     }
 
     /// penalties[c] = l1·Σ|w| + l2·Σw² for this worker's chunks of regularized weights.
@@ -164,5 +180,6 @@ struct StepRunner {
             update(layer: l, slices.first)
             update(layer: l, slices.second)
         }
+        packWeights()
     }
 }

@@ -410,6 +410,11 @@ public final class Trainer: @unchecked Sendable {
             let policy = shared.policy
             let targets = shared.batch.targets(for: data)
             var skippedInARow = 0
+            // The forward products read packed weights: each worker packs the blocks it owns before the first.
+            if plan.packsWeights {
+                runner.packWeights()
+                barrier.wait(w)
+            }
             for s in steps {
                 let start = s * batchSize
                 let n = min(batchSize, data.count - start)

@@ -7,6 +7,26 @@ public enum ActivationKind: String, CaseIterable, Sendable {
     case linear, relu, sigmoid, tanh, softmax
 }
 
+/// A row-major k × `width` matrix B packed by `packPanels` into the kernels' panels, and the column where a
+/// product's B starts in it: what `gemm` and `gemmUpdate` read instead of packing (or streaming) B themselves.
+/// `firstColumn` must start a panel (a multiple of two register vectors); where it does not, the product
+/// reads B as usual.
+public struct PackedPanels {
+    /// The packed values.
+    public var base: UnsafePointer<Float>
+    /// Columns of the whole packed matrix.
+    public var width: Int
+    /// The product's first column of B within the packed matrix.
+    public var firstColumn: Int
+
+    /// The packed matrix at `base`, `width` columns wide, read from column `firstColumn`.
+    public init(_ base: UnsafePointer<Float>, width: Int, firstColumn: Int = 0) {
+        self.base = base
+        self.width = width
+        self.firstColumn = firstColumn
+    }
+}
+
 /// What a GEMM does to each output element as it stores it (after the last K block).
 public enum GemmEpilogue {
     /// C = acc

@@ -47,7 +47,7 @@ public func gemm(
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int,
     accumulate: Bool = false, epilogue: GemmEpilogue = .none, kernelWidth: Int? = nil,
-    packedB: UnsafePointer<Float>? = nil, workspace: GemmWorkspace
+    packedB: PackedPanels? = nil, workspace: GemmWorkspace
 ) {
     if wide {
         LoomKernelsAVX512.gemm(
@@ -89,7 +89,7 @@ public func gemmUpdate(
     m: Int, n: Int, k: Int,
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-    update: UpdateRule, packedB: UnsafePointer<Float>? = nil, workspace: GemmWorkspace
+    update: UpdateRule, packedB: PackedPanels? = nil, workspace: GemmWorkspace
 ) {
     if wide {
         LoomKernelsAVX512.gemmUpdate(

@@ -76,7 +76,7 @@ public func gemm(
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int,
     accumulate: Bool = false, epilogue: GemmEpilogue = .none, kernelWidth: Int? = nil,
-    packedB: UnsafePointer<Float>? = nil, workspace: GemmWorkspace
+    packedB: PackedPanels? = nil, workspace: GemmWorkspace
 ) {
     gemmCore(
         m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
@@ -101,7 +101,7 @@ public func gemmUpdate(
     m: Int, n: Int, k: Int,
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-    update: UpdateRule, packedB: UnsafePointer<Float>? = nil, workspace: GemmWorkspace
+    update: UpdateRule, packedB: PackedPanels? = nil, workspace: GemmWorkspace
 ) {
     precondition(gemmUpdateSupports(n: n, k: k), "gemmUpdate: unsupported shape")
     gemmCore(
@@ -152,7 +152,7 @@ func gemmCore(
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int,
     accumulate: Bool, epilogue: GemmEpilogue, update: UpdateRule?, kernelWidth: Int,
-    packedB: UnsafePointer<Float>?, workspace: GemmWorkspace
+    packedB: PackedPanels?, workspace: GemmWorkspace
 ) {
     if m == 0 || n == 0 { return }
     if k == 0 {
@@ -184,7 +184,11 @@ func gemmCore(
     // N = 512), so a panel cannot stay in L1 (its lines fall in two sets); packing it costs k·n once per call
     // and pays back once many strips of A reuse each panel (best of 4 here: the weight gradient, m = 784,
     // 78 vs 75 GFLOP/s packed; the forward, m = 128, 76.5 vs 71.6 direct).
-    // A B packed beforehand (`packPanels`, shared by the workers of a step) is read as it lies.
+    // A B packed beforehand (`packPanels`, shared by the workers of a step) is read as it lies, from the panel
+    // of the product's first column.
+    let packedB = packedB.flatMap { $0.firstColumn % nr == 0 && !transposeB ? $0 : nil }
+    let packedPanels = packedB.map { ($0.width + nr - 1) / nr } ?? panels
+    let packedFirstPanel = packedB.map { $0.firstColumn / nr } ?? 0
     let direct = packedB == nil && !transposeB && n % nr == 0 && m < 256 && ldb <= 1024
     let packedA = workspace.pointer + bCapacity(n: n, k: k)
     // With a fused update, each block of rows of C is computed into a scratch after the packing buffers (row
@@ -202,7 +206,9 @@ func gemmCore(
         if !direct && packedB == nil {
             packB(k: kk, n: n, from: b, ldb: ldb, transposed: transposeB, p0: p0, into: workspace.pointer)
         }
-        let bBlock = packedB.map { $0 + p0 * panels * nr } ?? UnsafePointer(workspace.pointer)
+        let bBlock =
+            packedB.map { $0.base + p0 * packedPanels * nr + packedFirstPanel * kk * nr }
+            ?? UnsafePointer(workspace.pointer)
         var ic = 0
         while ic < m {
             let mc = min(blockRows, m - ic)

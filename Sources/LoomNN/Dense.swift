@@ -96,12 +96,37 @@ public final class Dense: TiledLayer {
 
     /// y[rows, columns] = f(x[rows] · W[:, columns] + b[columns]): the forward pass of one tile.
     public func forwardTile(_ x: Rows, _ y: Rows, columns: Range<Int>, workspace: GemmWorkspace) {
+        forward(x, y, columns: columns, packedWeights: nil, workspace: workspace)
+    }
+
+    public func forwardTile(
+        _ x: Rows, _ y: Rows, columns: Range<Int>, packedWeights: UnsafePointer<Float>, workspace: GemmWorkspace
+    ) {
+        forward(x, y, columns: columns, packedWeights: packedWeights, workspace: workspace)
+    }
+
+    /// W (inputWidth × units) packed into the kernels' panels, for the forward product's B.
+    public var packedWeightsCount: Int { packedPanelsCount(n: units, k: inputWidth) }
+
+    /// Packs W's rows (inputs) of part `part` of `parts`, the rows that part's update changes.
+    public func packWeights(part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>) {
+        let rows = parameterSlices(part: part, of: parts).first
+        packPanels(
+            rows: rows.lowerBound / units..<rows.upperBound / units, k: inputWidth, n: units, from: w, ldb: units,
+            into: packed)
+    }
+
+    /// y[rows, columns] = f(x[rows] · W[:, columns] + b[columns]), W read from its packed copy when given.
+    private func forward(
+        _ x: Rows, _ y: Rows, columns: Range<Int>, packedWeights: UnsafePointer<Float>?, workspace: GemmWorkspace
+    ) {
         let j0 = columns.lowerBound
         let epilogue: GemmEpilogue = activation == .relu ? .biasRelu(b + j0) : .bias(b + j0)
         gemm(
             m: x.count, n: columns.count, k: inputWidth, a: x.base, lda: x.ld, transposeA: false,
             b: w + j0, ldb: units, transposeB: false, c: y.base + j0, ldc: y.ld, epilogue: epilogue,
-            kernelWidth: units, workspace: workspace)
+            kernelWidth: units, packedB: packedWeights.map { PackedPanels($0, width: units, firstColumn: j0) },
+            workspace: workspace)
         if activation != .relu && !emitsLogits {
             applyActivation(activation, rows: y.count, cols: columns.count, y.base + j0, ld: y.ld)
         }
@@ -174,11 +199,12 @@ public final class Dense: TiledLayer {
                 gemmUpdate(
                     m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
                     b: dy.base, ldb: dy.ld, transposeB: false, update: update.advanced(by: i0 * units),
-                    packedB: packedDy, workspace: workspace)
+                    packedB: packedDy.map { PackedPanels($0, width: units) }, workspace: workspace)
             } else {
                 gemm(
                     m: i1 - i0, n: units, k: x.count, a: x.base + i0, lda: x.ld, transposeA: true,
-                    b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units, packedB: packedDy,
+                    b: dy.base, ldb: dy.ld, transposeB: false, c: dw + i0 * units, ldc: units,
+                    packedB: packedDy.map { PackedPanels($0, width: units) },
                     workspace: workspace)
             }
         }

@@ -158,9 +158,29 @@ public protocol TiledLayer: Layer {
         x: Rows, dy: Rows, packedDy: UnsafePointer<Float>, part: Int, of parts: Int, update: UpdateRule?,
         workspace: GemmWorkspace
     ) -> ParameterSlices
+    /// Floats of the forward product's weight matrix packed into the kernels' panels (`packPanels`); 0 when
+    /// the forward pass reads no packed copy.
+    var packedWeightsCount: Int { get }
+    /// Packs the weight rows that part `part` of `parts` of `parameterGradient` covers into `packed`: after an
+    /// update, the worker that made it refreshes exactly what it changed (all rows: part 0 of 1).
+    func packWeights(part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>)
+    /// `forwardTile` reading the weight matrix from `packed`, where `packWeights` left it current: the same
+    /// values, without streaming the weights' rows (which lie a row apart) through L1.
+    func forwardTile(
+        _ x: Rows, _ y: Rows, columns: Range<Int>, packedWeights: UnsafePointer<Float>, workspace: GemmWorkspace)
 }
 
 extension TiledLayer {
+    /// No packed copy.
+    public var packedWeightsCount: Int { 0 }
+    /// Nothing to pack.
+    public func packWeights(part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>) {}
+    /// Ignores the packed copy: the layer's own `forwardTile`.
+    public func forwardTile(
+        _ x: Rows, _ y: Rows, columns: Range<Int>, packedWeights: UnsafePointer<Float>, workspace: GemmWorkspace
+    ) {
+        forwardTile(x, y, columns: columns, workspace: workspace)
+    }
     /// Ignores the packed copy: the layer's own `parameterGradient`.
     public func parameterGradient(
         x: Rows, dy: Rows, packedDy: UnsafePointer<Float>, part: Int, of parts: Int, update: UpdateRule?,

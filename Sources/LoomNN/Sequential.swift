@@ -214,6 +214,8 @@ public final class ActivationBuffers: @unchecked Sendable {
     public let rowMetric: UnsafeMutablePointer<Float>
     /// Per layer: ∂L/∂z packed into the kernels' panels for the weight gradient (tiled layers with parameters).
     private let packed: [UnsafeMutablePointer<Float>?]
+    /// Per layer: the weights packed for the forward product (tiled layers that read a packed copy).
+    private let packedWeights: [UnsafeMutablePointer<Float>?]
 
     /// Allocates (does not touch) the buffers: the first writer of each page places it on its NUMA node.
     public init(model: Sequential, capacity: Int) {
@@ -237,6 +239,9 @@ public final class ActivationBuffers: @unchecked Sendable {
             layer is TiledLayer && layer.parameterCount > 0
                 ? make(packedPanelsCount(n: layer.outputWidth, k: capacity)) : nil
         }
+        packedWeights = model.layers.map { layer in
+            (layer as? TiledLayer).flatMap { $0.packedWeightsCount > 0 ? make($0.packedWeightsCount) : nil }
+        }
         self.owned = owned
     }
 
@@ -256,6 +261,9 @@ public final class ActivationBuffers: @unchecked Sendable {
     /// Layer `l`'s ∂L/∂z packed into the kernels' panels (`packPanels`), which its weight gradient reads
     /// instead of ∂L/∂z itself; nil for layers that are not tiled or have no parameters.
     @inline(__always) public func packedGradient(_ l: Int) -> UnsafeMutablePointer<Float>? { packed[l] }
+    /// Layer `l`'s weights packed for its forward product (`TiledLayer.packWeights`); nil for layers that read
+    /// none. The step keeps it current: packed at the start of each job, each block again after its update.
+    @inline(__always) public func packedWeights(_ l: Int) -> UnsafeMutablePointer<Float>? { packedWeights[l] }
     /// Rows of ∂L/∂(output of layer l).
     @inline(__always) public func gradient(_ l: Int, _ rows: Range<Int>) -> Rows {
         let w = widths[l + 1]

@@ -48,6 +48,28 @@ struct ScheduleTests {
         }
     }
 
+    @Test("weights written between two fits (a load, a re-initialization) reach the packed copies the forward reads")
+    func weightsWrittenBetweenFits() {
+        func run(workers: Int, policy: StepPlan.Policy) -> String {
+            let model = scheduleModel()
+            model.initialize(seed: 3)
+            let t = Trainer(
+                checked: model, optimizer: .rmsprop(learningRate: 0.01),
+                placements:
+                    Topology.detect().placement(workers: workers), batchSize: 128, seed: 3, pin: false, schedule: policy
+            )
+            _ = t.fit(fizzBuzz().train, epochs: 1)
+            model.initialize(seed: 7)  // written outside any step: the next job must pack these weights
+            _ = t.fit(fizzBuzz().train, epochs: 1)
+            return model.weightsDigest()
+        }
+        let reference = run(workers: 1, policy: .rows)
+        #expect(StepPlan(model: scheduleModel(), batchSize: 128, workers: 4, policy: .auto).packsWeights)
+        for (workers, policy) in [(1, StepPlan.Policy.auto), (4, .auto), (3, .widest)] {
+            #expect(run(workers: workers, policy: policy) == reference, "\(workers) workers, \(policy)")
+        }
+    }
+
     @Test("the widest schedule really cuts products into column blocks and 2-D grids; barriers only where needed")
     func plans() {
         let model = scheduleModel()

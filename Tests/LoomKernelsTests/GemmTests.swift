@@ -248,7 +248,7 @@ struct PackedPanelsTests {
             c: plain.pointer, ldc: n, workspace: GemmWorkspace())
         gemm(
             m: m, n: n, k: k, a: a.pointer, lda: lda, transposeA: ta, b: b.pointer, ldb: n, transposeB: false,
-            c: fromPacked.pointer, ldc: n, packedB: packed.pointer, workspace: GemmWorkspace())
+            c: fromPacked.pointer, ldc: n, packedB: PackedPanels(packed.pointer, width: n), workspace: GemmWorkspace())
         #expect(plain.array.map(\.bitPattern) == fromPacked.array.map(\.bitPattern), "gemm \(shape)")
         let reference = referenceGemm(m: m, n: n, k: k, a: a.array, lda: lda, ta: ta, b: b.array, ldb: n, tb: false)
         #expect(zip(reference, fromPacked.array).allSatisfy { abs($0 - Double($1)) < 1e-3 }, "\(shape)")
@@ -264,7 +264,7 @@ struct PackedPanelsTests {
                 parameters: params[base].pointer, gradients: plain.pointer, slot0: params[base + 1].pointer,
                 slot1: params[base + 1].pointer, slot2: params[base + 1].pointer)
         }
-        for (base, packedB) in [(0, nil), (2, UnsafePointer(packed.pointer))] {
+        for (base, packedB) in [(0, nil), (2, PackedPanels(packed.pointer, width: n))] {
             gemmUpdate(
                 m: m, n: n, k: k, a: a.pointer, lda: lda, transposeA: ta, b: b.pointer, ldb: n, transposeB: false,
                 update: rule(base), packedB: packedB, workspace: GemmWorkspace())
