@@ -143,7 +143,7 @@ public struct NumaLayout: Sendable, Equatable {
                     }
                     gradientWriters[l + 1] = rowBlocks(width: widths[l + 1])
                 }
-            case .penalty, .gradientNorms, .clippedUpdate, .exchange:
+            case .penalty, .gradientNorms, .clippedUpdate, .exchange, .packWeights:
                 // Chunks are summed by the owners of their first values: only a chunk that straddles two
                 // owners on different nodes reads from another node (at most one chunk per owner boundary).
                 break

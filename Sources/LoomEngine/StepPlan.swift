@@ -108,6 +108,9 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         case packGradients
         /// The weight gradients (and the update) in their owners' blocks.
         case parameters
+        /// After the parameter exchange (several ranks): each worker packs its share of the weight blocks that
+        /// other ranks updated into the forward products' packed copies.
+        case packWeights
         /// The regularizers' penalty, summed by chunk.
         case penalty
         /// The gradient norms for clipping, summed by chunk.
@@ -173,11 +176,11 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// Whether the update waits for the gradient norms (the clipped-update stage).
     public let clipsByNorm: Bool
     /// Whether the step packs ∂L/∂z for the weight gradients (`packGradients`): every schedule but the row-only
-    /// one, on one rank (across ranks the parameters stage reads rows other ranks sent, unpacked).
+    /// one. Across ranks each worker packs a share of all the batch's rows, after the exchange that brings them.
     public let packsGradients: Bool
     /// Whether the forward products read the weights from packed copies that each block's owner refreshes right
     /// after its update (and every worker packs its blocks before a job's first step): every schedule but the
-    /// row-only one, on one rank (across ranks, updated parameters also arrive from other ranks).
+    /// row-only one. Across ranks, the blocks other ranks updated are packed after they arrive (`packWeights`).
     public let packsWeights: Bool
     /// Layer descriptions for `description`.
     let layerNames: [String]
@@ -227,8 +230,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         }
         if ranks > 1 { stages.append(.exchange(.activations)) }
         packsGradients =
-            policy != .rows && ranks == 1
-            && model.layers.contains { $0 is TiledLayer && $0.parameterCount > 0 }
+            policy != .rows && model.layers.contains { $0 is TiledLayer && $0.parameterCount > 0 }
         if packsGradients { stages.append(.packGradients) }
         packsWeights = packsGradients
         stages.append(.parameters)
@@ -238,10 +240,14 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             stages.append(.clippedUpdate)
         }
         if ranks > 1 { stages.append(.exchange(.parameters)) }
+        if ranks > 1 && packsWeights { stages.append(.packWeights) }
         self.clipsByNorm = clipsByNorm
         // Barriers: wherever a stage may read what another worker wrote in the stage before. (With several
-        // ranks each worker gathers a share of the whole batch, not of its rank's block: a barrier follows.)
-        func local(_ stage: Stage) -> Bool { StepPlan.rowLocal(stage, everyRow) && !(ranks > 1 && stage == .gather) }
+        // ranks each worker gathers and packs a share of the whole batch, not of its rank's block: a barrier
+        // follows.)
+        func local(_ stage: Stage) -> Bool {
+            StepPlan.rowLocal(stage, everyRow) && !(ranks > 1 && (stage == .gather || stage == .packGradients))
+        }
         var withBarriers: [Stage] = []
         for stage in stages {
             if let last = withBarriers.last, !(local(last) && local(stage)) {
@@ -387,7 +393,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         // The penalty reads only the weights, which nothing writes before the parameters stage.
         case .penalty: true
         case .forward(_, let split), .inputGradient(_, let split): split == everyRow
-        case .parameters, .gradientNorms, .clippedUpdate, .exchange, .barrier: false
+        case .parameters, .packWeights, .gradientNorms, .clippedUpdate, .exchange, .barrier: false
         }
     }
 
@@ -509,6 +515,8 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             case .activationGradient(let l): lines.append("  dz \(l)          row shards")
             case .rowBackward(let l): lines.append("  backward \(l)    \(layerNames[l]): row shards")
             case .inputGradient(let l, let s): lines.append("  dx \(l)          \(layerNames[l]): \(s)")
+            case .packWeights:
+                lines.append("  pack W        the weight blocks other ranks updated, into the forward's panels")
             case .packGradients:
                 lines.append("  pack dz       row shards: ∂L/∂z into the kernels' panels for the weight gradients")
             case .parameters:

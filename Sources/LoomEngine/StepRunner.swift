@@ -82,12 +82,16 @@ struct StepRunner {
                 x: buffers.output(l - 1, rows), y: buffers.output(l, rows), dy: buffers.gradient(l, rows),
                 dx: buffers.gradient(l - 1, rows), pass: pass, workspace: workspace)
         case .packGradients:
+            // On several ranks, after the exchange: a share of every rank's rows (as the gather's).
+            let rows = plan.ranks == 1 ? rows : gatherRows
             guard !rows.isEmpty else { return }
             for l in 0..<model.layers.count where tiled[l] != nil {
                 guard let packed = buffers.packedGradient(l) else { continue }
                 let dz = buffers.gradient(l, 0..<batchRows)
                 packPanels(rows: rows, k: batchRows, n: dz.width, from: dz.base, ldb: dz.ld, into: packed)
             }
+        case .packWeights:
+            packOtherRanksWeights()
         case .gather, .loss, .parameters, .penalty, .gradientNorms, .clippedUpdate, .exchange, .barrier:
             preconditionFailure("the job runs \(stage) itself")
         }
@@ -131,6 +135,20 @@ struct StepRunner {
                 let part = plan.parameterPart(l, worker: worker)
             else { continue }
             layer.packWeights(part: part, of: plan.parameterParts[l], into: packed)
+        }
+    }
+
+    /// Packs this worker's share (every `workers`-th) of the weight blocks that other ranks own, after they
+    /// arrive in the parameter exchange or at the start of a job.
+    func packOtherRanksWeights() {
+        guard plan.packsWeights && plan.ranks > 1 else { return }
+        for l in 0..<model.layers.count {
+            guard let layer = tiled[l], let packed = buffers.packedWeights(l) else { continue }
+            let parts = plan.parameterParts[l]
+            for part in 0..<parts
+            where part % plan.workers == worker && plan.owner(l, part: part) / plan.workers != plan.rank {
+                layer.packWeights(part: part, of: parts, into: packed)
+            }
         }
     }
 

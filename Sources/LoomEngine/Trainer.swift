@@ -413,6 +413,7 @@ public final class Trainer: @unchecked Sendable {
             // The forward products read packed weights: each worker packs the blocks it owns before the first.
             if plan.packsWeights {
                 runner.packWeights()
+                runner.packOtherRanksWeights()
                 barrier.wait(w)
             }
             for s in steps {
