@@ -55,7 +55,7 @@ struct StepRunner {
             else { return }
             let tileRows = offset(tile.rows)
             let (x, y) = (buffers.output(l - 1, tileRows), buffers.output(l, tileRows))
-            if plan.packsWeights, let packed = buffers.packedWeights(l) {
+            if plan.packsWeights, let packed = buffers.packedWeights(l, .forward) {
                 layer.forwardTile(x, y, columns: tile.columns, packedWeights: packed, workspace: workspace)
             } else {
                 layer.forwardTile(x, y, columns: tile.columns, workspace: workspace)
@@ -73,9 +73,15 @@ struct StepRunner {
                 let tile = split.tile(worker, rows: rankRows.count, columns: layer.inputWidth, align: StepPlan.align)
             else { return }
             let tileRows = offset(tile.rows)
-            layer.inputGradientTile(
-                x: buffers.output(l - 1, tileRows), dz: buffers.gradient(l, tileRows),
-                dx: buffers.gradient(l - 1, tileRows), columns: tile.columns, workspace: workspace)
+            let (x, dz, dx) = (
+                buffers.output(l - 1, tileRows), buffers.gradient(l, tileRows), buffers.gradient(l - 1, tileRows)
+            )
+            if plan.packsWeights, let packed = buffers.packedWeights(l, .inputGradient) {
+                layer.inputGradientTile(
+                    x: x, dz: dz, dx: dx, columns: tile.columns, packedWeights: packed, workspace: workspace)
+            } else {
+                layer.inputGradientTile(x: x, dz: dz, dx: dx, columns: tile.columns, workspace: workspace)
+            }
         case .rowBackward(let l):
             guard !rows.isEmpty else { return }
             model.layers[l].backward(
@@ -131,10 +137,8 @@ struct StepRunner {
     func packWeights() {
         guard plan.packsWeights else { return }
         for l in 0..<model.layers.count {
-            guard let layer = tiled[l], let packed = buffers.packedWeights(l),
-                let part = plan.parameterPart(l, worker: worker)
-            else { continue }
-            layer.packWeights(part: part, of: plan.parameterParts[l], into: packed)
+            guard let layer = tiled[l], let part = plan.parameterPart(l, worker: worker) else { continue }
+            pack(layer, l, part: part)
         }
     }
 
@@ -143,12 +147,22 @@ struct StepRunner {
     func packOtherRanksWeights() {
         guard plan.packsWeights && plan.ranks > 1 else { return }
         for l in 0..<model.layers.count {
-            guard let layer = tiled[l], let packed = buffers.packedWeights(l) else { continue }
+            guard let layer = tiled[l] else { continue }
             let parts = plan.parameterParts[l]
             for part in 0..<parts
             where part % plan.workers == worker && plan.owner(l, part: part) / plan.workers != plan.rank {
-                layer.packWeights(part: part, of: parts, into: packed)
+                pack(layer, l, part: part)
             }
+        }
+    }
+
+    /// Packs part `part` of layer `l`'s weights into each packed copy its products read.
+    private func pack(_ layer: TiledLayer, _ l: Int, part: Int) {
+        if let packed = buffers.packedWeights(l, .forward) {
+            layer.packWeights(.forward, part: part, of: plan.parameterParts[l], into: packed)
+        }
+        if let packed = buffers.packedWeights(l, .inputGradient) {
+            layer.packWeights(.inputGradient, part: part, of: plan.parameterParts[l], into: packed)
         }
     }
 

@@ -7,10 +7,13 @@ public enum ActivationKind: String, CaseIterable, Sendable {
     case linear, relu, sigmoid, tanh, softmax
 }
 
-/// A row-major k × `width` matrix B packed by `packPanels` into the kernels' panels, and the column where a
+/// A k × `width` matrix B packed beforehand in the layout a product reads it in, and the column where the
 /// product's B starts in it: what `gemm` and `gemmUpdate` read instead of packing (or streaming) B themselves.
-/// `firstColumn` must start a panel (a multiple of two register vectors); where it does not, the product
-/// reads B as usual.
+/// The layout depends on the product: `packOperand` writes it for products whose A is not transposed (register
+/// panels, or the dot kernel's padded columns for products at most 16 wide), `packPanels` writes the panels
+/// the register-tiled kernels read (products with a transposed A, such as weight gradients). For the panels,
+/// `firstColumn` must start a panel (a multiple of two register vectors); where it does not, the product reads
+/// B as usual.
 public struct PackedPanels {
     /// The packed values.
     public var base: UnsafePointer<Float>

@@ -67,6 +67,26 @@ public func packedPanelsCount(n: Int, k: Int) -> Int {
     wide ? LoomKernelsAVX512.packedPanelsCount(n: n, k: k) : LoomKernelsAVX2.packedPanelsCount(n: n, k: k)
 }
 
+/// Floats of op(B) (k × n) packed for a product n wide (`packOperand`); 0 when it reads B in place.
+public func packedOperandCount(n: Int, k: Int) -> Int {
+    wide ? LoomKernelsAVX512.packedOperandCount(n: n, k: k) : LoomKernelsAVX2.packedOperandCount(n: n, k: k)
+}
+
+/// Packs op(B)[depth, columns] into the layout a product n wide and k deep reads through `packedB` (see
+/// LoomKernelsAVX2/Gemm.swift); disjoint blocks may be packed by different threads.
+public func packOperand(
+    k: Int, n: Int, from b: UnsafePointer<Float>, ldb: Int, transposed: Bool, depth: Range<Int>,
+    columns: Range<Int>, into dst: UnsafeMutablePointer<Float>
+) {
+    if wide {
+        LoomKernelsAVX512.packOperand(
+            k: k, n: n, from: b, ldb: ldb, transposed: transposed, depth: depth, columns: columns, into: dst)
+    } else {
+        LoomKernelsAVX2.packOperand(
+            k: k, n: n, from: b, ldb: ldb, transposed: transposed, depth: depth, columns: columns, into: dst)
+    }
+}
+
 /// Packs rows `rows` of a row-major k × n B into the panels `gemm` and `gemmUpdate` read through `packedB`
 /// (see LoomKernelsAVX2/Gemm.swift); disjoint row ranges may be packed by different threads.
 public func packPanels(

@@ -113,6 +113,64 @@ public func gemmUpdate(
 /// Floats of the panels `packPanels` writes for a row-major k × n B: k rows of whole panels.
 public func packedPanelsCount(n: Int, k: Int) -> Int { k * ((n + nr - 1) / nr) * nr }
 
+/// How a product reads B: packed into panels (the register-tiled kernels), as zero-padded columns (the dot
+/// kernel of products at most 16 wide), or in place (the narrow kernel, one vector wide).
+enum ProductLayout { case panels, dot, none }
+
+/// The layout a product of this shape reads B in (`kernelWidth`: the whole product's width, as `gemm` takes it).
+@inline(__always) func productLayout(n: Int, k: Int, kernelWidth: Int, transposeA: Bool) -> ProductLayout {
+    if kernelWidth <= 16 && !transposeA && k >= 2 * vecLanes { return .dot }
+    if kernelWidth <= vecLanes { return .none }
+    return .panels
+}
+
+/// The depth of one zero-padded column of the dot kernel's B: k and one more vector for the tail.
+@inline(__always) func dotDepth(_ k: Int) -> Int { (k / vecLanes + 1) * vecLanes }
+
+/// Floats of op(B) (k × n) packed for a product of this shape (`gemm` with `transposeA` false and this
+/// `kernelWidth` = n), 0 when the product reads B in place.
+public func packedOperandCount(n: Int, k: Int) -> Int {
+    switch productLayout(n: n, k: k, kernelWidth: n, transposeA: false) {
+    case .panels: packedPanelsCount(n: n, k: k)
+    case .dot: n * dotDepth(k)
+    case .none: 0
+    }
+}
+
+/// Packs op(B)[p, j] for p in `depth`, j in `columns` (op(B)[p, j] = b[p·ldb + j], or b[j·ldb + p] when
+/// `transposed`) into the layout a product of width n and depth k reads (`packedOperandCount`), with the
+/// padding past n or k when the ranges reach it. Disjoint blocks touch disjoint values: the owners of the rows
+/// of a weight matrix each pack theirs, for the forward product (depth) or for the input gradient (columns).
+public func packOperand(
+    k: Int, n: Int, from b: UnsafePointer<Float>, ldb: Int, transposed: Bool, depth: Range<Int>,
+    columns: Range<Int>, into dst: UnsafeMutablePointer<Float>
+) {
+    @inline(__always) func value(_ p: Int, _ j: Int) -> Float { transposed ? b[j * ldb + p] : b[p * ldb + j] }
+    switch productLayout(n: n, k: k, kernelWidth: n, transposeA: false) {
+    case .panels:
+        if !transposed && columns == 0..<n {
+            packPanels(rows: depth, k: k, n: n, from: b, ldb: ldb, into: dst)
+            return
+        }
+        let kc = kBlockSize(k)
+        let panels = (n + nr - 1) / nr
+        let padded = columns.upperBound == n ? columns.lowerBound..<panels * nr : columns
+        for p in depth {
+            let p0 = p / kc * kc
+            let row = dst + p0 * panels * nr + (p - p0) * nr
+            let kk = min(kc, k - p0)
+            for j in padded { row[j / nr * kk * nr + j % nr] = j < n ? value(p, j) : 0 }
+        }
+    case .dot:
+        let kp = dotDepth(k)
+        for j in columns {
+            for p in depth { dst[j * kp + p] = value(p, j) }
+            if depth.upperBound == k { for p in k..<kp { dst[j * kp + p] = 0 } }
+        }
+    case .none: break
+    }
+}
+
 /// Packs rows `rows` of a row-major k × n matrix B (row p at `b + p·ldb`) into the panels that `gemm` and
 /// `gemmUpdate` read through `packedB` instead of packing B themselves: the K block starting at p0 (depth kk,
 /// as `kBlockSize(k)` cuts k) begins at `p0 · panels · nr`, its panel j at `+ j · kk · nr`, each `kk × nr`
@@ -165,11 +223,13 @@ func gemmCore(
         return
     }
     workspace.reserve(requiredCapacity(n: n, k: k) + (update != nil ? fusedBlockRows(n: n) * n : 0))
-    if kernelWidth <= 16 && !transposeA && k >= 2 * vecLanes {
+    switch productLayout(n: n, k: k, kernelWidth: kernelWidth, transposeA: transposeA) {
+    case .dot:
         dotGemm(
             m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
-            accumulate: accumulate, epilogue: epilogue, workspace: workspace)
+            accumulate: accumulate, epilogue: epilogue, packed: packedB, workspace: workspace)
         return
+    case .panels, .none: break
     }
     if kernelWidth <= vecLanes {
         narrowGemm(
@@ -186,7 +246,7 @@ func gemmCore(
     // 78 vs 75 GFLOP/s packed; the forward, m = 128, 76.5 vs 71.6 direct).
     // A B packed beforehand (`packPanels`, shared by the workers of a step) is read as it lies, from the panel
     // of the product's first column.
-    let packedB = packedB.flatMap { $0.firstColumn % nr == 0 && !transposeB ? $0 : nil }
+    let packedB = packedB.flatMap { $0.firstColumn % nr == 0 ? $0 : nil }
     let packedPanels = packedB.map { ($0.width + nr - 1) / nr } ?? panels
     let packedFirstPanel = packedB.map { $0.firstColumn / nr } ?? 0
     let direct = packedB == nil && !transposeB && n % nr == 0 && m < 256 && ldb <= 1024
@@ -831,15 +891,25 @@ func dotGemm(
     m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int,
-    accumulate: Bool, epilogue: GemmEpilogue, workspace: GemmWorkspace
+    accumulate: Bool, epilogue: GemmEpilogue, packed: PackedPanels?, workspace: GemmWorkspace
 ) {
     let chunks = k / vecLanes
-    let kp = (chunks + 1) * vecLanes  // one extra vector holds the k tail, zero-padded
-    let bt = workspace.pointer
-    for j in 0..<n {
-        let row = bt + j * kp
-        if transposeB { for p in 0..<k { row[p] = b[j * ldb + p] } } else { for p in 0..<k { row[p] = b[p * ldb + j] } }
-        for p in k..<kp { row[p] = 0 }
+    let kp = dotDepth(k)  // one extra vector holds the k tail, zero-padded
+    // B's columns, each zero-padded to kp: packed beforehand (`packOperand`), or here.
+    let bt: UnsafeMutablePointer<Float>
+    if let packed {
+        bt = UnsafeMutablePointer(mutating: packed.base) + packed.firstColumn * kp
+    } else {
+        bt = workspace.pointer
+        for j in 0..<n {
+            let row = bt + j * kp
+            if transposeB {
+                for p in 0..<k { row[p] = b[j * ldb + p] }
+            } else {
+                for p in 0..<k { row[p] = b[p * ldb + j] }
+            }
+            for p in k..<kp { row[p] = 0 }
+        }
     }
     let tail = k - chunks * vecLanes
     var i0 = 0

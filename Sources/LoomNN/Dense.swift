@@ -105,15 +105,31 @@ public final class Dense: TiledLayer {
         forward(x, y, columns: columns, packedWeights: packedWeights, workspace: workspace)
     }
 
-    /// W (inputWidth × units) packed into the kernels' panels, for the forward product's B.
-    public var packedWeightsCount: Int { packedPanelsCount(n: units, k: inputWidth) }
+    /// W (inputWidth × units) packed for the forward product, or Wᵀ for the input gradient's.
+    public func packedWeightsCount(_ operand: WeightOperand) -> Int {
+        switch operand {
+        case .forward: packedOperandCount(n: units, k: inputWidth)
+        case .inputGradient: packedOperandCount(n: inputWidth, k: units)
+        }
+    }
 
-    /// Packs W's rows (inputs) of part `part` of `parts`, the rows that part's update changes.
-    public func packWeights(part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>) {
-        let rows = parameterSlices(part: part, of: parts).first
-        packPanels(
-            rows: rows.lowerBound / units..<rows.upperBound / units, k: inputWidth, n: units, from: w, ldb: units,
-            into: packed)
+    /// Packs W's rows (inputs) of part `part` of `parts`, the rows that part's update changes: the forward
+    /// product's depth, or the input gradient's columns.
+    public func packWeights(
+        _ operand: WeightOperand, part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>
+    ) {
+        let slice = parameterSlices(part: part, of: parts).first
+        let rows = slice.lowerBound / units..<slice.upperBound / units
+        switch operand {
+        case .forward:
+            packOperand(
+                k: inputWidth, n: units, from: w, ldb: units, transposed: false, depth: rows, columns: 0..<units,
+                into: packed)
+        case .inputGradient:
+            packOperand(
+                k: units, n: inputWidth, from: w, ldb: units, transposed: true, depth: 0..<units, columns: rows,
+                into: packed)
+        }
     }
 
     /// y[rows, columns] = f(x[rows] · W[:, columns] + b[columns]), W read from its packed copy when given.
@@ -146,12 +162,28 @@ public final class Dense: TiledLayer {
     /// dx[rows, columns] = dz[rows] · W[columns, :]ᵀ, masked by the relu below where fused: one tile of the
     /// input gradient (its columns are rows of W, the rows whose update the same worker may own).
     public func inputGradientTile(x: Rows, dz: Rows, dx: Rows, columns: Range<Int>, workspace: GemmWorkspace) {
+        inputGradient(x: x, dz: dz, dx: dx, columns: columns, packedWeights: nil, workspace: workspace)
+    }
+
+    public func inputGradientTile(
+        x: Rows, dz: Rows, dx: Rows, columns: Range<Int>, packedWeights: UnsafePointer<Float>,
+        workspace: GemmWorkspace
+    ) {
+        inputGradient(x: x, dz: dz, dx: dx, columns: columns, packedWeights: packedWeights, workspace: workspace)
+    }
+
+    /// dx[rows, columns] = dz[rows] · W[columns, :]ᵀ (relu-masked where fused), Wᵀ read from its packed copy
+    /// when given.
+    private func inputGradient(
+        x: Rows, dz: Rows, dx: Rows, columns: Range<Int>, packedWeights: UnsafePointer<Float>?,
+        workspace: GemmWorkspace
+    ) {
         let i0 = columns.lowerBound
         gemm(
             m: dz.count, n: columns.count, k: units, a: dz.base, lda: dz.ld, transposeA: false,
             b: w + i0 * units, ldb: units, transposeB: true, c: dx.base + i0, ldc: dx.ld,
             epilogue: masksInputGradient ? .reluMask(x.base + i0, ld: x.ld) : .none, kernelWidth: inputWidth,
-            workspace: workspace)
+            packedB: packedWeights.map { PackedPanels($0, width: inputWidth, firstColumn: i0) }, workspace: workspace)
     }
 
     /// Part `part` of `parts`: a block of W's rows (inputs i0..<i1) and a block of the bias.

@@ -158,23 +158,45 @@ public protocol TiledLayer: Layer {
         x: Rows, dy: Rows, packedDy: UnsafePointer<Float>, part: Int, of parts: Int, update: UpdateRule?,
         workspace: GemmWorkspace
     ) -> ParameterSlices
-    /// Floats of the forward product's weight matrix packed into the kernels' panels (`packPanels`); 0 when
-    /// the forward pass reads no packed copy.
-    var packedWeightsCount: Int { get }
-    /// Packs the weight rows that part `part` of `parts` of `parameterGradient` covers into `packed`: after an
-    /// update, the worker that made it refreshes exactly what it changed (all rows: part 0 of 1).
-    func packWeights(part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>)
-    /// `forwardTile` reading the weight matrix from `packed`, where `packWeights` left it current: the same
-    /// values, without streaming the weights' rows (which lie a row apart) through L1.
+    /// Floats of the weight matrix packed as `operand`'s product reads it (`packOperand`); 0 when that product
+    /// reads no packed copy.
+    func packedWeightsCount(_ operand: WeightOperand) -> Int
+    /// Packs, for `operand`, the weights that part `part` of `parts` of `parameterGradient` covers into
+    /// `packed`: after an update, the worker that made it refreshes exactly what it changed (all: part 0 of 1).
+    func packWeights(_ operand: WeightOperand, part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>)
+    /// `forwardTile` reading the weights from `packed`, where `packWeights(.forward, …)` left them current: the
+    /// same values, without streaming the weights' rows (which lie a row apart) through L1.
     func forwardTile(
         _ x: Rows, _ y: Rows, columns: Range<Int>, packedWeights: UnsafePointer<Float>, workspace: GemmWorkspace)
+    /// `inputGradientTile` reading the weights from `packed`, where `packWeights(.inputGradient, …)` left them.
+    func inputGradientTile(
+        x: Rows, dz: Rows, dx: Rows, columns: Range<Int>, packedWeights: UnsafePointer<Float>,
+        workspace: GemmWorkspace)
+}
+
+/// Which product of a tiled layer a packed copy of its weights serves: the forward pass (X·W: W as it lies) or
+/// the input gradient (dZ·Wᵀ).
+public enum WeightOperand: Sendable {
+    /// W, for `forwardTile`.
+    case forward
+    /// Wᵀ, for `inputGradientTile`.
+    case inputGradient
 }
 
 extension TiledLayer {
     /// No packed copy.
-    public var packedWeightsCount: Int { 0 }
+    public func packedWeightsCount(_ operand: WeightOperand) -> Int { 0 }
     /// Nothing to pack.
-    public func packWeights(part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>) {}
+    public func packWeights(
+        _ operand: WeightOperand, part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>
+    ) {}
+    /// Ignores the packed copy: the layer's own `inputGradientTile`.
+    public func inputGradientTile(
+        x: Rows, dz: Rows, dx: Rows, columns: Range<Int>, packedWeights: UnsafePointer<Float>,
+        workspace: GemmWorkspace
+    ) {
+        inputGradientTile(x: x, dz: dz, dx: dx, columns: columns, workspace: workspace)
+    }
     /// Ignores the packed copy: the layer's own `forwardTile`.
     public func forwardTile(
         _ x: Rows, _ y: Rows, columns: Range<Int>, packedWeights: UnsafePointer<Float>, workspace: GemmWorkspace

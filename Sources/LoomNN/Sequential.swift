@@ -214,8 +214,9 @@ public final class ActivationBuffers: @unchecked Sendable {
     public let rowMetric: UnsafeMutablePointer<Float>
     /// Per layer: ∂L/∂z packed into the kernels' panels for the weight gradient (tiled layers with parameters).
     private let packed: [UnsafeMutablePointer<Float>?]
-    /// Per layer: the weights packed for the forward product (tiled layers that read a packed copy).
-    private let packedWeights: [UnsafeMutablePointer<Float>?]
+    /// Per layer: the weights packed for the forward product and for the input gradient (tiled layers whose
+    /// products read a packed copy; the input gradient's not for the first layer, which has none).
+    private let packedWeights: [(forward: UnsafeMutablePointer<Float>?, inputGradient: UnsafeMutablePointer<Float>?)]
 
     /// Allocates (does not touch) the buffers: the first writer of each page places it on its NUMA node.
     public init(model: Sequential, capacity: Int) {
@@ -239,8 +240,10 @@ public final class ActivationBuffers: @unchecked Sendable {
             layer is TiledLayer && layer.parameterCount > 0
                 ? make(packedPanelsCount(n: layer.outputWidth, k: capacity)) : nil
         }
-        packedWeights = model.layers.map { layer in
-            (layer as? TiledLayer).flatMap { $0.packedWeightsCount > 0 ? make($0.packedWeightsCount) : nil }
+        packedWeights = model.layers.enumerated().map { l, layer in
+            guard let tiled = layer as? TiledLayer else { return (nil, nil) }
+            let (forward, input) = (tiled.packedWeightsCount(.forward), tiled.packedWeightsCount(.inputGradient))
+            return (forward > 0 ? make(forward) : nil, l > 0 && input > 0 ? make(input) : nil)
         }
         self.owned = owned
     }
@@ -263,7 +266,9 @@ public final class ActivationBuffers: @unchecked Sendable {
     @inline(__always) public func packedGradient(_ l: Int) -> UnsafeMutablePointer<Float>? { packed[l] }
     /// Layer `l`'s weights packed for its forward product (`TiledLayer.packWeights`); nil for layers that read
     /// none. The step keeps it current: packed at the start of each job, each block again after its update.
-    @inline(__always) public func packedWeights(_ l: Int) -> UnsafeMutablePointer<Float>? { packedWeights[l] }
+    @inline(__always) public func packedWeights(_ l: Int, _ operand: WeightOperand) -> UnsafeMutablePointer<Float>? {
+        operand == .forward ? packedWeights[l].forward : packedWeights[l].inputGradient
+    }
     /// Rows of ∂L/∂(output of layer l).
     @inline(__always) public func gradient(_ l: Int, _ rows: Range<Int>) -> Rows {
         let w = widths[l + 1]

@@ -226,7 +226,7 @@ struct PackedPanelsTests {
         "packPanels by row shards, then gemm and gemmUpdate with packedB: the same bits as without",
         arguments: [
             (12, 512, 128, true), (49, 512, 128, true), (300, 512, 128, true), (6, 10, 128, true),
-            (7, 33, 784, false), (20, 100, 1100, true), (96, 16, 64, false),
+            (7, 33, 784, false), (20, 100, 1100, true), (96, 17, 64, false), (50, 16, 64, true),
         ])
     func samebits(shape: (Int, Int, Int, Bool)) {
         let (m, n, k, ta) = shape
@@ -271,5 +271,61 @@ struct PackedPanelsTests {
         }
         #expect(params[0].array.map(\.bitPattern) == params[2].array.map(\.bitPattern), "gemmUpdate \(shape)")
         #expect(params[1].array.map(\.bitPattern) == params[3].array.map(\.bitPattern), "gemmUpdate slots \(shape)")
+    }
+}
+
+@Suite("Weights packed by their owners")
+struct PackedOperandTests {
+    /// A dense layer's W (inputs × units) is packed by the owners of blocks of its rows, for the forward product
+    /// X·W (rows of W are its depth) and for the input gradient dZ·Wᵀ (rows of W are its columns); the products
+    /// must read the same bits from the packed copies as from W itself, whichever layout their width selects
+    /// (register panels, or the dot kernel's padded columns for outputs at most 16 wide), and from any
+    /// panel-aligned first column.
+    @Test(
+        "packOperand by blocks of W's rows, then the forward and input-gradient products: the same bits",
+        arguments: [(784, 512), (512, 10), (64, 16), (40, 33), (20, 8), (100, 130)])
+    func sameBits(shape: (Int, Int)) {
+        let (inputs, units) = shape
+        let m = 13
+        var rng = Lcg(s: UInt64(inputs * 7 + units))
+        let w = AlignedBuffer(count: inputs * units)
+        let x = AlignedBuffer(count: m * inputs)
+        let dz = AlignedBuffer(count: m * units)
+        for b in [w, x, dz] { for i in 0..<b.count { b.pointer[i] = rng.next() } }
+        let forward = AlignedBuffer(count: max(1, packedOperandCount(n: units, k: inputs)))
+        let transposed = AlignedBuffer(count: max(1, packedOperandCount(n: inputs, k: units)))
+        for part in 0..<5 {
+            let rows = inputs * part / 5..<inputs * (part + 1) / 5
+            packOperand(
+                k: inputs, n: units, from: w.pointer, ldb: units, transposed: false, depth: rows,
+                columns: 0..<units, into: forward.pointer)
+            packOperand(
+                k: units, n: inputs, from: w.pointer, ldb: units, transposed: true, depth: 0..<units, columns: rows,
+                into: transposed.pointer)
+        }
+        let lanes = 2 * vecLanes
+        for first in Set([0, units >= 2 * lanes ? lanes : 0]) {
+            let n = units - first
+            let (plain, packed) = (AlignedBuffer(count: m * units), AlignedBuffer(count: m * units))
+            for (c, p) in [(plain, nil), (packed, PackedPanels(forward.pointer, width: units, firstColumn: first))] {
+                gemm(
+                    m: m, n: n, k: inputs, a: x.pointer, lda: inputs, transposeA: false, b: w.pointer + first,
+                    ldb: units, transposeB: false, c: c.pointer + first, ldc: units, kernelWidth: units,
+                    packedB: p, workspace: GemmWorkspace())
+            }
+            #expect(plain.array.map(\.bitPattern) == packed.array.map(\.bitPattern), "forward \(shape) from \(first)")
+        }
+        for first in Set([0, inputs >= 2 * lanes ? lanes : 0]) {
+            let n = inputs - first
+            let (plain, packed) = (AlignedBuffer(count: m * inputs), AlignedBuffer(count: m * inputs))
+            for (c, p) in [(plain, nil), (packed, PackedPanels(transposed.pointer, width: inputs, firstColumn: first))]
+            {
+                gemm(
+                    m: m, n: n, k: units, a: dz.pointer, lda: units, transposeA: false, b: w.pointer + first * units,
+                    ldb: units, transposeB: true, c: c.pointer + first, ldc: inputs, kernelWidth: inputs, packedB: p,
+                    workspace: GemmWorkspace())
+            }
+            #expect(plain.array.map(\.bitPattern) == packed.array.map(\.bitPattern), "dx \(shape) from \(first)")
+        }
     }
 }
