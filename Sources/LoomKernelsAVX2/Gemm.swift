@@ -155,11 +155,52 @@ public func packOperand(
         let kc = kBlockSize(k)
         let panels = (n + nr - 1) / nr
         let padded = columns.upperBound == n ? columns.lowerBound..<panels * nr : columns
-        for p in depth {
-            let p0 = p / kc * kc
-            let row = dst + p0 * panels * nr + (p - p0) * nr
+        // Block by block of K; within one, column by column when B is transposed (each column of op(B) is a
+        // contiguous row of b, read once in order), else row by row.
+        var p0 = depth.lowerBound / kc * kc
+        while p0 < depth.upperBound {
             let kk = min(kc, k - p0)
-            for j in padded { row[j / nr * kk * nr + j % nr] = j < n ? value(p, j) : 0 }
+            let block = dst + p0 * panels * nr
+            let rows = max(p0, depth.lowerBound)..<min(p0 + kk, depth.upperBound)
+            if transposed {
+                var j = padded.lowerBound
+                while j < padded.upperBound {
+                    // Column j's values at depth p0 onward, nr apart.
+                    let out = block + j / nr * kk * nr + j % nr
+                    let src = b + j * ldb
+                    if j % 8 == 0 && j + 8 <= min(padded.upperBound, n) {
+                        // Eight columns (rows of b) at once, eight depths at a time, transposed in registers.
+                        var p = rows.lowerBound
+                        let l = ldb
+                        while p + 8 <= rows.upperBound {
+                            let t = transpose8x8(src + p, rowOffsets: (0, l, 2 * l, 3 * l, 4 * l, 5 * l, 6 * l, 7 * l))
+                            let o = out + (p - p0) * nr
+                            storeVec8(t.0, o)
+                            storeVec8(t.1, o + nr)
+                            storeVec8(t.2, o + 2 * nr)
+                            storeVec8(t.3, o + 3 * nr)
+                            storeVec8(t.4, o + 4 * nr)
+                            storeVec8(t.5, o + 5 * nr)
+                            storeVec8(t.6, o + 6 * nr)
+                            storeVec8(t.7, o + 7 * nr)
+                            p += 8
+                        }
+                        for q in p..<rows.upperBound {
+                            for c in 0..<8 { out[(q - p0) * nr + c] = src[c * ldb + q] }
+                        }
+                        j += 8
+                    } else {
+                        for p in rows { out[(p - p0) * nr] = j < n ? src[p] : 0 }
+                        j += 1
+                    }
+                }
+            } else {
+                for p in rows {
+                    let row = block + (p - p0) * nr
+                    for j in padded { row[j / nr * kk * nr + j % nr] = j < n ? value(p, j) : 0 }
+                }
+            }
+            p0 += kk
         }
     case .dot:
         let kp = dotDepth(k)
