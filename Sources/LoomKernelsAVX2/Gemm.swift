@@ -328,11 +328,19 @@ func gemmCore(
                     let height = packingA ? stripHeight(mc - i0) : mr
                     let rows = min(height, mc - i0)
                     let cTile = cBlock + i0 * ldc + j0
-                    if packingA && height == 4 {
-                        quadTile(
-                            k: kk, a: packedA + i0 * kk, rows: rows, b: bPanel, bK: bStride,
-                            c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
-                            accumulate: accumulateBlock, epilogue: blockEpilogue)
+                    if packingA && height < mr {
+                        // The short strips, each height its own copy of the tile (a constant, unrolled).
+                        if height == 4 {
+                            shortTile(
+                                height: 4, k: kk, a: packedA + i0 * kk, rows: rows, b: bPanel, bK: bStride,
+                                c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
+                                accumulate: accumulateBlock, epilogue: blockEpilogue)
+                        } else {
+                            shortTile(
+                                height: 5, k: kk, a: packedA + i0 * kk, rows: rows, b: bPanel, bK: bStride,
+                                c: cTile, ldc: ldc, cols: cols, row: ic + i0, col: j0,
+                                accumulate: accumulateBlock, epilogue: blockEpilogue)
+                        }
                     } else if packingA {
                         wideTile(
                             k: kk, a: packedA + i0 * kk, aRow: 1, aK: mr, rows: rows, b: bPanel, bK: bStride,
@@ -368,15 +376,21 @@ func gemmCore(
 /// passes over it.
 var mcBlock: Int { @inline(__always) get { 96 } }
 
-/// The height of the next strip of packed A when `remaining` rows are left: 6 (the main tile), or 4 where that
-/// avoids computing rows past the end — 128 rows are 20 × 6 + 2 × 4 rather than 22 × 6 (132 rows' work), 64 are
-/// 10 × 6 + 4. Every element of C is the same FMA chain whatever tile computes it, so the split changes no value.
+/// The height of the next strip of packed A when `remaining` rows are left: 6 (the main tile), or 4 or 5 where
+/// that avoids computing rows past the end. Strips of 4, 5 and 6 rows cover any count but 7 exactly: 128 rows
+/// are 20 × 6 + 2 × 4 rather than 22 × 6 (132 rows' work), 13 (a worker's weight-gradient block of 784 rows at
+/// 62 workers) are 5 + 4 + 4 rather than 6 + 4 + 4. Every element of C is the same FMA chain whatever tile
+/// computes it, so the split changes no value.
 @inline(__always) func stripHeight(_ remaining: Int) -> Int {
-    remaining <= 4 || remaining == 7 || remaining == 8 ? 4 : mr
+    switch remaining {
+    case ...4, 7, 8: 4
+    case 5, 9, 13: 5
+    default: mr
+    }
 }
 
-/// Packs rows i0..<i0+m, depth p0..<p0+k of op(A) into strips of `stripHeight` rows, each `k × height`
-/// contiguous (the order the micro-kernel broadcasts them), repeating the last row past m.
+/// Packs rows i0..<i0+m, depth p0..<p0+k of op(A) into strips of `stripHeight` rows (4, 5 or 6), each
+/// `k × height` contiguous (the order the micro-kernel broadcasts them), repeating the last row past m.
 @inline(__always)
 func packA(
     m: Int, k: Int, from a: UnsafePointer<Float>, lda: Int, transposed: Bool, i0: Int, p0: Int,
@@ -385,61 +399,51 @@ func packA(
     var s = 0
     while s < m {
         let height = stripHeight(m - s)
-        let rows = min(height, m - s)
+        let last = min(height, m - s) - 1
         let out = dst + s * k
-        if height == 4 {
-            // The short strip, one value at a time (a few percent of A at most).
-            for r in 0..<4 {
-                let row = min(r, rows - 1)
-                for p in 0..<k {
-                    out[p * 4 + r] = transposed ? a[(p0 + p) * lda + i0 + s + row] : a[(i0 + s + row) * lda + p0 + p]
-                }
-            }
-        } else if transposed {
-            // op(A)[i, p] = a[p*lda + i]: the strip's 6 values at depth p are contiguous in the source.
-            var p = 0
+        var p = 0
+        if transposed {
+            // op(A)[i, p] = a[p*lda + i]: the strip's values at depth p are contiguous in the source.
             if s + 8 <= m {
-                // A whole strip with two more rows after it: 8-float copies, each overlapping the next depth's
-                // first two values, which the next copy overwrites (the last depth copies its 6 one by one).
+                // 8-float copies, each overlapping the next depth's first values, which the next copy overwrites
+                // (8 - height ≤ 4 < height of them; the last depth copies its values one by one).
                 while p < k - 1 {
-                    storeVec8(loadVec8(a + (p0 + p) * lda + i0 + s), out + p * mr)
+                    storeVec8(loadVec8(a + (p0 + p) * lda + i0 + s), out + p * height)
                     p += 1
                 }
             }
             for q in p..<k {
                 let src = a + (p0 + q) * lda + i0 + s
-                for r in 0..<mr { out[q * mr + r] = src[min(r, rows - 1)] }
+                for r in 0..<height { out[q * height + r] = src[min(r, last)] }
             }
         } else {
-            // op(A)[i, p] = a[i*lda + p]: 8 depths of the strip's 6 rows at a time, transposed in registers (the
+            // op(A)[i, p] = a[i*lda + p]: 8 depths of the strip's rows at a time, transposed in registers (the
             // scalar loop's strided stores cost 3–4% of the forward product); the depth tail one by one.
-            var p = 0
-            let last = rows - 1
             let src0 = a + (i0 + s) * lda + p0
             while p + 8 <= k {
                 let t = transpose8x8(
                     src0 + p,
                     rowOffsets: (
                         0, min(1, last) * lda, min(2, last) * lda, min(3, last) * lda,
-                        min(4, last) * lda, min(5, last) * lda, min(5, last) * lda,
-                        min(5, last) * lda
+                        min(4, last) * lda, min(5, last) * lda, min(6, last) * lda,
+                        min(7, last) * lda
                     ))
-                // Depth p+c's 6 values are lanes 0..<6 of t.c; each store's lanes 6–7 land on the next depth's
-                // first two values and are overwritten by the next store (the last one stores 6 lanes only).
-                let o = out + p * mr
+                // Depth p+c's values are the first `height` lanes of t.c; each store's other lanes land on the
+                // next depth's first values and are overwritten by the next store (the last stores its own only).
+                let o = out + p * height
                 storeVec8(t.0, o)
-                storeVec8(t.1, o + 6)
-                storeVec8(t.2, o + 12)
-                storeVec8(t.3, o + 18)
-                storeVec8(t.4, o + 24)
-                storeVec8(t.5, o + 30)
-                storeVec8(t.6, o + 36)
-                for r in 0..<6 { o[42 + r] = t.7[r] }
+                storeVec8(t.1, o + height)
+                storeVec8(t.2, o + 2 * height)
+                storeVec8(t.3, o + 3 * height)
+                storeVec8(t.4, o + 4 * height)
+                storeVec8(t.5, o + 5 * height)
+                storeVec8(t.6, o + 6 * height)
+                for r in 0..<height { o[7 * height + r] = t.7[r] }
                 p += 8
             }
-            for r in 0..<mr {
-                let src = a + (i0 + s + min(r, rows - 1)) * lda + p0
-                for q in p..<k { out[q * mr + r] = src[q] }
+            for r in 0..<height {
+                let src = a + (i0 + s + min(r, last)) * lda + p0
+                for q in p..<k { out[q * height + r] = src[q] }
             }
         }
         s += height
@@ -647,11 +651,12 @@ func wideTile(
     }
 }
 
-/// The 4 × NR tile for short strips of packed A (4 values per depth): 8 accumulators, enough to keep both FMA
-/// pipes busy (4 cycles latency × 2), with the same per-element FMA chain as `wideTile`.
+/// The 4 × NR or 5 × NR tile for short strips of packed A (`height` values per depth, a constant at each call):
+/// 8 or 10 accumulators, enough to keep both FMA pipes busy (4 cycles latency × 2), with the same per-element
+/// FMA chain as `wideTile`.
 @inline(__always)
-func quadTile(
-    k: Int, a: UnsafePointer<Float>, rows: Int, b: UnsafePointer<Float>, bK: Int,
+func shortTile(
+    height: Int, k: Int, a: UnsafePointer<Float>, rows: Int, b: UnsafePointer<Float>, bK: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, cols: Int, row: Int, col: Int,
     accumulate: Bool, epilogue: GemmEpilogue
 ) {
@@ -663,6 +668,8 @@ func quadTile(
     var c21 = Vec()
     var c30 = Vec()
     var c31 = Vec()
+    var c40 = Vec()
+    var c41 = Vec()
     var bp = b
     var ap = a
     for _ in 0..<k {
@@ -680,12 +687,17 @@ func quadTile(
         x = Vec(repeating: ap[3])
         c30 = c30.addingProduct(x, b0)
         c31 = c31.addingProduct(x, b1)
+        if height == 5 {
+            x = Vec(repeating: ap[4])
+            c40 = c40.addingProduct(x, b0)
+            c41 = c41.addingProduct(x, b1)
+        }
         bp += bK
-        ap += 4
+        ap += height
     }
-    if rows == 4, let (bias, relu, mask, maskLd) = rowEpilogue(epilogue, cols: cols, row: row, col: col) {
+    if rows == height, let (bias, relu, mask, maskLd) = rowEpilogue(epilogue, cols: cols, row: row, col: col) {
         storeFullTile(
-            (c00, c01, c10, c11, c20, c21, c30, c31), rows: 4, c, ldc: ldc,
+            (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41), rows: height, c, ldc: ldc,
             accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskLd: maskLd)
         return
     }
@@ -698,6 +710,9 @@ func quadTile(
     }
     if rows > 3 {
         storeRow(c30, c31, c + 3 * ldc, cols: cols, row: row + 3, col: col, accumulate: accumulate, epilogue: epilogue)
+    }
+    if rows > 4 {
+        storeRow(c40, c41, c + 4 * ldc, cols: cols, row: row + 4, col: col, accumulate: accumulate, epilogue: epilogue)
     }
 }
 
