@@ -25,9 +25,12 @@ final class Exchanger: @unchecked Sendable {
     private(set) var seconds = 0.0
     private(set) var bytesSent = 0
     private(set) var steps = 0
+    /// Speaks for this rank if a stop signal finds it waiting on ranks that no longer answer.
+    let watch: StallWatch
 
     init(communicator: Communicator, plan: StepPlan, model: Sequential, buffers: ActivationBuffers) {
         (self.communicator, self.plan, self.model, self.buffers) = (communicator, plan, model, buffers)
+        watch = StallWatch(rank: communicator.rank, host: communicator.host)
         counts = .allocate(capacity: communicator.size)
         displacements = .allocate(capacity: communicator.size)
         layers = model.layers.indices.filter { plan.parameterParts[$0] > 0 }

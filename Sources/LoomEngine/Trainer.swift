@@ -436,7 +436,9 @@ public final class Trainer: @unchecked Sendable {
                             features: model.inputWidth)
                     case .exchange(let what):
                         guard w == 0, let exchanger else { continue }
+                        exchanger.watch.enter(step: t)
                         shared.exchange(what, exchanger, batch: n, step: t, parameters: model.parameters.pointer)
+                        exchanger.watch.leave()
                     case .penalty:
                         runner.penalty(into: shared.penalties)
                     case .loss:

@@ -297,9 +297,18 @@ public final class TrainingRun {
             let (meta, tensors) = callbacks?.checkpointState() ?? ([:], [])
             return (meta.merging(dataMetadata) { a, _ in a }, tensors)
         }
+        // Several ranks: a rank that a stop signal finds waiting on dead peers says so before the launcher kills it.
+        let watch = options.stopOnSignal ? trainer.exchanger?.watch : nil
+        watch?.start()
+        defer { watch?.stop() }
         if let checkpoints {
             control.checkpointEverySteps = config.checkpoint.everySteps
-            control.checkpoint = checkpoints.write
+            control.checkpoint = { point in
+                checkpoints.write(point)
+                if let watch, let last = checkpoints.last {
+                    watch.checkpointWritten(last, command: options.resumeCommand?(last))
+                }
+            }
         }
         let metrics = try (writes ? options.logDir : nil).map { dir throws(LoomError) in
             try MetricsLog(dir: dir, config: config, resuming: options.resume != nil)
