@@ -3,6 +3,7 @@
 #ifdef LOOM_MPI
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int loom_mpi_compiled(void) { return 1; }
 
@@ -55,6 +56,55 @@ int loom_mpi_allreduce_max_int(int value) {
     return result;
 }
 
+// Datatypes are kept here by handle: Swift cannot hold an MPI_Datatype portably (a pointer in Open MPI, an
+// int in MPICH). A run makes a few per layer at its start.
+enum { loom_max_blocks = 1024 };
+static MPI_Datatype loom_blocks[loom_max_blocks];
+static int loom_blocks_used = 0;
+static MPI_Request *loom_requests = NULL;  // 2 per peer, allocated at the first exchange
+
+int loom_mpi_float_blocks(int count, const int *lengths, const int *displacements) {
+    if (loom_blocks_used == loom_max_blocks) return -1;
+    MPI_Datatype type;
+    if (MPI_Type_indexed(count, lengths, displacements, MPI_FLOAT, &type) != MPI_SUCCESS) return -1;
+    if (MPI_Type_commit(&type) != MPI_SUCCESS) return -1;
+    loom_blocks[loom_blocks_used] = type;
+    return loom_blocks_used++;
+}
+
+void loom_mpi_free_blocks(int handle) {
+    int finalized = 0;
+    MPI_Finalized(&finalized);  // a trainer may outlive MPI: its types went with it
+    if (!finalized && handle >= 0 && handle < loom_blocks_used && loom_blocks[handle] != MPI_DATATYPE_NULL) {
+        MPI_Type_free(&loom_blocks[handle]);
+        loom_blocks[handle] = MPI_DATATYPE_NULL;
+    }
+}
+
+int loom_mpi_exchange_blocks(float *buffer, const int *handles) {
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (loom_requests == NULL) {
+        loom_requests = malloc(sizeof(MPI_Request) * 2 * (size_t)size);
+        if (loom_requests == NULL) return MPI_ERR_NO_MEM;
+    }
+    // Receives first, then sends, each peer in rank order after this one (a ring's order: no two ranks wait
+    // on the same peer first).
+    int n = 0;
+    for (int i = 1; i < size; i++) {
+        int peer = (rank + size - i) % size;
+        int rc = MPI_Irecv(buffer, 1, loom_blocks[handles[peer]], peer, 7341, MPI_COMM_WORLD, &loom_requests[n++]);
+        if (rc != MPI_SUCCESS) return rc;
+    }
+    for (int i = 1; i < size; i++) {
+        int peer = (rank + i) % size;
+        int rc = MPI_Isend(buffer, 1, loom_blocks[handles[rank]], peer, 7341, MPI_COMM_WORLD, &loom_requests[n++]);
+        if (rc != MPI_SUCCESS) return rc;
+    }
+    return MPI_Waitall(n, loom_requests, MPI_STATUSES_IGNORE);
+}
+
 #else  // built without the MPI trait: one process
 
 #include <stdio.h>
@@ -84,5 +134,15 @@ int loom_mpi_allreduce_sum_doubles(const double *send, double *receive, int coun
     return 0;
 }
 int loom_mpi_allreduce_max_int(int value) { return value; }
+
+int loom_mpi_float_blocks(int count, const int *lengths, const int *displacements) {
+    (void)count, (void)lengths, (void)displacements;
+    return -1;
+}
+void loom_mpi_free_blocks(int handle) { (void)handle; }
+int loom_mpi_exchange_blocks(float *buffer, const int *handles) {
+    (void)buffer, (void)handles;
+    return 0;
+}
 
 #endif

@@ -103,6 +103,25 @@ public final class Communicator: @unchecked Sendable {
         if isDistributed { loom_mpi_allgatherv_floats(buffer, counts, displacements) }
     }
 
+    /// An MPI datatype for the floats at `ranges` of a buffer (in floats), made once per run; nil with one rank
+    /// or when MPI refuses it.
+    func floatBlocks(_ ranges: [Range<Int>]) -> Int32? {
+        guard isDistributed else { return nil }
+        let lengths = ranges.map { Int32($0.count) }
+        let displacements = ranges.map { Int32($0.lowerBound) }
+        let handle = loom_mpi_float_blocks(Int32(ranges.count), lengths, displacements)
+        return handle >= 0 ? handle : nil
+    }
+
+    /// Frees a datatype of `floatBlocks`.
+    func freeBlocks(_ handle: Int32) { loom_mpi_free_blocks(handle) }
+
+    /// In place: rank r's values, where its datatype `handles[r]` places them in `buffer`, reach every rank.
+    @inline(__always)
+    func exchangeBlocks(_ buffer: UnsafeMutablePointer<Float>, handles: UnsafePointer<Int32>) {
+        if isDistributed { loom_mpi_exchange_blocks(buffer, handles) }
+    }
+
     /// receive[i] = Σ over ranks of send[i] (exact where one rank alone holds a non-zero value).
     @inline(__always)
     func sum(_ send: UnsafePointer<Double>, into receive: UnsafeMutablePointer<Double>, count: Int) {

@@ -4,6 +4,11 @@
 // nothing is copied and a step allocates nothing. Chunk sums (penalty, gradient norms) are added over ranks with
 // an allreduce in which each chunk is non-zero on its owner's rank only: adding zeros is exact, so the sums are
 // the same numbers as on one process.
+//
+// A layer whose only packed copy is its forward product's (the first Dense layer: no input gradient) sends its
+// updated weight rows packed, straight from that copy into the others' copies (an MPI datatype of the rows'
+// ranges): the forward reads them as they arrive, and no rank packs another's rows again every step. The rows
+// as they lie are rebuilt from the packed copy once per job (`unpackArrived`), before anything reads them.
 import CSupport
 import LoomNN
 
@@ -18,8 +23,9 @@ final class Exchanger: @unchecked Sendable {
     private let displacements: UnsafeMutablePointer<Int32>
     /// Layers with parameters: their inputs and output gradients travel, and their parameters.
     private let layers: [Int]
-    /// Per layer with parameters: each rank's contiguous range of the layer's kernel and of its bias.
-    private let parameterBlocks: [(layer: Int, kernel: [Range<Int>], bias: [Range<Int>])]
+    /// Per layer with parameters: each rank's contiguous range of the layer's kernel and of its bias, and, when
+    /// the kernel travels packed, each rank's datatype over the forward's packed copy and this rank's floats.
+    private let parameterBlocks: [(layer: Int, kernel: [Range<Int>], bias: [Range<Int>], packed: PackedBlocks?)]
     /// Seconds worker 0 spent in exchanges, and the bytes this rank sent (its blocks, once per collective), since
     /// the trainer was built; read by the main thread between jobs.
     private(set) var seconds = 0.0
@@ -27,10 +33,13 @@ final class Exchanger: @unchecked Sendable {
     private(set) var steps = 0
     /// Speaks for this rank if a stop signal finds it waiting on ranks that no longer answer.
     let watch: StallWatch
+    /// Whether the step has a penalty to sum over ranks (some layer has a regularizer).
+    let sumsPenalties: Bool
 
     init(communicator: Communicator, plan: StepPlan, model: Sequential, buffers: ActivationBuffers) {
         (self.communicator, self.plan, self.model, self.buffers) = (communicator, plan, model, buffers)
         watch = StallWatch(rank: communicator.rank, host: communicator.host)
+        sumsPenalties = plan.stages.contains(.penalty)
         counts = .allocate(capacity: communicator.size)
         displacements = .allocate(capacity: communicator.size)
         layers = model.layers.indices.filter { plan.parameterParts[$0] > 0 }
@@ -46,7 +55,8 @@ final class Exchanger: @unchecked Sendable {
             }
             return (
                 l, (0..<communicator.size).map { block($0, \.first) },
-                (0..<communicator.size).map { block($0, \.second) }
+                (0..<communicator.size).map { block($0, \.second) },
+                PackedBlocks(layer: l, plan: plan, model: model, buffers: buffers, communicator: communicator)
             )
         }
     }
@@ -54,6 +64,28 @@ final class Exchanger: @unchecked Sendable {
     deinit {
         counts.deallocate()
         displacements.deallocate()
+    }
+
+    /// Whether layer `l`'s updated weights travel packed (see the top of this file): across ranks, when its
+    /// forward product reads a packed copy and no other product does.
+    static func travelsPacked(_ l: Int, plan: StepPlan, model: Sequential, buffers: ActivationBuffers) -> Bool {
+        guard plan.ranks > 1, plan.packsWeights, let layer = model.layers[l] as? TiledLayer else { return false }
+        return buffers.packedWeights(l, .forward) != nil && buffers.packedWeights(l, .inputGradient) == nil
+            && !layer.packedWeightRanges(part: 0, of: 1).isEmpty
+    }
+
+    /// Rebuilds, in every layer whose weights travel packed, the rows other ranks updated from the packed copy
+    /// they arrived in. Every rank, after each job: outside a job the weights are whole again.
+    func unpackArrived() {
+        for (l, _, _, packed) in parameterBlocks where packed != nil {
+            guard let layer = model.layers[l] as? TiledLayer, let copy = buffers.packedWeights(l, .forward) else {
+                continue
+            }
+            let parts = plan.parameterParts[l]
+            for part in 0..<parts where plan.owner(l, part: part) / plan.workers != communicator.rank {
+                layer.unpackWeights(part: part, of: parts, from: copy)
+            }
+        }
     }
 
     /// Every rank's rows `rankRows(n, r)` of a buffer of `width` floats per row.
@@ -80,8 +112,10 @@ final class Exchanger: @unchecked Sendable {
         gatherRows(buffers.rowMetric, width: 1, batch: n)
     }
 
-    /// After the update: the parameters each rank updated, tensor block by tensor block.
-    /// (`counted`: false for the optimizer state gathered before a checkpoint, which is not a step's traffic.)
+    /// After the update: the parameters each rank updated, tensor block by tensor block; a kernel that travels
+    /// packed goes from its packed copy to the others' (`values` is the model's parameters then).
+    /// (`counted`: false for the optimizer state gathered before a checkpoint, which is not a step's traffic and
+    /// always travels as it lies.)
     func parameters(_ values: UnsafeMutablePointer<Float>, counted: Bool = true) {
         let (start, sent) = (monotonicSeconds(), bytesSent)
         defer {
@@ -95,8 +129,13 @@ final class Exchanger: @unchecked Sendable {
             communicator.allgather(values + model.offsets[l], counts: counts, displacements: displacements)
             bytesSent += Int(counts[communicator.rank]) * 4
         }
-        for (l, kernel, bias) in parameterBlocks {
-            gather(kernel, of: l)
+        for (l, kernel, bias, packed) in parameterBlocks {
+            if counted, let packed, let copy = buffers.packedWeights(l, .forward) {
+                communicator.exchangeBlocks(copy, handles: packed.handles)
+                bytesSent += packed.floats * 4
+            } else {
+                gather(kernel, of: l)
+            }
             gather(bias, of: l)
         }
     }
@@ -107,5 +146,55 @@ final class Exchanger: @unchecked Sendable {
         communicator.sum(send, into: receive, count: plan.chunks.count)
         bytesSent += plan.chunks.count * 8
         seconds += monotonicSeconds() - start
+    }
+}
+
+/// Each rank's rows of one layer's weights in its forward product's packed copy, as MPI datatypes (made once
+/// per run): what `Exchanger.parameters` sends instead of the rows as they lie.
+final class PackedBlocks {
+    let communicator: Communicator
+    /// Rank r's datatype.
+    let handles: UnsafeMutablePointer<Int32>
+    /// Floats this rank sends.
+    let floats: Int
+
+    /// nil when the layer's weights do not travel packed, or MPI refused a datatype (they travel as they lie).
+    init?(layer l: Int, plan: StepPlan, model: Sequential, buffers: ActivationBuffers, communicator: Communicator) {
+        guard Exchanger.travelsPacked(l, plan: plan, model: model, buffers: buffers),
+            let layer = model.layers[l] as? TiledLayer
+        else { return nil }
+        let parts = plan.parameterParts[l]
+        /// Rank r's ranges, in order, adjacent ones merged.
+        func ranges(_ r: Int) -> [Range<Int>] {
+            let all = (0..<parts).filter { plan.owner(l, part: $0) / plan.workers == r }
+                .flatMap { layer.packedWeightRanges(part: $0, of: parts) }.sorted { $0.lowerBound < $1.lowerBound }
+            var merged: [Range<Int>] = []
+            for x in all {
+                if let last = merged.last, last.upperBound == x.lowerBound {
+                    merged[merged.count - 1] = last.lowerBound..<x.upperBound
+                } else {
+                    merged.append(x)
+                }
+            }
+            return merged
+        }
+        let perRank = (0..<communicator.size).map(ranges)
+        var made: [Int32] = []
+        for r in perRank {
+            guard let handle = communicator.floatBlocks(r) else {
+                made.forEach(communicator.freeBlocks)
+                return nil
+            }
+            made.append(handle)
+        }
+        self.communicator = communicator
+        handles = .allocate(capacity: made.count)
+        handles.initialize(from: made, count: made.count)
+        floats = perRank[communicator.rank].reduce(0) { $0 + $1.count }
+    }
+
+    deinit {
+        for r in 0..<communicator.size { communicator.freeBlocks(handles[r]) }
+        handles.deallocate()
     }
 }

@@ -13,6 +13,8 @@ struct StepRunner {
     let worker: Int
     /// The layers whose products are cut into tiles (nil for row-wise layers), cast once per job.
     let tiled: [TiledLayer?]
+    /// The layers whose weights other ranks send already packed (`Exchanger.travelsPacked`), found once per job.
+    let arrivesPacked: [Bool]
     /// Rows in the current batch, this rank's block of them, this worker's row shard of that block, its share
     /// of the whole batch to gather (every rank reads all input rows itself), and the pass (dropout keys).
     private(set) var batchRows = 0
@@ -28,6 +30,9 @@ struct StepRunner {
         self.workspace = workspace
         self.worker = worker
         tiled = model.layers.map { $0 as? TiledLayer }
+        arrivesPacked = model.layers.indices.map {
+            Exchanger.travelsPacked($0, plan: plan, model: model, buffers: buffers)
+        }
     }
 
     /// Starts a batch of `n` rows.
@@ -97,7 +102,7 @@ struct StepRunner {
                 packPanels(rows: rows, k: batchRows, n: dz.width, from: dz.base, ldb: dz.ld, into: packed)
             }
         case .packWeights:
-            packOtherRanksWeights()
+            packOtherRanksWeights(arrived: true)
         case .gather, .loss, .parameters, .penalty, .gradientNorms, .clippedUpdate, .exchange, .barrier:
             preconditionFailure("the job runs \(stage) itself")
         }
@@ -142,12 +147,13 @@ struct StepRunner {
         }
     }
 
-    /// Packs this worker's share (every `workers`-th) of the weight blocks that other ranks own, after they
-    /// arrive in the parameter exchange or at the start of a job.
-    func packOtherRanksWeights() {
+    /// Packs this worker's share (every `workers`-th) of the weight blocks that other ranks own, at the start of
+    /// a job, or after they `arrived` in the parameter exchange (then not those that arrived packed).
+    func packOtherRanksWeights(arrived: Bool = false) {
         guard plan.packsWeights && plan.ranks > 1 else { return }
         for l in 0..<model.layers.count {
             guard let layer = tiled[l] else { continue }
+            if arrived && arrivesPacked[l] { continue }
             let parts = plan.parameterParts[l]
             for part in 0..<parts
             where part % plan.workers == worker && plan.owner(l, part: part) / plan.workers != plan.rank {

@@ -342,6 +342,7 @@ public final class Trainer: @unchecked Sendable {
                     return records
                 }
                 pool.run(epochJob(train, steps: position..<end, firstStep: epochBase), tick: { report(nil) })
+                exchanger?.unpackArrived()
                 let outcome = shared.outcome
                 if outcome.kind == 1 {  // a diverged batch: no update was made
                     step = outcome.step - 1
@@ -725,7 +726,8 @@ final class SharedState: @unchecked Sendable {
         switch what {
         case .activations:
             exchanger.activations(batch: n)
-            exchanger.sumChunks(penalties, into: allPenalties)
+            // Without regularizers the penalties stay zero on every rank: nothing to add.
+            if exchanger.sumsPenalties { exchanger.sumChunks(penalties, into: allPenalties) }
             agreedSignal = exchanger.communicator.maximum(Int(loom_pending_signal()))
             // A non-finite loss on any rank's rows stops (or skips) the step on every rank alike.
             for i in 0..<n where !exchanger.buffers.rowLoss[i].isFinite {

@@ -87,6 +87,26 @@ public func packOperand(
     }
 }
 
+/// The contiguous ranges of `packOperand`'s layout (B not transposed, n wide, k deep) that hold B's rows
+/// `depth` (see LoomKernelsAVX2/Gemm.swift).
+public func packedRowRanges(k: Int, n: Int, depth: Range<Int>) -> [Range<Int>] {
+    wide
+        ? LoomKernelsAVX512.packedRowRanges(k: k, n: n, depth: depth)
+        : LoomKernelsAVX2.packedRowRanges(k: k, n: n, depth: depth)
+}
+
+/// B's rows `depth` (not transposed, row stride `ldb`) read back from `packOperand`'s layout.
+public func unpackOperand(
+    k: Int, n: Int, from packed: UnsafePointer<Float>, depth: Range<Int>, into b: UnsafeMutablePointer<Float>,
+    ldb: Int
+) {
+    if wide {
+        LoomKernelsAVX512.unpackOperand(k: k, n: n, from: packed, depth: depth, into: b, ldb: ldb)
+    } else {
+        LoomKernelsAVX2.unpackOperand(k: k, n: n, from: packed, depth: depth, into: b, ldb: ldb)
+    }
+}
+
 /// Packs rows `rows` of a row-major k × n B into the panels `gemm` and `gemmUpdate` read through `packedB`
 /// (see LoomKernelsAVX2/Gemm.swift); disjoint row ranges may be packed by different threads.
 public func packPanels(

@@ -212,6 +212,69 @@ public func packOperand(
     }
 }
 
+/// Where rows `depth` of a k × n B (not transposed) lie in the layout `packOperand` writes for a product n wide
+/// and k deep: the contiguous ranges of the packed copy, in order, that hold exactly those rows (with their
+/// padding columns). A rank sends the weight rows it updated, already packed, through them.
+public func packedRowRanges(k: Int, n: Int, depth: Range<Int>) -> [Range<Int>] {
+    var ranges: [Range<Int>] = []
+    func add(_ r: Range<Int>) {
+        guard !r.isEmpty else { return }
+        if let last = ranges.last, last.upperBound == r.lowerBound {
+            ranges[ranges.count - 1] = last.lowerBound..<r.upperBound
+        } else {
+            ranges.append(r)
+        }
+    }
+    switch productLayout(n: n, k: k, kernelWidth: n, transposeA: false) {
+    case .panels:
+        let kc = kBlockSize(k)
+        let panels = (n + nr - 1) / nr
+        var p0 = depth.lowerBound / kc * kc
+        while p0 < depth.upperBound {
+            let kk = min(kc, k - p0)
+            let rows = max(p0, depth.lowerBound)..<min(p0 + kk, depth.upperBound)
+            for panel in 0..<panels {
+                let start = p0 * panels * nr + panel * kk * nr + (rows.lowerBound - p0) * nr
+                add(start..<start + rows.count * nr)
+            }
+            p0 += kk
+        }
+    case .dot:
+        let kp = dotDepth(k)
+        for j in 0..<n { add(j * kp + depth.lowerBound..<j * kp + depth.upperBound) }
+    case .none: break
+    }
+    return ranges
+}
+
+/// The inverse of `packOperand` for B not transposed: b[p·ldb + j] for p in `depth` and j < n, read back from
+/// the packed copy (which holds the same values): how a rank rebuilds the rows other ranks sent packed.
+public func unpackOperand(
+    k: Int, n: Int, from packed: UnsafePointer<Float>, depth: Range<Int>, into b: UnsafeMutablePointer<Float>,
+    ldb: Int
+) {
+    switch productLayout(n: n, k: k, kernelWidth: n, transposeA: false) {
+    case .panels:
+        let kc = kBlockSize(k)
+        let panels = (n + nr - 1) / nr
+        for p in depth {
+            let p0 = p / kc * kc
+            let kk = min(kc, k - p0)
+            let row = packed + p0 * panels * nr + (p - p0) * nr
+            for panel in 0..<panels {
+                let j0 = panel * nr
+                (b + p * ldb + j0).update(from: row + panel * kk * nr, count: min(nr, n - j0))
+            }
+        }
+    case .dot:
+        let kp = dotDepth(k)
+        for p in depth {
+            for j in 0..<n { b[p * ldb + j] = packed[j * kp + p] }
+        }
+    case .none: break
+    }
+}
+
 /// Packs rows `rows` of a row-major k × n matrix B (row p at `b + p·ldb`) into the panels that `gemm` and
 /// `gemmUpdate` read through `packedB` instead of packing B themselves: the K block starting at p0 (depth kk,
 /// as `kBlockSize(k)` cuts k) begins at `p0 · panels · nr`, its panel j at `+ j · kk · nr`, each `kk × nr`

@@ -118,8 +118,7 @@ public final class Dense: TiledLayer {
     public func packWeights(
         _ operand: WeightOperand, part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>
     ) {
-        let slice = parameterSlices(part: part, of: parts).first
-        let rows = slice.lowerBound / units..<slice.upperBound / units
+        let rows = weightRows(part: part, of: parts)
         switch operand {
         case .forward:
             packOperand(
@@ -130,6 +129,23 @@ public final class Dense: TiledLayer {
                 k: units, n: inputWidth, from: w, ldb: units, transposed: true, depth: 0..<units, columns: rows,
                 into: packed)
         }
+    }
+
+    /// W's rows (inputs) that part `part` of `parts` owns.
+    private func weightRows(part: Int, of parts: Int) -> Range<Int> {
+        let slice = parameterSlices(part: part, of: parts).first
+        return slice.lowerBound / units..<slice.upperBound / units
+    }
+
+    /// Where W's rows of part `part` lie in the forward product's packed copy.
+    public func packedWeightRanges(part: Int, of parts: Int) -> [Range<Int>] {
+        packedRowRanges(k: inputWidth, n: units, depth: weightRows(part: part, of: parts))
+    }
+
+    /// W's rows of part `part`, read back from the forward product's packed copy.
+    public func unpackWeights(part: Int, of parts: Int, from packed: UnsafePointer<Float>) {
+        unpackOperand(
+            k: inputWidth, n: units, from: packed, depth: weightRows(part: part, of: parts), into: w, ldb: units)
     }
 
     /// y[rows, columns] = f(x[rows] · W[:, columns] + b[columns]), W read from its packed copy when given.

@@ -164,6 +164,14 @@ public protocol TiledLayer: Layer {
     /// Packs, for `operand`, the weights that part `part` of `parts` of `parameterGradient` covers into
     /// `packed`: after an update, the worker that made it refreshes exactly what it changed (all: part 0 of 1).
     func packWeights(_ operand: WeightOperand, part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>)
+    /// Where part `part` of `parts`'s weights lie in the forward product's packed copy (`packWeights(.forward,
+    /// …)`): the contiguous ranges, in floats, that hold exactly them, so that ranks can send each other the
+    /// weights they updated already packed. Empty: the weights travel as they lie and are packed on arrival.
+    func packedWeightRanges(part: Int, of parts: Int) -> [Range<Int>]
+    /// Part `part` of `parts`'s weights read back from the forward product's packed copy (the inverse of
+    /// `packWeights(.forward, …)`): a rank rebuilds the weights that arrived packed before they are read as
+    /// they lie (evaluation, checkpoints, the digest).
+    func unpackWeights(part: Int, of parts: Int, from packed: UnsafePointer<Float>)
     /// `forwardTile` reading the weights from `packed`, where `packWeights(.forward, …)` left them current: the
     /// same values, without streaming the weights' rows (which lie a row apart) through L1.
     func forwardTile(
@@ -190,6 +198,10 @@ extension TiledLayer {
     public func packWeights(
         _ operand: WeightOperand, part: Int, of parts: Int, into packed: UnsafeMutablePointer<Float>
     ) {}
+    /// The weights travel as they lie.
+    public func packedWeightRanges(part: Int, of parts: Int) -> [Range<Int>] { [] }
+    /// Nothing arrives packed.
+    public func unpackWeights(part: Int, of parts: Int, from packed: UnsafePointer<Float>) {}
     /// Ignores the packed copy: the layer's own `inputGradientTile`.
     public func inputGradientTile(
         x: Rows, dz: Rows, dx: Rows, columns: Range<Int>, packedWeights: UnsafePointer<Float>,

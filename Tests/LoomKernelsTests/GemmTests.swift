@@ -334,4 +334,57 @@ struct PackedOperandTests {
             #expect(plain.array.map(\.bitPattern) == packed.array.map(\.bitPattern), "dx \(shape) from \(first)")
         }
     }
+
+    /// Ranks send the rows of W they updated straight from the forward product's packed copy: the ranges
+    /// `packedRowRanges` names for a block of rows must hold exactly what packing that block wrote, blocks of
+    /// different rows must not share a float, and `unpackOperand` must give the rows back bit for bit.
+    @Test(
+        "packedRowRanges covers what packOperand writes for a block of rows; unpackOperand restores the rows",
+        arguments: [(784, 512), (1568, 40), (512, 10), (64, 16), (40, 33), (100, 130)])
+    func rangesAndUnpack(shape: (Int, Int)) {
+        let (inputs, units) = shape
+        var rng = Lcg(s: UInt64(inputs * 11 + units))
+        let w = AlignedBuffer(count: inputs * units)
+        for i in 0..<w.count { w.pointer[i] = rng.next() }
+        let count = max(1, packedOperandCount(n: units, k: inputs))
+        let packed = AlignedBuffer(count: count)
+        let blocks = [0..<inputs / 3, inputs / 3..<inputs / 3 + 7, inputs / 3 + 7..<inputs]
+        var owner = [Int](repeating: -1, count: count)
+        for (b, rows) in blocks.enumerated() {
+            packed.fill(.nan)
+            packOperand(
+                k: inputs, n: units, from: w.pointer, ldb: units, transposed: false, depth: rows, columns: 0..<units,
+                into: packed.pointer)
+            let ranges = packedRowRanges(k: inputs, n: units, depth: rows)
+            var (unpacked, shared) = (0, 0)
+            for r in ranges {
+                #expect(r.lowerBound >= 0 && r.upperBound <= count, "\(shape) block \(b): \(r) inside the copy")
+                for i in r.clamped(to: 0..<count) {
+                    if packed.pointer[i].isNaN { unpacked += 1 }
+                    if owner[i] != -1 { shared += 1 }
+                    owner[i] = b
+                }
+            }
+            #expect(unpacked == 0, "\(shape) block \(b): \(unpacked) floats named but not packed")
+            #expect(shared == 0, "\(shape) block \(b): \(shared) floats named by an earlier block too")
+            // Every W value of the block is inside its ranges: as many floats as rows × units at least.
+            #expect(ranges.reduce(0) { $0 + $1.count } >= rows.count * units, "\(shape) block \(b): all rows named")
+        }
+        for rows in blocks {
+            packOperand(
+                k: inputs, n: units, from: w.pointer, ldb: units, transposed: false, depth: rows, columns: 0..<units,
+                into: packed.pointer)
+        }
+        let back = AlignedBuffer(count: inputs * units)
+        back.fill(-1)
+        unpackOperand(k: inputs, n: units, from: packed.pointer, depth: blocks[1], into: back.pointer, ldb: units)
+        var wrong = 0
+        for p in 0..<inputs {
+            for j in 0..<units {
+                let expected = blocks[1].contains(p) ? w.pointer[p * units + j] : -1
+                if back.pointer[p * units + j].bitPattern != expected.bitPattern { wrong += 1 }
+            }
+        }
+        #expect(wrong == 0, "\(shape): \(wrong) values of W not restored exactly (or rows outside the block touched)")
+    }
 }

@@ -23,4 +23,13 @@ int loom_mpi_allreduce_sum_doubles(const double *send, double *receive, int coun
 /// The largest of every rank's value.
 int loom_mpi_allreduce_max_int(int value);
 
+/// A datatype of `count` blocks of floats (`lengths[i]` floats at `displacements[i]` floats from a buffer's
+/// start), committed; its handle (≥ 0), or −1 when MPI refuses it. Made once per run, freed with
+/// loom_mpi_free_blocks.
+int loom_mpi_float_blocks(int count, const int *lengths, const int *displacements);
+void loom_mpi_free_blocks(int handle);
+/// In place, like loom_mpi_allgatherv_floats: rank r's values lie in `buffer` where its datatype `handles[r]`
+/// says (disjoint blocks); each rank sends its own to every other one and receives theirs.
+int loom_mpi_exchange_blocks(float *buffer, const int *handles);
+
 #endif
