@@ -5,6 +5,7 @@
 import Foundation
 import LoomConfig
 import LoomData
+import LoomKernels
 import LoomNN
 
 /// What one rank brings to the start of a job.
@@ -18,11 +19,14 @@ public struct RankStart: Sendable, Equatable {
     public var data: [UInt8]
     /// SHA-256 of the running binary.
     public var binary: [UInt8]
+    /// The SIMD kernels this rank chose (`KernelISA`): ranks must agree, since AVX2 and AVX-512 kernels round
+    /// differently and lay packed weights out differently.
+    public var kernels: String
 
     /// A start record that carries an error instead of hashes (a rank that could not load its data).
     public init(error: String) {
         self.error = error
-        (config, data, binary) = ([], [], [])
+        (config, data, binary, kernels) = ([], [], [], "")
     }
 
     /// The start record of `config` and `data` on this rank.
@@ -32,6 +36,7 @@ public struct RankStart: Sendable, Equatable {
         self.data = RankStart.fingerprint(data)
         let exe = (try? FileManager.default.attributesOfItem(atPath: "/proc/self/exe")[.size] as? Int) ?? 0
         binary = SHA256.hash(Array("\(Version.loom) \(exe)".utf8))
+        kernels = KernelISA.active.rawValue
     }
 
     static func fingerprint(_ data: DataSplits) -> [UInt8] {
@@ -80,23 +85,28 @@ extension Communicator {
         }
         let record =
             [start.error == nil ? 1 : 0] + pad(start.config, 32) + pad(start.data, 32) + pad(start.binary, 32)
-            + pad(Array((start.error ?? "").utf8), messageBytes) + pad(Array(host.utf8), hostBytes)
+            + pad(Array(start.kernels.utf8), 16) + pad(Array((start.error ?? "").utf8), messageBytes)
+            + pad(Array(host.utf8), hostBytes)
         let all = allgather(record)
         func text(_ b: ArraySlice<UInt8>) -> String { String(decoding: b.prefix { $0 != 0 }, as: UTF8.self) }
         let failures = all.indices.filter { all[$0][0] == 0 }
         if let r = failures.first {
-            let host = text(all[r][(97 + messageBytes)...])
-            let message = text(all[r][97..<(97 + messageBytes)])
+            let host = text(all[r][(113 + messageBytes)...])
+            let message = text(all[r][113..<(113 + messageBytes)])
             let more =
                 failures.count > 1 ? " (and \(failures.count - 1) more rank\(failures.count > 2 ? "s" : ""))" : ""
             throw .usage("rank \(r) on \(host)\(more): \(message)")
         }
         for r in 1..<all.count {
-            let host = text(all[r][(97 + messageBytes)...])
+            let host = text(all[r][(113 + messageBytes)...])
             for (what, range, fix) in [
                 ("config", 1..<33, "give every rank the same config file and --set options"),
                 ("data", 33..<65, "give every rank the same data files"),
                 ("binary", 65..<97, "run the same loom build on every host"),
+                (
+                    "choice of SIMD kernels (\(text(all[r][97..<113])) vs \(text(all[0][97..<113])))", 97..<113,
+                    "run every rank with the same kernels, e.g. mpirun -x LOOM_KERNELS=avx2"
+                ),
             ] where all[r][range] != all[0][range] {
                 throw .usage("rank \(r) on \(host) has a different \(what) from rank 0's: \(fix)")
             }
