@@ -164,19 +164,10 @@ final class PackedBlocks {
             let layer = model.layers[l] as? TiledLayer
         else { return nil }
         let parts = plan.parameterParts[l]
-        /// Rank r's ranges, in order, adjacent ones merged.
+        /// Rank r's ranges, in order (adjacent ones need no merging: MPI joins contiguous blocks itself).
         func ranges(_ r: Int) -> [Range<Int>] {
-            let all = (0..<parts).filter { plan.owner(l, part: $0) / plan.workers == r }
+            (0..<parts).filter { plan.owner(l, part: $0) / plan.workers == r }
                 .flatMap { layer.packedWeightRanges(part: $0, of: parts) }.sorted { $0.lowerBound < $1.lowerBound }
-            var merged: [Range<Int>] = []
-            for x in all {
-                if let last = merged.last, last.upperBound == x.lowerBound {
-                    merged[merged.count - 1] = last.lowerBound..<x.upperBound
-                } else {
-                    merged.append(x)
-                }
-            }
-            return merged
         }
         let perRank = (0..<communicator.size).map(ranges)
         var made: [Int32] = []

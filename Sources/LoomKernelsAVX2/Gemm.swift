@@ -212,6 +212,14 @@ public func packOperand(
     }
 }
 
+/// Where row p of a k × n B starts in the panel layout (`packPanels`): its K block's depth `kk`, and the offset
+/// of its first panel's `nr` values; panel j's follow at `+ j · kk · nr`.
+@inline(__always) func panelRow(_ p: Int, k: Int, n: Int) -> (offset: Int, kk: Int) {
+    let kc = kBlockSize(k)
+    let p0 = p / kc * kc
+    return (p0 * ((n + nr - 1) / nr) * nr + (p - p0) * nr, min(kc, k - p0))
+}
+
 /// Where rows `depth` of a k × n B (not transposed) lie in the layout `packOperand` writes for a product n wide
 /// and k deep: the contiguous ranges of the packed copy, in order, that hold exactly those rows (with their
 /// padding columns). A rank sends the weight rows it updated, already packed, through them.
@@ -255,15 +263,11 @@ public func unpackOperand(
 ) {
     switch productLayout(n: n, k: k, kernelWidth: n, transposeA: false) {
     case .panels:
-        let kc = kBlockSize(k)
-        let panels = (n + nr - 1) / nr
         for p in depth {
-            let p0 = p / kc * kc
-            let kk = min(kc, k - p0)
-            let row = packed + p0 * panels * nr + (p - p0) * nr
-            for panel in 0..<panels {
+            let (offset, kk) = panelRow(p, k: k, n: n)
+            for panel in 0..<(n + nr - 1) / nr {
                 let j0 = panel * nr
-                (b + p * ldb + j0).update(from: row + panel * kk * nr, count: min(nr, n - j0))
+                (b + p * ldb + j0).update(from: packed + offset + panel * kk * nr, count: min(nr, n - j0))
             }
         }
     case .dot:
@@ -283,12 +287,10 @@ public func unpackOperand(
 public func packPanels(
     rows: Range<Int>, k: Int, n: Int, from b: UnsafePointer<Float>, ldb: Int, into dst: UnsafeMutablePointer<Float>
 ) {
-    let kc = kBlockSize(k)
     let panels = (n + nr - 1) / nr
     for p in rows {
-        let p0 = p / kc * kc
-        let kk = min(kc, k - p0)
-        let row = dst + p0 * panels * nr + (p - p0) * nr
+        let (offset, kk) = panelRow(p, k: k, n: n)
+        let row = dst + offset
         let src = b + p * ldb
         for panel in 0..<panels {
             let j0 = panel * nr
