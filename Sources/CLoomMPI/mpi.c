@@ -105,6 +105,45 @@ int loom_mpi_exchange_blocks(float *buffer, const int *handles) {
     return MPI_Waitall(n, loom_requests, MPI_STATUSES_IGNORE);
 }
 
+// Gathers started early (loom_mpi_start_allgatherv) and finished together (loom_mpi_finish_started): their
+// requests, 2 per peer and gather, in an array that grows at the first steps and is then reused.
+static MPI_Request *loom_started = NULL;
+static int loom_started_count = 0, loom_started_capacity = 0;
+
+int loom_mpi_start_allgatherv(float *buffer, const int *counts, const int *displacements) {
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (loom_started_count + 2 * size > loom_started_capacity) {
+        int capacity = loom_started_count + 8 * size;
+        MPI_Request *grown = realloc(loom_started, sizeof(MPI_Request) * (size_t)capacity);
+        if (grown == NULL) return MPI_ERR_NO_MEM;
+        loom_started = grown;
+        loom_started_capacity = capacity;
+    }
+    // Both ranks of a pair start their gathers in the same order (the same plan), so messages with one tag
+    // match in order (MPI never reorders two messages between the same pair on one tag).
+    for (int i = 1; i < size; i++) {
+        int peer = (rank + size - i) % size;
+        int rc = MPI_Irecv(buffer + displacements[peer], counts[peer], MPI_FLOAT, peer, 7342, MPI_COMM_WORLD,
+                           &loom_started[loom_started_count++]);
+        if (rc != MPI_SUCCESS) return rc;
+    }
+    for (int i = 1; i < size; i++) {
+        int peer = (rank + i) % size;
+        int rc = MPI_Isend(buffer + displacements[rank], counts[rank], MPI_FLOAT, peer, 7342, MPI_COMM_WORLD,
+                           &loom_started[loom_started_count++]);
+        if (rc != MPI_SUCCESS) return rc;
+    }
+    return MPI_SUCCESS;
+}
+
+int loom_mpi_finish_started(void) {
+    int rc = MPI_Waitall(loom_started_count, loom_started, MPI_STATUSES_IGNORE);
+    loom_started_count = 0;
+    return rc;
+}
+
 #else  // built without the MPI trait: one process
 
 #include <stdio.h>
@@ -144,5 +183,11 @@ int loom_mpi_exchange_blocks(float *buffer, const int *handles) {
     (void)buffer, (void)handles;
     return 0;
 }
+
+int loom_mpi_start_allgatherv(float *buffer, const int *counts, const int *displacements) {
+    (void)buffer, (void)counts, (void)displacements;
+    return 0;
+}
+int loom_mpi_finish_started(void) { return 0; }
 
 #endif

@@ -73,7 +73,10 @@ public struct ScalingResult: Codable, Sendable {
     public var ranks = 1
     /// MB sent per step by each rank.
     public var megabytesSentPerStep: Double?
-    /// Milliseconds per step that worker 0 spent exchanging with other ranks.
+    /// Of those, MB started early (travelling while later stages computed).
+    public var megabytesStartedEarlyPerStep: Double?
+    /// Milliseconds per step that worker 0 spent exchanging with other ranks (exposed: not hidden behind
+    /// computation).
     public var communicationMillisecondsPerStep: Double?
 }
 
@@ -203,7 +206,7 @@ public enum Bench {
         var results: [ScalingResult] = []
         let t = run.config.training
         /// Samples/s of one trainer, and its exchange per step.
-        func measure(_ w: Int, _ world: Communicator) -> (Double, (bytesPerStep: Double, secondsPerStep: Double)?) {
+        func measure(_ w: Int, _ world: Communicator) -> (Double, Communication?) {
             let model = run.config.makeModel(inputWidth: run.train.features)
             model.initialize(seed: t.seed)
             let trainer = Trainer(
@@ -221,7 +224,7 @@ public enum Bench {
             _ = communicator.maximum(0)  // the other ranks wait here
         }
         var best = [Double](repeating: 0, count: workers.count)
-        var exchange = [(bytesPerStep: Double, secondsPerStep: Double)?](repeating: nil, count: workers.count)
+        var exchange = [Communication?](repeating: nil, count: workers.count)
         for _ in 0..<max(1, repeats) {
             for (i, w) in workers.enumerated() {
                 let (rate, sent) = measure(w, communicator)
@@ -240,6 +243,7 @@ public enum Bench {
                     secondsPerEpoch: Double(run.train.count) / rate,
                     peakRSSMB: Double(peakRSSBytes()) / 1_048_576, ranks: ranks,
                     megabytesSentPerStep: exchange[i].map { $0.bytesPerStep / 1e6 },
+                    megabytesStartedEarlyPerStep: exchange[i].map { $0.startedBytesPerStep / 1e6 },
                     communicationMillisecondsPerStep: exchange[i].map { $0.secondsPerStep * 1e3 }))
         }
         return results

@@ -103,6 +103,19 @@ public final class Communicator: @unchecked Sendable {
         if isDistributed { loom_mpi_allgatherv_floats(buffer, counts, displacements) }
     }
 
+    /// Starts what `allgather(_:counts:displacements:)` does, without waiting: the blocks must not be touched
+    /// until `finishStarted`. Every rank starts the same gathers in the same order.
+    @inline(__always)
+    func startAllgather(
+        _ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>
+    ) {
+        if isDistributed { loom_mpi_start_allgatherv(buffer, counts, displacements) }
+    }
+
+    /// Waits for every gather started since the last call.
+    @inline(__always)
+    func finishStarted() { if isDistributed { loom_mpi_finish_started() } }
+
     /// An MPI datatype for the floats at `ranges` of a buffer (in floats), made once per run; nil with one rank
     /// or when MPI refuses it.
     func floatBlocks(_ ranges: [Range<Int>]) -> Int32? {

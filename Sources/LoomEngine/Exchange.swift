@@ -26,10 +26,15 @@ final class Exchanger: @unchecked Sendable {
     /// Per layer with parameters: each rank's contiguous range of the layer's kernel and of its bias, and, when
     /// the kernel travels packed, each rank's datatype over the forward's packed copy and this rank's floats.
     private let parameterBlocks: [(layer: Int, kernel: [Range<Int>], bias: [Range<Int>], packed: PackedBlocks?)]
-    /// Seconds worker 0 spent in exchanges, and the bytes this rank sent (its blocks, once per collective), since
+    /// Seconds worker 0 spent in exchanges (starting, finishing or waiting: the communication a step waits
+    /// for), the bytes this rank sent (its blocks, once per collective) and those of them started early, since
     /// the trainer was built; read by the main thread between jobs.
     private(set) var seconds = 0.0
     private(set) var bytesSent = 0
+    private(set) var bytesStarted = 0
+    /// The activations the plan starts early (`StepPlan.Exchange.start`): the activations exchange finishes
+    /// them instead of sending them.
+    private let startsEarly: [StepPlan.Activation]
     private(set) var steps = 0
     /// Speaks for this rank if a stop signal finds it waiting on ranks that no longer answer.
     let watch: StallWatch
@@ -43,6 +48,7 @@ final class Exchanger: @unchecked Sendable {
         counts = .allocate(capacity: communicator.size)
         displacements = .allocate(capacity: communicator.size)
         layers = model.layers.indices.filter { plan.parameterParts[$0] > 0 }
+        startsEarly = plan.stages.compactMap { if case .exchange(.start(let a)) = $0 { a } else { nil } }
         let workers = plan.workers
         parameterBlocks = layers.map { l in
             let parts = plan.parameterParts[l]
@@ -88,25 +94,55 @@ final class Exchanger: @unchecked Sendable {
         }
     }
 
-    /// Every rank's rows `rankRows(n, r)` of a buffer of `width` floats per row.
-    private func gatherRows(_ base: UnsafeMutablePointer<Float>, width: Int, batch n: Int) {
+    /// Every rank's rows `rankRows(n, r)` of a buffer of `width` floats per row; with `early`, only started
+    /// (`finishStarted` waits for it).
+    private func gatherRows(_ base: UnsafeMutablePointer<Float>, width: Int, batch n: Int, early: Bool = false) {
         for r in 0..<communicator.size {
             let rows = plan.rankRows(n, rank: r)
             counts[r] = Int32(rows.count * width)
             displacements[r] = Int32(rows.lowerBound * width)
         }
-        communicator.allgather(base, counts: counts, displacements: displacements)
+        if early {
+            communicator.startAllgather(base, counts: counts, displacements: displacements)
+            bytesStarted += Int(counts[communicator.rank]) * 4
+        } else {
+            communicator.allgather(base, counts: counts, displacements: displacements)
+        }
         bytesSent += Int(counts[communicator.rank]) * 4
     }
 
-    /// Before the weight gradients: each layer's input and output gradient, the rows' losses and correctness.
+    /// A layer's input (its rows: the previous layer's output) or output gradient, and its width.
+    private func rows(of activation: StepPlan.Activation) -> (UnsafeMutablePointer<Float>, width: Int) {
+        switch activation {
+        case .input(let l): (buffers.output(l - 1, 0..<0).base, model.widths[l])
+        case .outputGradient(let l): (buffers.gradient(l, 0..<0).base, model.widths[l + 1])
+        }
+    }
+
+    /// Early in the step: this rank's rows of `activation` start travelling (see `StepPlan.Exchange.start`).
+    func start(_ activation: StepPlan.Activation, batch n: Int) {
+        let start = monotonicSeconds()
+        defer { seconds += monotonicSeconds() - start }
+        let (base, width) = rows(of: activation)
+        gatherRows(base, width: width, batch: n, early: true)
+    }
+
+    /// Before the weight gradients: each layer's input and output gradient (finishing those started early),
+    /// the rows' losses and correctness.
     func activations(batch n: Int) {
         let start = monotonicSeconds()
         defer { seconds += monotonicSeconds() - start }
         steps += 1
+        if !startsEarly.isEmpty { communicator.finishStarted() }
+        /// Sends `activation` unless it was started early.
+        func send(_ activation: StepPlan.Activation) {
+            guard !startsEarly.contains(activation) else { return }
+            let (base, width) = rows(of: activation)
+            gatherRows(base, width: width, batch: n)
+        }
         for l in layers {
-            if l > 0 { gatherRows(buffers.output(l - 1, 0..<0).base, width: model.widths[l], batch: n) }
-            gatherRows(buffers.gradient(l, 0..<0).base, width: model.widths[l + 1], batch: n)
+            if l > 0 { send(.input(layer: l)) }
+            send(.outputGradient(layer: l))
         }
         gatherRows(buffers.rowLoss, width: 1, batch: n)
         gatherRows(buffers.rowMetric, width: 1, batch: n)

@@ -22,16 +22,19 @@ public struct RankStart: Sendable, Equatable {
     /// The SIMD kernels this rank chose (`KernelISA`): ranks must agree, since AVX2 and AVX-512 kernels round
     /// differently and lay packed weights out differently.
     public var kernels: String
+    /// The worker threads this rank runs: ranks must agree, since the step's plan is cut for threads × ranks.
+    public var threads: Int
 
     /// A start record that carries an error instead of hashes (a rank that could not load its data).
     public init(error: String) {
         self.error = error
-        (config, data, binary, kernels) = ([], [], [], "")
+        (config, data, binary, kernels, threads) = ([], [], [], "", 0)
     }
 
-    /// The start record of `config` and `data` on this rank.
-    public init(config: RunConfig, data: DataSplits) {
+    /// The start record of `config` and `data` on this rank, which runs `threads` worker threads.
+    public init(config: RunConfig, data: DataSplits, threads: Int) {
         error = nil
+        self.threads = threads
         self.config = SHA256.hash(Array(config.yaml.utf8))
         self.data = RankStart.fingerprint(data)
         let exe = (try? FileManager.default.attributesOfItem(atPath: "/proc/self/exe")[.size] as? Int) ?? 0
@@ -86,19 +89,23 @@ extension Communicator {
         let record =
             [start.error == nil ? 1 : 0] + pad(start.config, 32) + pad(start.data, 32) + pad(start.binary, 32)
             + pad(Array(start.kernels.utf8), 16) + pad(Array((start.error ?? "").utf8), messageBytes)
-            + pad(Array(host.utf8), hostBytes)
+            + pad(Array(host.utf8), hostBytes) + withUnsafeBytes(of: Int32(start.threads).littleEndian, Array.init)
         let all = allgather(record)
         func text(_ b: ArraySlice<UInt8>) -> String { String(decoding: b.prefix { $0 != 0 }, as: UTF8.self) }
         let failures = all.indices.filter { all[$0][0] == 0 }
         if let r = failures.first {
-            let host = text(all[r][(113 + messageBytes)...])
+            let host = text(all[r][(113 + messageBytes)..<(113 + messageBytes + hostBytes)])
             let message = text(all[r][113..<(113 + messageBytes)])
             let more =
                 failures.count > 1 ? " (and \(failures.count - 1) more rank\(failures.count > 2 ? "s" : ""))" : ""
             throw .usage("rank \(r) on \(host)\(more): \(message)")
         }
+        let threadBytes = (113 + messageBytes + hostBytes)..<(117 + messageBytes + hostBytes)
+        func threads(_ r: Int) -> Int32 {
+            all[r][threadBytes].withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(as: Int32.self)) }
+        }
         for r in 1..<all.count {
-            let host = text(all[r][(113 + messageBytes)...])
+            let host = text(all[r][(113 + messageBytes)..<(113 + messageBytes + hostBytes)])
             for (what, range, fix) in [
                 ("config", 1..<33, "give every rank the same config file and --set options"),
                 ("data", 33..<65, "give every rank the same data files"),
@@ -106,6 +113,10 @@ extension Communicator {
                 (
                     "choice of SIMD kernels (\(text(all[r][97..<113])) vs \(text(all[0][97..<113])))", 97..<113,
                     "run every rank with the same kernels, e.g. mpirun -x LOOM_KERNELS=avx2"
+                ),
+                (
+                    "thread count (\(threads(r)) vs \(threads(0)))", threadBytes,
+                    "give every rank the same --workers (or as many CPUs: mpirun --map-by with the same count per rank)"
                 ),
             ] where all[r][range] != all[0][range] {
                 throw .usage("rank \(r) on \(host) has a different \(what) from rank 0's: \(fix)")
@@ -126,8 +137,10 @@ public struct RankPlacement: Sendable, Equatable {
 
 extension Communicator {
     /// Ranks on one host that were given overlapping CPUs (`mpirun --bind-to none`, or a launcher that binds
-    /// nothing) split those CPUs between them, in rank order, so no two ranks pin workers to the same CPU; ranks
-    /// bound to their own CPUs keep them. Returns this rank's topology and every rank's placement.
+    /// nothing) split those CPUs between them, in rank order, so no two ranks pin workers to the same CPU (more
+    /// ranks than CPUs share them, one each); ranks bound to their own CPUs keep them. Then every rank keeps as
+    /// many CPUs as the rank with fewest: the step's plan needs the same thread count on every rank, and the
+    /// default thread count is one per CPU. Returns this rank's topology and every rank's placement.
     public func shareCPUs(_ topology: Topology) -> (Topology, [RankPlacement]) {
         let maskBytes = 512  // CPUs 0..<4096
         var mask = [UInt8](repeating: 0, count: maskBytes)
@@ -136,7 +149,17 @@ extension Communicator {
         let all = allgather(hostName + [UInt8](repeating: 0, count: 64 - hostName.count) + mask)
         func hostOf(_ r: Int) -> String { String(decoding: all[r][0..<64].prefix { $0 != 0 }, as: UTF8.self) }
         func cpus(_ r: Int) -> [Int] { (0..<maskBytes * 8).filter { all[r][64 + $0 / 8] & (1 << UInt8($0 % 8)) != 0 } }
-        var placements = (0..<size).map { RankPlacement(rank: $0, host: hostOf($0), cpus: cpus($0)) }
+        let placements = Communicator.share(
+            (0..<size).map { RankPlacement(rank: $0, host: hostOf($0), cpus: cpus($0)) })
+        var mine = topology
+        mine.usableCPUs = placements[rank].cpus.isEmpty ? topology.usableCPUs : placements[rank].cpus
+        return (mine, placements)
+    }
+
+    /// `shareCPUs`' rule on every rank's placement as the launcher gave it (the same answer on every rank).
+    static func share(_ given: [RankPlacement]) -> [RankPlacement] {
+        var placements = given
+        let size = placements.count
         // Groups of ranks on one host whose CPU sets overlap (transitively) share their union.
         var group = Array(0..<size)
         func root(_ r: Int) -> Int { group[r] == r ? r : root(group[r]) }
@@ -150,11 +173,15 @@ extension Communicator {
             guard members.count > 1 else { continue }
             let union = Array(Set(members.flatMap { placements[$0].cpus })).sorted()
             for (i, r) in members.enumerated() {
-                placements[r].cpus = Array(union[shard(union.count, part: i, of: members.count)])
+                placements[r].cpus =
+                    union.count >= members.count
+                    ? Array(union[shard(union.count, part: i, of: members.count)]) : [union[i % union.count]]
             }
         }
-        var mine = topology
-        mine.usableCPUs = placements[rank].cpus.isEmpty ? topology.usableCPUs : placements[rank].cpus
-        return (mine, placements)
+        let fewest = placements.map(\.cpus.count).filter { $0 > 0 }.min() ?? 0
+        for r in placements.indices where placements[r].cpus.count > fewest {
+            placements[r].cpus = Array(placements[r].cpus.prefix(fewest))
+        }
+        return placements
     }
 }

@@ -125,6 +125,10 @@ public struct StepPlan: Sendable, CustomStringConvertible {
 
     /// What crosses between ranks, and when.
     public enum Exchange: Sendable, Equatable {
+        /// Started early, while the stages after it compute: this rank's rows of one layer's input or output
+        /// gradient leave for the other ranks without waiting (the activations exchange finishes them). Only
+        /// where every worker of the rank has finished the stages before: after a barrier, or with one worker.
+        case start(Activation)
         /// Before the weight gradients: the layers' inputs and output gradients of every rank's rows, the rows'
         /// losses, the penalty's chunk sums, and whether any rank saw a signal.
         case activations
@@ -132,6 +136,14 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         case norms
         /// After the update: the parameters each rank updated.
         case parameters
+    }
+
+    /// A layer's activations that travel between ranks: its input, or the gradient of its output (∂L/∂z).
+    public enum Activation: Sendable, Equatable {
+        /// The input of layer `layer` (the output of the layer before it), final after that layer's forward.
+        case input(layer: Int)
+        /// ∂L/∂z of layer `layer`, final before its input-gradient product.
+        case outputGradient(layer: Int)
     }
 
     /// A fixed block of one parameter tensor (global offsets `range`), the unit in which the penalty and the
@@ -187,9 +199,11 @@ public struct StepPlan: Sendable, CustomStringConvertible {
 
     /// Plans a step of `model` on `workers` workers (threads) of each of `ranks` processes for batches of up to
     /// `batchSize` rows; with `clipsByNorm` the update waits for the gradient norms (clipnorm, global_clipnorm).
+    /// With `overlaps` (several ranks) layers' activations start travelling as soon as they are final, while
+    /// later stages compute (`Exchange.start`); without, all travel in the activations exchange.
     public init(
         model: Sequential, batchSize: Int, workers: Int, policy: Policy = .auto, clipsByNorm: Bool = false,
-        ranks: Int = 1, rank: Int = 0
+        ranks: Int = 1, rank: Int = 0, overlaps: Bool = true
     ) {
         precondition(workers >= 1 && batchSize >= 1 && ranks >= 1 && (0..<ranks).contains(rank))
         self.workers = workers
@@ -256,7 +270,9 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             withBarriers.append(stage)
         }
         withBarriers.append(.barrier)  // the next step's forward reads the updated weights
-        self.stages = withBarriers
+        self.stages =
+            ranks > 1 && overlaps
+            ? StepPlan.startingEarly(withBarriers, model: model, workers: workers) : withBarriers
         (parameterParts, parameterFirstWorker) = StepPlan.parameterBlocks(
             model: model, batchSize: batchSize, workers: workers * ranks, policy: policy, wraps: ranks == 1)
         chunks = StepPlan.chunks(model)
@@ -281,6 +297,26 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             return part.map { (parameterFirstWorker[chunk.layer] + $0) % (workers * ranks) } ?? 0
         }
         layerNames = model.layers.map { "\($0.typeName.lowercased()) \($0.inputWidth)→\($0.outputWidth)" }
+    }
+
+    /// `stages` with the activations of the layers with parameters started early: a layer's input before its
+    /// forward product and its output gradient before its input-gradient product, where every worker has
+    /// finished the stages before (a barrier precedes, or one worker runs them all). Nothing waits for a start,
+    /// so it adds no barrier; what cannot start early travels in the activations exchange as before.
+    static func startingEarly(_ stages: [Stage], model: Sequential, workers: Int) -> [Stage] {
+        var out: [Stage] = []
+        for stage in stages {
+            let settled = workers == 1 || out.last == .barrier
+            switch stage {
+            case .forward(let l, _) where l > 0 && settled && model.layers[l].parameterCount > 0:
+                out.append(.exchange(.start(.input(layer: l))))
+            case .inputGradient(let l, _) where settled && model.layers[l].parameterCount > 0:
+                out.append(.exchange(.start(.outputGradient(layer: l))))
+            default: break
+            }
+            out.append(stage)
+        }
+        return out
     }
 
     /// Every tensor of `model`, in order, in chunks: matrix rows (of at most `chunkSize` values), vector values.
@@ -529,7 +565,16 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             case .clippedUpdate:
                 lines.append("  update        the parameters' owners, gradients scaled to the clip norm")
             case .exchange(.activations):
-                lines.append("  exchange      layer inputs and output gradients of every rank's rows (MPI)")
+                let started = stages.contains { if case .exchange(.start) = $0 { true } else { false } }
+                lines.append(
+                    "  exchange      layer inputs and output gradients of every rank's rows (MPI"
+                        + (started ? "; finishes those started)" : ")"))
+            case .exchange(.start(.input(let l))):
+                lines.append(
+                    "  start         layer \(l)'s input to the other ranks (MPI, while the next stages compute)")
+            case .exchange(.start(.outputGradient(let l))):
+                lines.append(
+                    "  start         layer \(l)'s ∂L/∂z to the other ranks (MPI, while the next stages compute)")
             case .exchange(.norms): lines.append("  exchange      gradient norms' chunk sums (MPI)")
             case .exchange(.parameters): lines.append("  exchange      the parameters each rank updated (MPI)")
             case .barrier:

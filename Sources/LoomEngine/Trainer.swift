@@ -236,7 +236,8 @@ public final class Trainer: @unchecked Sendable {
         self.communicator = communicator
         plan = StepPlan(
             model: model, batchSize: batchSize, workers: placements.count, policy: schedule,
-            clipsByNorm: clipping.needsNorms, ranks: communicator.size, rank: communicator.rank)
+            clipsByNorm: clipping.needsNorms, ranks: communicator.size, rank: communicator.rank,
+            overlaps: Trainer.overlapsCommunication)
         // Each parameter's value, gradient and optimizer state on its owner's node (a no-op on one node).
         numa = NumaLayout(model: model, plan: plan, placements: placements)
         numa.move([model.parameters.pointer, model.gradients.pointer] + self.optimizer.slots.map(\.pointer))
@@ -253,6 +254,11 @@ public final class Trainer: @unchecked Sendable {
     }
 
     deinit { pool.shutdown() }
+
+    /// Whether activations start travelling between ranks as soon as they are final (`StepPlan.Exchange.start`):
+    /// yes, unless the environment sets `LOOM_OVERLAP=0` (to measure what starting early hides). Either way
+    /// the same values arrive: the weights are the same.
+    static var overlapsCommunication: Bool { ProcessInfo.processInfo.environment["LOOM_OVERLAP"] != "0" }
 
     /// Worker threads.
     public var workers: Int { pool.count }
@@ -381,11 +387,14 @@ public final class Trainer: @unchecked Sendable {
         return records
     }
 
-    /// What crossed between ranks so far: bytes this rank sent and seconds its worker 0 spent exchanging, per
-    /// step (nil with one rank).
-    public var communication: (bytesPerStep: Double, secondsPerStep: Double)? {
+    /// What crossed between ranks so far, per step (nil with one rank).
+    public var communication: Communication? {
         guard let exchanger, exchanger.steps > 0 else { return nil }
-        return (Double(exchanger.bytesSent) / Double(exchanger.steps), exchanger.seconds / Double(exchanger.steps))
+        let steps = Double(exchanger.steps)
+        return Communication(
+            bytesPerStep: Double(exchanger.bytesSent) / steps,
+            startedBytesPerStep: Double(exchanger.bytesStarted) / steps,
+            secondsPerStep: exchanger.seconds / steps)
     }
 
     /// Gives every rank the whole optimizer state (each rank updates only the slots of its own parameters during
@@ -724,6 +733,8 @@ final class SharedState: @unchecked Sendable {
         parameters: UnsafeMutablePointer<Float>
     ) {
         switch what {
+        case .start(let activation):
+            exchanger.start(activation, batch: n)
         case .activations:
             exchanger.activations(batch: n)
             // Without regularizers the penalties stay zero on every rank: nothing to add.
@@ -787,4 +798,15 @@ final class SharedState: @unchecked Sendable {
             Double(bitPattern: correctBits.load(ordering: .relaxed)), seenCount.load(ordering: .relaxed)
         )
     }
+}
+
+/// What crossed between ranks during training, per step: this rank's share.
+public struct Communication: Sendable, Equatable {
+    /// Bytes this rank sent.
+    public var bytesPerStep: Double
+    /// Of those, the bytes started early (`StepPlan.Exchange.start`), travelling while later stages computed.
+    public var startedBytesPerStep: Double
+    /// Seconds worker 0 spent starting, finishing or waiting for exchanges: the communication the step was
+    /// not hiding behind computation.
+    public var secondsPerStep: Double
 }

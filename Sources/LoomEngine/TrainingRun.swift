@@ -54,7 +54,7 @@ public struct RunResult: Sendable {
     /// What the callbacks did (a learning-rate change, an early stop).
     public var callbackMessages: [String]
     /// With several ranks: the bytes this rank sent and the seconds it spent exchanging, per step.
-    public var communication: (bytesPerStep: Double, secondsPerStep: Double)?
+    public var communication: Communication?
 }
 
 /// A prepared run: config, data, model, workers.

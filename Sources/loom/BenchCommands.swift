@@ -171,16 +171,20 @@ struct ScalingBench: ParsableCommand {
     /// The table of a run under mpirun: ranks × threads against one process with one thread.
     func printRanks(_ rows: [ScalingResult], run: TrainingRun) {
         print(
-            "ranks × threads  samples/s  speed-up over 1×1  efficiency  MB sent/step/rank  exchange ms/step  % of step")
+            "ranks × threads  samples/s  speed-up over 1×1  efficiency  MB sent/step/rank  of them early  exposed ms/step  % of step"
+        )
         for r in rows {
             let stepMs = 1e3 * Double(run.config.training.batchSize) / r.samplesPerSecond
             let ms = r.communicationMillisecondsPerStep ?? 0
             print(
                 String(
-                    format: "%@  %9.0f  %16.2f×  %10.2f  %17.2f  %16.3f  %8.0f%%",
+                    format: "%@  %9.0f  %16.2f×  %10.2f  %17.2f  %13.2f  %15.3f  %8.0f%%",
                     padded("\(r.ranks) × \(r.workers)", 15), r.samplesPerSecond, r.speedup, r.efficiency,
-                    r.megabytesSentPerStep ?? 0, ms, 100 * ms / stepMs))
+                    r.megabytesSentPerStep ?? 0, r.megabytesStartedEarlyPerStep ?? 0, ms, 100 * ms / stepMs))
         }
+        print(
+            "(\"early\": started while later stages computed, hidden where the network moves them meanwhile; \"exposed\": what worker 0 waited for)"
+        )
         if let json { writeOrFail(Bench.json(rows), json) }
     }
 }

@@ -37,6 +37,10 @@ struct Plan: ParsableCommand {
     var input: Int?
     @Option(help: "Place the workers on a machine described by a sysfs-like folder (node/nodeN/cpulist …).")
     var sysfs: String?
+    @Option(
+        parsing: .unconditional,
+        help: "Plan for this many MPI ranks, each with --workers threads (rank 0's plan; what mpirun -np R runs).")
+    var ranks: Int = 1
 
     func run() throws {
         let config: RunConfig
@@ -52,9 +56,16 @@ struct Plan: ParsableCommand {
         guard n <= config.training.batchSize else {
             fail(.usage("--workers \(n) is more than the batch size \(config.training.batchSize)"))
         }
+        guard ranks >= 1, n * ranks <= config.training.batchSize else {
+            fail(
+                .usage(
+                    "--ranks \(ranks) × --workers \(n): need at least one rank, and at most \(config.training.batchSize) (the batch size) workers in all"
+                ))
+        }
         let model = config.makeModel(inputWidth: inputWidth(config, input))
         let plan = StepPlan(
-            model: model, batchSize: config.training.batchSize, workers: n, policy: config.training.schedule)
+            model: model, batchSize: config.training.batchSize, workers: n, policy: config.training.schedule,
+            clipsByNorm: config.clipping.needsNorms, ranks: ranks)
         print(plan)
         let placements = topology.placement(workers: n)
         let nodes = Set(placements.map(\.node)).count

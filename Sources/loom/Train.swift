@@ -56,7 +56,9 @@ struct Train: ParsableCommand {
             do { try world.agree(RankStart(error: "\(error)")) } catch { failRank(world, error) }
         }
         guard let (config, run) = loaded else { failRank(world, .usage("could not start")) }
-        do { try world.agree(RankStart(config: config, data: run.data)) } catch { failRank(world, error) }
+        do { try world.agree(RankStart(config: config, data: run.data, threads: run.placements.count)) } catch {
+            failRank(world, error)
+        }
         if let report, lead { checkWritable(report, option: "--report") }
         ProcessSetup.installStopSignalHandlers()
         stopWhenParentDies()
@@ -161,8 +163,9 @@ struct Train: ParsableCommand {
             let stepSeconds = result.steps > 0 ? result.trainSeconds / Double(result.steps) : 0
             print(
                 String(
-                    format: "communication: %.2f MB sent per step by each rank, %.3f ms a step (%.0f%% of the step)",
-                    c.bytesPerStep / 1e6, c.secondsPerStep * 1e3,
+                    format:
+                        "communication: %.2f MB sent per step by each rank (%.2f MB of it started early), %.3f ms a step exposed (%.0f%% of the step)",
+                    c.bytesPerStep / 1e6, c.startedBytesPerStep / 1e6, c.secondsPerStep * 1e3,
                     stepSeconds > 0 ? 100 * c.secondsPerStep / stepSeconds : 0))
         }
         print("weights_digest: \(result.weightsDigest)")

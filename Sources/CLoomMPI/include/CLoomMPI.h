@@ -31,5 +31,11 @@ void loom_mpi_free_blocks(int handle);
 /// In place, like loom_mpi_allgatherv_floats: rank r's values lie in `buffer` where its datatype `handles[r]`
 /// says (disjoint blocks); each rank sends its own to every other one and receives theirs.
 int loom_mpi_exchange_blocks(float *buffer, const int *handles);
+/// Starts, without waiting, what loom_mpi_allgatherv_floats does (in place: rank r's `counts[r]` floats at
+/// `displacements[r]` reach every rank), as a send to and a receive from each peer; `buffer`'s blocks must
+/// not be touched until loom_mpi_finish_started returns. Every rank starts the same gathers in the same order.
+int loom_mpi_start_allgatherv(float *buffer, const int *counts, const int *displacements);
+/// Waits for every gather started since the last call.
+int loom_mpi_finish_started(void);
 
 #endif

@@ -1,0 +1,64 @@
+import LoomNN
+import Testing
+
+@testable import LoomEngine
+
+@Suite("Across ranks: early starts and CPU shares")
+struct RankPlanTests {
+    /// The starts of a plan, in order.
+    func starts(_ plan: StepPlan) -> [StepPlan.Activation] {
+        plan.stages.compactMap { if case .exchange(.start(let a)) = $0 { a } else { nil } }
+    }
+
+    @Test("activations start right after the stages that finish them, never without a barrier on several workers")
+    func earlyStarts() {
+        let model = scheduleModel()
+        // One worker a rank: every dense layer's input and output gradient starts as soon as it is final.
+        let one = StepPlan(model: model, batchSize: 128, workers: 1, ranks: 2)
+        #expect(
+            starts(one) == [
+                .input(layer: 2), .input(layer: 4), .input(layer: 5), .outputGradient(layer: 5),
+                .outputGradient(layer: 4), .outputGradient(layer: 2),
+            ])
+        // Each start comes just before the product that reads it (after its layer's dz on the way back).
+        for (i, stage) in one.stages.enumerated() {
+            guard case .exchange(.start(let a)) = stage else { continue }
+            switch a {
+            case .input(let l):
+                #expect(one.stages[i + 1] == .forward(layer: l, split: Split(rowGroups: 1, columnGroups: 1)))
+            case .outputGradient(let l):
+                #expect(one.stages[i + 1] == .inputGradient(layer: l, split: Split(rowGroups: 1, columnGroups: 1)))
+            }
+        }
+        // Several workers: only where a barrier already waits for all of them.
+        for policy in [StepPlan.Policy.rows, .auto, .widest] {
+            let plan = StepPlan(model: model, batchSize: 128, workers: 4, policy: policy, ranks: 3, rank: 1)
+            for (i, stage) in plan.stages.enumerated()
+            where { if case .exchange(.start) = stage { true } else { false } }() {
+                #expect(plan.stages[i - 1] == .barrier, "\(policy): \(stage) at \(i)")
+                #expect(plan.stages[i + 1] != .barrier)
+            }
+            if policy == .widest { #expect(!starts(plan).isEmpty) }
+        }
+        // One process, or overlap off: nothing starts early, the activations exchange sends everything.
+        #expect(starts(StepPlan(model: model, batchSize: 128, workers: 1)).isEmpty)
+        #expect(starts(StepPlan(model: model, batchSize: 128, workers: 1, ranks: 2, overlaps: false)).isEmpty)
+    }
+
+    @Test("ranks sharing CPUs split them, one each when there are more ranks than CPUs, and all keep the same count")
+    func cpuShares() {
+        func given(_ cpus: [[Int]], hosts: [String]? = nil) -> [RankPlacement] {
+            cpus.enumerated().map { RankPlacement(rank: $0.offset, host: hosts?[$0.offset] ?? "a", cpus: $0.element) }
+        }
+        // mpirun --bind-to none: every rank sees all CPUs.
+        #expect(Communicator.share(given([[0, 1, 2, 3], [0, 1, 2, 3]])).map(\.cpus) == [[0, 1], [2, 3]])
+        // 3 ranks, 2 CPUs: one each (two share one), never none (which would fall back to every CPU).
+        #expect(Communicator.share(given([[0, 1], [0, 1], [0, 1]])).map(\.cpus) == [[0], [1], [0]])
+        // 3 ranks, 4 CPUs: 1 + 1 + 2 would give the ranks different thread counts; each keeps 1.
+        #expect(
+            Communicator.share(given([[0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3]])).map(\.cpus) == [[0], [1], [2]])
+        // Bound ranks on two hosts of different sizes: the bigger keeps as many CPUs as the smaller has.
+        #expect(
+            Communicator.share(given([[0, 1, 2, 3], [0, 1]], hosts: ["a", "b"])).map(\.cpus) == [[0, 1], [0, 1]])
+    }
+}
