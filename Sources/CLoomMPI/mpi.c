@@ -61,7 +61,6 @@ int loom_mpi_allreduce_max_int(int value) {
 enum { loom_max_blocks = 1024 };
 static MPI_Datatype loom_blocks[loom_max_blocks];
 static int loom_blocks_used = 0;
-static MPI_Request *loom_requests = NULL;  // 2 per peer, allocated at the first exchange
 
 int loom_mpi_float_blocks(int count, const int *lengths, const int *displacements) {
     if (loom_blocks_used == loom_max_blocks) return -1;
@@ -81,36 +80,17 @@ void loom_mpi_free_blocks(int handle) {
     }
 }
 
-int loom_mpi_exchange_blocks(float *buffer, const int *handles) {
-    int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (loom_requests == NULL) {
-        loom_requests = malloc(sizeof(MPI_Request) * 2 * (size_t)size);
-        if (loom_requests == NULL) return MPI_ERR_NO_MEM;
-    }
-    // Receives first, then sends, each peer in rank order after this one (a ring's order: no two ranks wait
-    // on the same peer first).
-    int n = 0;
-    for (int i = 1; i < size; i++) {
-        int peer = (rank + size - i) % size;
-        int rc = MPI_Irecv(buffer, 1, loom_blocks[handles[peer]], peer, 7341, MPI_COMM_WORLD, &loom_requests[n++]);
-        if (rc != MPI_SUCCESS) return rc;
-    }
-    for (int i = 1; i < size; i++) {
-        int peer = (rank + i) % size;
-        int rc = MPI_Isend(buffer, 1, loom_blocks[handles[rank]], peer, 7341, MPI_COMM_WORLD, &loom_requests[n++]);
-        if (rc != MPI_SUCCESS) return rc;
-    }
-    return MPI_Waitall(n, loom_requests, MPI_STATUSES_IGNORE);
-}
-
-// Gathers started early (loom_mpi_start_allgatherv) and finished together (loom_mpi_finish_started): their
-// requests, 2 per peer and gather, in an array that grows at the first steps and is then reused.
+// Requests posted and not yet waited for (loom_mpi_start_allgatherv's, until loom_mpi_finish_started; an
+// exchange's own, until it returns), in an array that grows at the first steps and is then reused.
 static MPI_Request *loom_started = NULL;
 static int loom_started_count = 0, loom_started_capacity = 0;
 
-int loom_mpi_start_allgatherv(float *buffer, const int *counts, const int *displacements) {
+// Posts, in place, a receive of every peer's block of `buffer` and a send of this rank's block to every peer:
+// blocks of `counts[r]` floats at `displacements[r]`, or (with `handles`) where rank r's datatype places them.
+// Receives first, then sends, each peer in ring order after this rank (no two ranks wait on the same peer
+// first). Both ranks of a pair post in the same order (the same plan), so messages with one tag match in order
+// (MPI never reorders two messages between a pair on one tag).
+static int loom_post_exchange(float *buffer, const int *counts, const int *displacements, const int *handles) {
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -121,27 +101,37 @@ int loom_mpi_start_allgatherv(float *buffer, const int *counts, const int *displ
         loom_started = grown;
         loom_started_capacity = capacity;
     }
-    // Both ranks of a pair start their gathers in the same order (the same plan), so messages with one tag
-    // match in order (MPI never reorders two messages between the same pair on one tag).
-    for (int i = 1; i < size; i++) {
-        int peer = (rank + size - i) % size;
-        int rc = MPI_Irecv(buffer + displacements[peer], counts[peer], MPI_FLOAT, peer, 7342, MPI_COMM_WORLD,
-                           &loom_started[loom_started_count++]);
-        if (rc != MPI_SUCCESS) return rc;
-    }
-    for (int i = 1; i < size; i++) {
-        int peer = (rank + i) % size;
-        int rc = MPI_Isend(buffer + displacements[rank], counts[rank], MPI_FLOAT, peer, 7342, MPI_COMM_WORLD,
-                           &loom_started[loom_started_count++]);
-        if (rc != MPI_SUCCESS) return rc;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 1; i < size; i++) {
+            int peer = pass == 0 ? (rank + size - i) % size : (rank + i) % size;
+            int owner = pass == 0 ? peer : rank;  // whose block travels
+            // With datatypes (`handles`): one item of the owner's type over the whole buffer; else floats.
+            float *at = handles ? buffer : buffer + displacements[owner];
+            int count = handles ? 1 : counts[owner];
+            MPI_Datatype type = handles ? loom_blocks[handles[owner]] : MPI_FLOAT;
+            MPI_Request *request = &loom_started[loom_started_count++];
+            int rc = pass == 0 ? MPI_Irecv(at, count, type, peer, 7341, MPI_COMM_WORLD, request)
+                               : MPI_Isend(at, count, type, peer, 7341, MPI_COMM_WORLD, request);
+            if (rc != MPI_SUCCESS) return rc;
+        }
     }
     return MPI_SUCCESS;
+}
+
+int loom_mpi_start_allgatherv(float *buffer, const int *counts, const int *displacements) {
+    return loom_post_exchange(buffer, counts, displacements, NULL);
 }
 
 int loom_mpi_finish_started(void) {
     int rc = MPI_Waitall(loom_started_count, loom_started, MPI_STATUSES_IGNORE);
     loom_started_count = 0;
     return rc;
+}
+
+int loom_mpi_exchange_blocks(float *buffer, const int *handles) {
+    int rc = loom_post_exchange(buffer, NULL, NULL, handles);
+    int done = loom_mpi_finish_started();
+    return rc != MPI_SUCCESS ? rc : done;
 }
 
 #else  // built without the MPI trait: one process

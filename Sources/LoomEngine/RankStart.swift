@@ -92,20 +92,21 @@ extension Communicator {
             + pad(Array(host.utf8), hostBytes) + withUnsafeBytes(of: Int32(start.threads).littleEndian, Array.init)
         let all = allgather(record)
         func text(_ b: ArraySlice<UInt8>) -> String { String(decoding: b.prefix { $0 != 0 }, as: UTF8.self) }
+        let hostRange = (113 + messageBytes)..<(113 + messageBytes + hostBytes)
+        let threadBytes = hostRange.upperBound..<hostRange.upperBound + 4
         let failures = all.indices.filter { all[$0][0] == 0 }
         if let r = failures.first {
-            let host = text(all[r][(113 + messageBytes)..<(113 + messageBytes + hostBytes)])
+            let host = text(all[r][hostRange])
             let message = text(all[r][113..<(113 + messageBytes)])
             let more =
                 failures.count > 1 ? " (and \(failures.count - 1) more rank\(failures.count > 2 ? "s" : ""))" : ""
             throw .usage("rank \(r) on \(host)\(more): \(message)")
         }
-        let threadBytes = (113 + messageBytes + hostBytes)..<(117 + messageBytes + hostBytes)
         func threads(_ r: Int) -> Int32 {
             all[r][threadBytes].withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(as: Int32.self)) }
         }
         for r in 1..<all.count {
-            let host = text(all[r][(113 + messageBytes)..<(113 + messageBytes + hostBytes)])
+            let host = text(all[r][hostRange])
             for (what, range, fix) in [
                 ("config", 1..<33, "give every rank the same config file and --set options"),
                 ("data", 33..<65, "give every rank the same data files"),
