@@ -199,11 +199,11 @@ public struct StepPlan: Sendable, CustomStringConvertible {
 
     /// Plans a step of `model` on `workers` workers (threads) of each of `ranks` processes for batches of up to
     /// `batchSize` rows; with `clipsByNorm` the update waits for the gradient norms (clipnorm, global_clipnorm).
-    /// With `overlaps` (several ranks) layers' activations start travelling as soon as they are final, while
-    /// later stages compute (`Exchange.start`); without, all travel in the activations exchange.
+    /// With several ranks, `earlyStarts` says which layers' activations start travelling as soon as they are
+    /// final, while later stages compute (`Exchange.start`); the others travel in the activations exchange.
     public init(
         model: Sequential, batchSize: Int, workers: Int, policy: Policy = .auto, clipsByNorm: Bool = false,
-        ranks: Int = 1, rank: Int = 0, overlaps: Bool = true
+        ranks: Int = 1, rank: Int = 0, earlyStarts: EarlyStarts = .large
     ) {
         precondition(workers >= 1 && batchSize >= 1 && ranks >= 1 && (0..<ranks).contains(rank))
         self.workers = workers
@@ -270,9 +270,19 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             withBarriers.append(stage)
         }
         withBarriers.append(.barrier)  // the next step's forward reads the updated weights
+        let smallest: Int? =
+            switch earlyStarts {
+            case .none: nil
+            case .large: StepPlan.earlyStartBytes
+            case .all: 0
+            }
         self.stages =
-            ranks > 1 && overlaps
-            ? StepPlan.startingEarly(withBarriers, model: model, workers: workers) : withBarriers
+            if ranks > 1, let smallest {
+                StepPlan.startingEarly(
+                    withBarriers, model: model, workers: workers, rankRows: rankRows, smallestBytes: smallest)
+            } else {
+                withBarriers
+            }
         (parameterParts, parameterFirstWorker) = StepPlan.parameterBlocks(
             model: model, batchSize: batchSize, workers: workers * ranks, policy: policy, wraps: ranks == 1)
         chunks = StepPlan.chunks(model)
@@ -299,18 +309,39 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         layerNames = model.layers.map { "\($0.typeName.lowercased()) \($0.inputWidth)→\($0.outputWidth)" }
     }
 
+    /// Which activations start travelling early (several ranks).
+    public enum EarlyStarts: Sendable {
+        /// None: all travel in the activations exchange.
+        case none
+        /// Those whose block (a rank's rows) holds at least `earlyStartBytes`: a small block costs more as a
+        /// message of its own than it can hide (measured over shared memory on the book's model).
+        case large
+        /// Every one that can (for tests: every start path).
+        case all
+    }
+
+    /// The smallest block (one rank's rows of one activation) that `EarlyStarts.large` starts early.
+    public static let earlyStartBytes = 512 * 1024
+
     /// `stages` with the activations of the layers with parameters started early: a layer's input before its
     /// forward product and its output gradient before its input-gradient product, where every worker has
-    /// finished the stages before (a barrier precedes, or one worker runs them all). Nothing waits for a start,
-    /// so it adds no barrier; what cannot start early travels in the activations exchange as before.
-    static func startingEarly(_ stages: [Stage], model: Sequential, workers: Int) -> [Stage] {
+    /// finished the stages before (a barrier precedes, or one worker runs them all), when a rank's block of
+    /// `rankRows` rows holds at least `smallestBytes`. Nothing waits for a start, so it adds no barrier; what
+    /// does not start early travels in the activations exchange as before.
+    static func startingEarly(
+        _ stages: [Stage], model: Sequential, workers: Int, rankRows: Int, smallestBytes: Int
+    ) -> [Stage] {
+        /// Whether layer `l`'s activation `width` floats wide starts early at a point that is `settled`.
+        func starts(_ l: Int, width: Int, settled: Bool) -> Bool {
+            settled && model.layers[l].parameterCount > 0 && rankRows * width * 4 >= smallestBytes
+        }
         var out: [Stage] = []
         for stage in stages {
             let settled = workers == 1 || out.last == .barrier
             switch stage {
-            case .forward(let l, _) where l > 0 && settled && model.layers[l].parameterCount > 0:
+            case .forward(let l, _) where l > 0 && starts(l, width: model.widths[l], settled: settled):
                 out.append(.exchange(.start(.input(layer: l))))
-            case .inputGradient(let l, _) where settled && model.layers[l].parameterCount > 0:
+            case .inputGradient(let l, _) where starts(l, width: model.widths[l + 1], settled: settled):
                 out.append(.exchange(.start(.outputGradient(layer: l))))
             default: break
             }

@@ -237,7 +237,7 @@ public final class Trainer: @unchecked Sendable {
         plan = StepPlan(
             model: model, batchSize: batchSize, workers: placements.count, policy: schedule,
             clipsByNorm: clipping.needsNorms, ranks: communicator.size, rank: communicator.rank,
-            overlaps: Trainer.overlapsCommunication)
+            earlyStarts: Trainer.earlyStarts)
         // Each parameter's value, gradient and optimizer state on its owner's node (a no-op on one node).
         numa = NumaLayout(model: model, plan: plan, placements: placements)
         numa.move([model.parameters.pointer, model.gradients.pointer] + self.optimizer.slots.map(\.pointer))
@@ -255,10 +255,17 @@ public final class Trainer: @unchecked Sendable {
 
     deinit { pool.shutdown() }
 
-    /// Whether activations start travelling between ranks as soon as they are final (`StepPlan.Exchange.start`):
-    /// yes, unless the environment sets `LOOM_OVERLAP=0` (to measure what starting early hides). Either way
-    /// the same values arrive: the weights are the same.
-    static var overlapsCommunication: Bool { ProcessInfo.processInfo.environment["LOOM_OVERLAP"] != "0" }
+    /// Which activations start travelling between ranks as soon as they are final (`StepPlan.Exchange.start`):
+    /// the large ones, unless the environment sets `LOOM_OVERLAP=0` (none: to measure what starting early
+    /// hides) or `LOOM_OVERLAP=all` (every one: for tests). Either way the same values arrive: the weights are
+    /// the same.
+    static var earlyStarts: StepPlan.EarlyStarts {
+        switch ProcessInfo.processInfo.environment["LOOM_OVERLAP"] {
+        case "0": .none
+        case "all": .all
+        default: .large
+        }
+    }
 
     /// Worker threads.
     public var workers: Int { pool.count }

@@ -14,7 +14,7 @@ struct RankPlanTests {
     func earlyStarts() {
         let model = scheduleModel()
         // One worker a rank: every dense layer's input and output gradient starts as soon as it is final.
-        let one = StepPlan(model: model, batchSize: 128, workers: 1, ranks: 2)
+        let one = StepPlan(model: model, batchSize: 128, workers: 1, ranks: 2, earlyStarts: .all)
         #expect(
             starts(one) == [
                 .input(layer: 2), .input(layer: 4), .input(layer: 5), .outputGradient(layer: 5),
@@ -32,7 +32,8 @@ struct RankPlanTests {
         }
         // Several workers: only where a barrier already waits for all of them.
         for policy in [StepPlan.Policy.rows, .auto, .widest] {
-            let plan = StepPlan(model: model, batchSize: 128, workers: 4, policy: policy, ranks: 3, rank: 1)
+            let plan = StepPlan(
+                model: model, batchSize: 128, workers: 4, policy: policy, ranks: 3, rank: 1, earlyStarts: .all)
             for (i, stage) in plan.stages.enumerated()
             where { if case .exchange(.start) = stage { true } else { false } }() {
                 #expect(plan.stages[i - 1] == .barrier, "\(policy): \(stage) at \(i)")
@@ -40,9 +41,31 @@ struct RankPlanTests {
             }
             if policy == .widest { #expect(!starts(plan).isEmpty) }
         }
-        // One process, or overlap off: nothing starts early, the activations exchange sends everything.
-        #expect(starts(StepPlan(model: model, batchSize: 128, workers: 1)).isEmpty)
-        #expect(starts(StepPlan(model: model, batchSize: 128, workers: 1, ranks: 2, overlaps: false)).isEmpty)
+        // One process, or early starts off: nothing starts early, the activations exchange sends everything.
+        #expect(starts(StepPlan(model: model, batchSize: 128, workers: 1, earlyStarts: .all)).isEmpty)
+        #expect(starts(StepPlan(model: model, batchSize: 128, workers: 1, ranks: 2, earlyStarts: .none)).isEmpty)
+    }
+
+    @Test("by default only blocks of at least 512 KiB a rank start early (the wide model's 2 MB, not the book's)")
+    func largeStarts() {
+        let book = Sequential(
+            inputWidth: 784, layers: [Dense(units: 512, activation: .relu), Dense(units: 10, activation: .softmax)],
+            loss: .sparseCategoricalCrossentropy)
+        #expect(starts(StepPlan(model: book, batchSize: 128, workers: 1, ranks: 2)).isEmpty)
+        let wide = Sequential(
+            inputWidth: 784,
+            layers: [
+                Dense(units: 2048, activation: .relu), Dense(units: 2048, activation: .relu),
+                Dense(units: 10, activation: .softmax),
+            ], loss: .sparseCategoricalCrossentropy)
+        // 256 rows a rank × 2048 floats = 2 MiB; layer 2's ∂L/∂z (10 wide, 10 KiB) stays in the exchange.
+        #expect(
+            starts(StepPlan(model: wide, batchSize: 512, workers: 1, ranks: 2)) == [
+                .input(layer: 1), .input(layer: 2), .outputGradient(layer: 1),
+            ])
+        // The threshold is a rank's block: 1,024 rows on 16 ranks are 64 a rank, 512 KiB of 2048 floats.
+        #expect(starts(StepPlan(model: wide, batchSize: 1024, workers: 1, ranks: 16)).count == 3)
+        #expect(starts(StepPlan(model: wide, batchSize: 1008, workers: 1, ranks: 16)).isEmpty)
     }
 
     @Test("ranks sharing CPUs split them, one each when there are more ranks than CPUs, and all keep the same count")
