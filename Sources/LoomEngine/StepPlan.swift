@@ -502,14 +502,14 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     static let updateCost = 6.0
 
     /// The modelled efficiency of an m × n tile, k deep, relative to a large product: register-tile padding of
-    /// its rows (6- and 4-row strips) and columns (whole panels), and the cost of streaming the other operand
+    /// its rows (the kernel's 4-, 5- and 6-row strips) and columns (whole panels), and the cost of streaming the other operand
     /// (its k × n block of B over the tile's rows, its m × k block of A over its columns).
     public static func efficiency(m: Int, n: Int, k: Int) -> Double {
         guard m > 0 && n > 0 else { return 0 }
         var computed = 0
         var left = m
         while left > 0 {
-            let h = left <= 4 || left == 7 || left == 8 ? 4 : 6
+            let h = gemmStripHeight(left)
             computed += h
             left -= min(h, left)
         }
@@ -518,7 +518,9 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         let columnFill = Double(n) / Double((n + panel - 1) / panel * panel)
         let rowOverhead = k * n * 4 > cacheBytes ? streamedOverhead : cachedOverhead.rows
         let columnOverhead = k * m * 4 > cacheBytes ? streamedOverhead : cachedOverhead.columns
-        return rowFill * columnFill * Double(m) / (Double(m) + rowOverhead) * Double(n) / (Double(n) + columnOverhead)
+        // Streaming B is paid per strip the kernel computes, padding rows included (a 2-row tile is a 4-row strip).
+        let rowStreaming = Double(computed) / (Double(computed) + rowOverhead)
+        return rowFill * columnFill * rowStreaming * Double(n) / (Double(n) + columnOverhead)
     }
 
     /// Modelled cost of an m × n × k tile, in multiply-adds at the full GEMM rate.

@@ -67,6 +67,10 @@ public func packedPanelsCount(n: Int, k: Int) -> Int {
     wide ? LoomKernelsAVX512.packedPanelsCount(n: n, k: k) : LoomKernelsAVX2.packedPanelsCount(n: n, k: k)
 }
 
+/// The height of the next strip of rows the micro-kernel computes when `remaining` rows are left (4, 5 or 6: a
+/// strip shorter than its height computes padding rows). The same under both kernel widths.
+public func gemmStripHeight(_ remaining: Int) -> Int { LoomKernelsAVX2.stripHeight(remaining) }
+
 /// Floats of op(B) (k × n) packed for a product n wide (`packOperand`); 0 when it reads B in place.
 public func packedOperandCount(n: Int, k: Int) -> Int {
     wide ? LoomKernelsAVX512.packedOperandCount(n: n, k: k) : LoomKernelsAVX2.packedOperandCount(n: n, k: k)

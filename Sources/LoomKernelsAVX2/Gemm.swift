@@ -446,7 +446,7 @@ var mcBlock: Int { @inline(__always) get { 96 } }
 /// are 20 × 6 + 2 × 4 rather than 22 × 6 (132 rows' work), 13 (a worker's weight-gradient block of 784 rows at
 /// 62 workers) are 5 + 4 + 4 rather than 6 + 4 + 4. Every element of C is the same FMA chain whatever tile
 /// computes it, so the split changes no value.
-@inline(__always) func stripHeight(_ remaining: Int) -> Int {
+@inline(__always) public func stripHeight(_ remaining: Int) -> Int {
     switch remaining {
     case ...4, 7, 8: 4
     case 5, 9, 13: 5
