@@ -502,8 +502,8 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     static let updateCost = 6.0
 
     /// The modelled efficiency of an m × n tile, k deep, relative to a large product: register-tile padding of
-    /// its rows (the kernel's 4-, 5- and 6-row strips) and columns (whole panels), and the cost of streaming the other operand
-    /// (its k × n block of B over the tile's rows, its m × k block of A over its columns).
+    /// its rows (the kernel's 4-, 5- and 6-row strips) and columns (whole panels), and the cost of streaming the
+    /// other operand (its k × n block of B over the tile's rows, its m × k block of A over its columns).
     public static func efficiency(m: Int, n: Int, k: Int) -> Double {
         guard m > 0 && n > 0 else { return 0 }
         var computed = 0
