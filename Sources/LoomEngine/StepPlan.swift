@@ -175,10 +175,12 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     public let policy: Policy
     /// The stages in order, barriers included.
     public let stages: [Stage]
-    /// Workers sharing each layer's weight gradient (0 for layers without parameters), and the first of them.
+    /// Blocks of each layer's weight gradient (0 for layers without parameters), one per worker.
     public let parameterParts: [Int]
-    /// The first worker of each layer's weight-gradient blocks.
-    public let parameterFirstWorker: [Int]
+    /// The worker (among all ranks') that computes each block of each layer's weight gradient.
+    public let parameterOwners: [[Int]]
+    /// Each layer's block per worker (among all ranks'), -1 where the worker computes none: `parameterPart`.
+    let partOfWorker: [[Int]]
     /// Every parameter tensor cut into chunks, and the worker that sums each (the owner of its first value).
     public let chunks: [Chunk]
     /// The worker (among all ranks') that owns each chunk.
@@ -283,8 +285,14 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             } else {
                 withBarriers
             }
-        (parameterParts, parameterFirstWorker) = StepPlan.parameterBlocks(
+        parameterOwners = StepPlan.parameterBlocks(
             model: model, batchSize: batchSize, workers: workers * ranks, policy: policy, wraps: ranks == 1)
+        parameterParts = parameterOwners.map(\.count)
+        partOfWorker = parameterOwners.map { owners in
+            var parts = [Int](repeating: -1, count: workers * ranks)
+            for (part, owner) in owners.enumerated() { parts[owner] = part }
+            return parts
+        }
         chunks = StepPlan.chunks(model)
         var spans: [(chunks: Range<Int>, parameters: Range<Int>)] = []
         for (c, chunk) in chunks.enumerated() {
@@ -297,14 +305,14 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             }
         }
         tensorChunks = spans
-        chunkOwners = chunks.map { [parameterParts, parameterFirstWorker] chunk in
+        chunkOwners = chunks.map { [parameterOwners] chunk in
             let local = chunk.range.lowerBound - model.offsets[chunk.layer]
-            let parts = parameterParts[chunk.layer]
-            let part = (0..<parts).first {
-                let slices = model.layers[chunk.layer].parameterSlices(part: $0, of: parts)
+            let owners = parameterOwners[chunk.layer]
+            let part = owners.indices.first {
+                let slices = model.layers[chunk.layer].parameterSlices(part: $0, of: owners.count)
                 return slices.first.contains(local) || slices.second.contains(local)
             }
-            return part.map { (parameterFirstWorker[chunk.layer] + $0) % (workers * ranks) } ?? 0
+            return part.map { owners[$0] } ?? 0
         }
         layerNames = model.layers.map { "\($0.typeName.lowercased()) \($0.inputWidth)→\($0.outputWidth)" }
     }
@@ -368,58 +376,94 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         return chunks
     }
 
-    /// Who computes each layer's weight gradient (and update): `parts` blocks of W's rows per layer, on workers
-    /// `first ..< first + parts` (mod W). Either every layer is shared by all workers, or — when that leaves
-    /// small layers in slivers — each layer gets its own workers in proportion to its cost; the cheaper wins.
-    /// Without `wraps` every layer's blocks start at worker 0 (so each rank's blocks of a layer are contiguous).
+    /// Who computes each layer's weight gradient (and update): each layer's blocks of W's rows, and the worker of
+    /// each block (at most one block of a layer per worker). Either every layer is shared by all workers, or —
+    /// when that leaves small layers in slivers — each layer gets its own workers in proportion to its cost, or
+    /// (on one rank) the big layers divide the workers and each small one rides on the least loaded of them;
+    /// the cheapest in the tile model wins. Without `wraps` a layer's blocks lie on consecutive workers, shared
+    /// ones from worker 0 (so each rank's blocks of a layer are contiguous).
     static func parameterBlocks(
         model: Sequential, batchSize: Int, workers: Int, policy: Policy, wraps: Bool = true
-    ) -> ([Int], [Int]) {
-        var (parts, first) = tiledParameterBlocks(
+    ) -> [[Int]] {
+        var owners = tiledParameterBlocks(
             model: model, batchSize: batchSize, workers: workers, policy: policy, wraps: wraps)
         // A layer with parameters that is not tiled (a CustomLayer: its tape's gradient is not cut) is one block,
         // on one worker: the last ones, whose tiled blocks are fewest when blocks start at worker 0.
         for (l, layer) in model.layers.enumerated() where !(layer is TiledLayer) && layer.parameterCount > 0 {
-            parts[l] = 1
-            first[l] = (workers - 1 - l % workers + workers) % workers
+            owners[l] = [(workers - 1 - l % workers + workers) % workers]
         }
-        return (parts, first)
+        return owners
     }
 
-    /// `parameterBlocks` for the tiled layers (0 parts for the others).
+    /// `parameterBlocks` for the tiled layers (no blocks for the others).
     static func tiledParameterBlocks(
         model: Sequential, batchSize: Int, workers: Int, policy: Policy, wraps: Bool
-    ) -> ([Int], [Int]) {
+    ) -> [[Int]] {
         let layers = model.layers.map { layer -> (m: Int, n: Int)? in
             guard layer is TiledLayer, layer.parameterCount > 0 else { return nil }
             return (layer.inputWidth, layer.outputWidth)
         }
         if policy == .rows {
-            return (layers.map { $0 == nil ? 0 : workers }, layers.map { _ in 0 })
+            return layers.map { $0 == nil ? [] : Array(0..<workers) }
         }
         /// Modelled cost of one block of `parts` of a layer's weight gradient, its update included.
-        func cost(_ shape: (m: Int, n: Int), _ parts: Int) -> Double {
+        func cost(_ l: Int, _ parts: Int) -> Double {
+            let shape = layers[l]!
             let rows = (shape.m + parts - 1) / parts
             return tileCost(m: rows, n: shape.n, k: batchSize) + Double(rows * shape.n) * updateCost
         }
         let present = layers.indices.filter { layers[$0] != nil }
+        var candidates: [Placement] = []
         // Shared: every layer over all workers (each layer's blocks starting where the previous one's ended).
-        var sharedParts = layers.map { _ in 0 }
-        var sharedFirst = layers.map { _ in 0 }
-        var load = [Double](repeating: 0, count: workers)
-        var next = 0
+        var shared = Placement(layers: layers.count, workers: workers)
         for l in present {
-            let shape = layers[l]!
-            let parts = StepPlan.bestParts(shape, workers: workers, cost: cost)
-            sharedParts[l] = parts
-            sharedFirst[l] = wraps ? next % workers : 0
-            for i in 0..<parts { load[(next + i) % workers] += cost(shape, parts) }
-            next += parts
+            let parts = StepPlan.bestParts(layers[l]!, workers: workers) { cost(l, $1) }
+            shared.place(l, on: (0..<parts).map { ((wraps ? shared.next : 0) + $0) % workers }, cost: cost(l, parts))
         }
-        let sharedTime = load.max() ?? 0
-        guard present.count > 1, workers >= present.count else { return (sharedParts, sharedFirst) }
-        // Disjoint: the workers divided among the layers in proportion to their cost on one worker.
-        let whole = present.map { cost(layers[$0]!, 1) }
+        candidates.append(shared)
+        if present.count > 1 && workers >= present.count {
+            // Disjoint: the workers divided among the layers in proportion to their cost on one worker.
+            var disjoint = Placement(layers: layers.count, workers: workers)
+            for (l, count) in zip(present, divide(workers, among: present, cost: cost)) {
+                let parts = min(count, layers[l]!.m)
+                disjoint.place(l, on: Array(disjoint.next..<disjoint.next + parts), cost: cost(l, parts))
+                disjoint.next += count - parts
+            }
+            candidates.append(disjoint)
+        }
+        let fair = present.reduce(0) { $0 + cost($1, 1) } / Double(workers)
+        let small = present.filter { cost($0, 1) < 2 * fair }
+        let big = present.filter { cost($0, 1) >= 2 * fair }
+        if wraps && !small.isEmpty && !big.isEmpty && workers >= big.count {
+            // Riding: the big layers divide all the workers in proportion to their cost; each small layer (worth
+            // less than two workers' fair share) is cut into the blocks that keep the busiest worker least busy,
+            // one each on the least loaded workers. One rank only: a rank's blocks of a layer need not be
+            // contiguous.
+            var riding = Placement(layers: layers.count, workers: workers)
+            for (l, count) in zip(big, divide(workers, among: big, cost: cost)) {
+                let parts = min(count, layers[l]!.m)
+                riding.place(l, on: Array(riding.next..<riding.next + parts), cost: cost(l, parts))
+                riding.next += count - parts
+            }
+            for l in small.sorted(by: { cost($0, 1) > cost($1, 1) }) {
+                let lightest = (0..<workers).sorted { (riding.load[$0], $0) < (riding.load[$1], $1) }
+                let busiest = riding.load.max() ?? 0
+                let parts = (1...min(workers, layers[l]!.m)).min { a, b in
+                    (max(busiest, riding.load[lightest[a - 1]] + cost(l, a)), a)
+                        < (max(busiest, riding.load[lightest[b - 1]] + cost(l, b)), b)
+                }!
+                riding.place(l, on: lightest.prefix(parts).sorted(), cost: cost(l, parts))
+            }
+            candidates.append(riding)
+        }
+        // The cheapest; on a tie the earlier (shared, then disjoint).
+        return candidates.min { $0.load.max()! < $1.load.max()! }!.owners
+    }
+
+    /// Workers for each of `layers` in proportion to its cost on one worker, at least one each (`workers` ≥
+    /// `layers.count`), every worker given.
+    static func divide(_ workers: Int, among layers: [Int], cost: (Int, Int) -> Double) -> [Int] {
+        let whole = layers.map { cost($0, 1) }
         let total = whole.reduce(0, +)
         var counts = whole.map { max(1, Int((Double(workers) * $0 / total).rounded(.down))) }
         while counts.reduce(0, +) > workers, let i = counts.indices.max(by: { counts[$0] < counts[$1] }) {
@@ -427,23 +471,30 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         }
         while counts.reduce(0, +) < workers {
             // Give the next worker to the layer whose blocks are slowest now.
-            let i = counts.indices.max {
-                cost(layers[present[$0]]!, counts[$0]) < cost(layers[present[$1]]!, counts[$1])
-            }!
+            let i = counts.indices.max { cost(layers[$0], counts[$0]) < cost(layers[$1], counts[$1]) }!
             counts[i] += 1
         }
-        var disjointParts = layers.map { _ in 0 }
-        var disjointFirst = layers.map { _ in 0 }
-        var disjointTime = 0.0
-        var start = 0
-        for (i, l) in present.enumerated() {
-            let parts = min(counts[i], layers[l]!.m)
-            disjointParts[l] = parts
-            disjointFirst[l] = start
-            disjointTime = max(disjointTime, cost(layers[l]!, parts))
-            start += counts[i]
+        return counts
+    }
+
+    /// A candidate placement of the weight-gradient blocks: each layer's owners and each worker's modelled load.
+    struct Placement {
+        var owners: [[Int]]
+        var load: [Double]
+        /// The first worker not yet given a block, for placements that fill workers in order.
+        var next = 0
+
+        init(layers: Int, workers: Int) {
+            owners = [[Int]](repeating: [], count: layers)
+            load = [Double](repeating: 0, count: workers)
         }
-        return disjointTime < sharedTime ? (disjointParts, disjointFirst) : (sharedParts, sharedFirst)
+
+        /// Gives layer `l` one block per worker of `workers`, each costing `cost`.
+        mutating func place(_ l: Int, on workers: [Int], cost: Double) {
+            owners[l] = workers
+            for w in workers { load[w] += cost }
+            next += workers.count
+        }
     }
 
     /// The number of blocks (≤ workers, one per worker) whose largest block is cheapest in the model.
@@ -466,18 +517,15 @@ public struct StepPlan: Sendable, CustomStringConvertible {
 
     /// The part of layer `layer`'s weight gradient worker `w` of this rank computes, if any.
     @inline(__always) public func parameterPart(_ layer: Int, worker w: Int) -> Int? {
-        let parts = parameterParts[layer]
-        guard parts > 0 else { return nil }
-        let all = workers * ranks
-        let part = (globalWorker(w) - parameterFirstWorker[layer] + all) % all
-        return part < parts ? part : nil
+        let part = partOfWorker[layer][globalWorker(w)]
+        return part >= 0 ? part : nil
     }
 
     /// Worker `w` of this rank among the workers of all ranks.
     @inline(__always) public func globalWorker(_ w: Int) -> Int { rank * workers + w }
 
     /// The worker (among all ranks') that computes part `part` of layer `layer`'s weight gradient.
-    public func owner(_ layer: Int, part: Int) -> Int { (parameterFirstWorker[layer] + part) % (workers * ranks) }
+    public func owner(_ layer: Int, part: Int) -> Int { parameterOwners[layer][part] }
 
     /// The rows of a batch of `n` that rank `r` computes.
     @inline(__always) public func rankRows(_ n: Int, rank r: Int) -> Range<Int> { shard(n, part: r, of: ranks) }
@@ -514,13 +562,16 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             left -= min(h, left)
         }
         let panel = align
+        let columns = (n + panel - 1) / panel * panel
         let rowFill = Double(m) / Double(computed)
-        let columnFill = Double(n) / Double((n + panel - 1) / panel * panel)
+        let columnFill = Double(n) / Double(columns)
         let rowOverhead = k * n * 4 > cacheBytes ? streamedOverhead : cachedOverhead.rows
         let columnOverhead = k * m * 4 > cacheBytes ? streamedOverhead : cachedOverhead.columns
-        // Streaming B is paid per strip the kernel computes, padding rows included (a 2-row tile is a 4-row strip).
+        // Streaming B is paid per strip the kernel computes, padding rows included (a 2-row tile is a 4-row strip),
+        // and streaming A per panel, padding columns included.
         let rowStreaming = Double(computed) / (Double(computed) + rowOverhead)
-        return rowFill * columnFill * rowStreaming * Double(n) / (Double(n) + columnOverhead)
+        let columnStreaming = Double(columns) / (Double(columns) + columnOverhead)
+        return rowFill * columnFill * rowStreaming * columnStreaming
     }
 
     /// Modelled cost of an m × n × k tile, in multiply-adds at the full GEMM rate.
@@ -569,6 +620,20 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         return best
     }
 
+    /// Worker numbers as sorted runs: "0–17, 40, 62–63".
+    static func spans(_ workers: [Int]) -> String {
+        var runs: [ClosedRange<Int>] = []
+        for w in workers.sorted() {
+            if let last = runs.last, last.upperBound + 1 == w {
+                runs[runs.count - 1] = last.lowerBound...w
+            } else {
+                runs.append(w...w)
+            }
+        }
+        return runs.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)–\($0.upperBound)" }
+            .joined(separator: ", ")
+    }
+
     /// The plan as `loom plan` prints it.
     public var description: String {
         var lines = [
@@ -589,8 +654,10 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             case .packGradients:
                 lines.append("  pack dz       row shards: ∂L/∂z into the kernels' panels for the weight gradients")
             case .parameters:
-                let parts = parameterParts.enumerated().filter { $0.element > 0 }
-                    .map { "layer \($0.offset): \($0.element) block\($0.element == 1 ? "" : "s") of W's rows" }
+                let parts = parameterOwners.enumerated().filter { !$0.element.isEmpty }.map { l, owners in
+                    "layer \(l): \(owners.count) block\(owners.count == 1 ? "" : "s") of W's rows "
+                        + "(worker\(owners.count == 1 ? "" : "s") \(StepPlan.spans(owners)))"
+                }
                 let what = stages.contains(.clippedUpdate) ? "weight gradient" : "weight gradient + update"
                 lines.append("  parameters    \(what), " + parts.joined(separator: ", "))
             case .penalty: lines.append("  penalty       \(chunks.count) chunks of the weights, by their owners")

@@ -39,7 +39,7 @@ struct NumaLayoutTests {
                 let parts = plan.parameterParts[0]
                 for r in stride(from: 0, to: 64, by: 7) {
                     let part = (0..<parts).first { shard(64, part: $0, of: parts).contains(r) }!
-                    let worker = (plan.parameterFirstWorker[0] + part) % workers
+                    let worker = plan.owner(0, part: part) % workers
                     #expect(owner[r * 96] == placements[worker].node)
                 }
                 #expect(Set(owner).count == nodes, "\(policy), \(workers) workers: owners on every node")

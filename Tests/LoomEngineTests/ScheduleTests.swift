@@ -119,6 +119,41 @@ struct ScheduleTests {
         #expect(split.columnGroups > 1, "\(plan)")
     }
 
+    @Test("small layers' weight gradients ride on the workers the big ones leave lightest, with the same weights")
+    func riding() {
+        func model() -> Sequential {
+            Sequential(
+                inputWidth: 10,
+                layers: [
+                    Dense(units: 64, activation: .relu), Dense(units: 256, activation: .relu),
+                    Dense(units: 4, activation: .softmax),
+                ], loss: .sparseCategoricalCrossentropy)
+        }
+        func digest(_ workers: Int) -> String {
+            let m = model()
+            m.initialize(seed: 5)
+            let t = Trainer(
+                checked: m, optimizer: .rmsprop(learningRate: 0.01),
+                placements: Topology.detect().placement(
+                    workers: workers), batchSize: 128, seed: 5, pin: false)
+            _ = t.fit(fizzBuzz().train, epochs: 2)
+            return m.weightsDigest()
+        }
+        let reference = digest(1)
+        for workers in [6, 8] {
+            let plan = StepPlan(model: model(), batchSize: 128, workers: workers)
+            let owners = plan.parameterOwners.filter { !$0.isEmpty }
+            // More blocks than workers, yet not every layer on every worker: some worker holds two layers' blocks.
+            #expect(owners.reduce(0) { $0 + $1.count } > workers, "\(owners)")
+            #expect(owners.contains { $0.count < workers }, "\(owners)")
+            for (l, layerOwners) in plan.parameterOwners.enumerated() {
+                #expect(Set(layerOwners).count == layerOwners.count, "a worker holds two blocks of layer \(l)")
+                for (part, w) in layerOwners.enumerated() { #expect(plan.parameterPart(l, worker: w) == part) }
+            }
+            #expect(digest(workers) == reference, "\(workers) workers")
+        }
+    }
+
     @Test(
         "a tile of 1 to 4 rows is priced as the 4-row strip the kernel computes, so a narrow product keeps row shards")
     func paddedStrips() {
