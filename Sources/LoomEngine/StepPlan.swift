@@ -179,8 +179,9 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     public let parameterParts: [Int]
     /// The worker (among all ranks') that computes each block of each layer's weight gradient.
     public let parameterOwners: [[Int]]
-    /// Each layer's block per worker (among all ranks'), -1 where the worker computes none: `parameterPart`.
-    let partOfWorker: [[Int]]
+    /// Each layer's block per worker (among all ranks'; layer-major, one flat array so a step reads it without
+    /// touching a nested array), -1 where the worker computes none: `parameterPart`.
+    let partOfWorker: [Int]
     /// Every parameter tensor cut into chunks, and the worker that sums each (the owner of its first value).
     public let chunks: [Chunk]
     /// The worker (among all ranks') that owns each chunk.
@@ -288,11 +289,11 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         parameterOwners = StepPlan.parameterBlocks(
             model: model, batchSize: batchSize, workers: workers * ranks, policy: policy, wraps: ranks == 1)
         parameterParts = parameterOwners.map(\.count)
-        partOfWorker = parameterOwners.map { owners in
-            var parts = [Int](repeating: -1, count: workers * ranks)
-            for (part, owner) in owners.enumerated() { parts[owner] = part }
-            return parts
+        var partOfWorker = [Int](repeating: -1, count: model.layers.count * workers * ranks)
+        for (l, owners) in parameterOwners.enumerated() {
+            for (part, owner) in owners.enumerated() { partOfWorker[l * workers * ranks + owner] = part }
         }
+        self.partOfWorker = partOfWorker
         chunks = StepPlan.chunks(model)
         var spans: [(chunks: Range<Int>, parameters: Range<Int>)] = []
         for (c, chunk) in chunks.enumerated() {
@@ -517,7 +518,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
 
     /// The part of layer `layer`'s weight gradient worker `w` of this rank computes, if any.
     @inline(__always) public func parameterPart(_ layer: Int, worker w: Int) -> Int? {
-        let part = partOfWorker[layer][globalWorker(w)]
+        let part = partOfWorker[layer * workers * ranks + globalWorker(w)]
         return part >= 0 ? part : nil
     }
 
