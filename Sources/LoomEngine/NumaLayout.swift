@@ -147,7 +147,7 @@ public struct NumaLayout: Sendable, Equatable {
                 // Chunks are summed by the owners of their first values: only a chunk that straddles two
                 // owners on different nodes reads from another node (at most one chunk per owner boundary).
                 break
-            case .barrier:
+            case .barrier, .groupBarrier:
                 break
             }
         }

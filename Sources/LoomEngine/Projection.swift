@@ -44,12 +44,12 @@ public struct StageTime: Codable, Sendable {
 }
 
 extension Bench {
-    /// Estimated cost of one barrier episode with `workers` threads: the dissemination barrier's ⌈log₂ W⌉
-    /// rounds, each one cache-line hand-off between cores. A round costs what two pinned threads measure here,
-    /// but at least `minimumRound` (0.2 µs, a hand-off between the dies of a many-core EPYC: two vCPUs of a VM
-    /// may share a core and measure less).
-    public static func barrierSeconds(workers: Int, measuredTwo: Double) -> Double {
-        Double(StepPlan.barrierRounds(workers)) * max(measuredTwo, minimumRound)
+    /// Estimated cost of `rounds` rounds of the dissemination barrier (a full barrier of W workers takes
+    /// ⌈log₂ W⌉, a barrier within groups of G workers ⌈log₂ G⌉), each one cache-line hand-off between cores. A
+    /// round costs what two pinned threads measure here, but at least `minimumRound` (0.2 µs, a hand-off between
+    /// the dies of a many-core EPYC: two vCPUs of a VM may share a core and measure less).
+    public static func barrierSeconds(rounds: Int, measuredTwo: Double) -> Double {
+        Double(rounds) * max(measuredTwo, minimumRound)
     }
 
     /// The least a barrier round costs in the projection (seconds).
@@ -111,7 +111,7 @@ extension Bench {
                     continue
                 }
                 let barriers = plan.barriers
-                let barrierTime = Double(barriers) * barrierSeconds(workers: w, measuredTwo: barrierTwo)
+                let barrierTime = barrierSeconds(rounds: plan.barrierRounds, measuredTwo: barrierTwo)
                 let step = share + barrierTime
                 results.append(
                     ProjectionResult(
@@ -129,7 +129,7 @@ extension Bench {
         _ plan: StepPlan, runners: [StepRunner], data: Dataset, order: UnsafePointer<Int32>,
         targets: BatchTargets, optimizer: Optimizer, steps: Int, parameters model: Sequential
     ) -> (Double, [StageTime]) {
-        let stages = plan.stages.filter { $0 != .barrier }
+        let stages = plan.stages.filter { !StepPlan.isBarrier($0) }
         var best = [[Double]](repeating: [Double](repeating: .infinity, count: runners.count), count: stages.count)
         var runners = runners
         let batch = plan.batchSize

@@ -87,7 +87,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// product into as many column blocks as it can (for tests: every tile path).
     public typealias Policy = SchedulePolicy
 
-    /// One stage of the step; `barrier` waits for every worker.
+    /// One stage of the step; `barrier` waits for every worker, `groupBarrier` for the workers of one group.
     public enum Stage: Sendable, Equatable {
         /// Each worker gathers its rows of the batch.
         case gather
@@ -121,6 +121,9 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         case exchange(Exchange)
         /// Every worker waits for every other.
         case barrier
+        /// Each worker waits for the others of its group: workers `w / workers` alike, `workers` of them. The
+        /// plan puts it only where, since the last full barrier, no two groups touch the same batch row.
+        case groupBarrier(workers: Int)
     }
 
     /// What crosses between ranks, and when.
@@ -273,6 +276,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             withBarriers.append(stage)
         }
         withBarriers.append(.barrier)  // the next step's forward reads the updated weights
+        if ranks == 1 { withBarriers = StepPlan.grouping(withBarriers, workers: workers) }
         let smallest: Int? =
             switch earlyStarts {
             case .none: nil
@@ -512,7 +516,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         // The penalty reads only the weights, which nothing writes before the parameters stage.
         case .penalty: true
         case .forward(_, let split), .inputGradient(_, let split): split == everyRow
-        case .parameters, .packWeights, .gradientNorms, .clippedUpdate, .exchange, .barrier: false
+        case .parameters, .packWeights, .gradientNorms, .clippedUpdate, .exchange, .barrier, .groupBarrier: false
         }
     }
 
@@ -531,8 +535,84 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// The rows of a batch of `n` that rank `r` computes.
     @inline(__always) public func rankRows(_ n: Int, rank r: Int) -> Range<Int> { shard(n, part: r, of: ranks) }
 
-    /// Barriers a step waits at.
-    public var barriers: Int { stages.filter { $0 == .barrier }.count }
+    /// Barriers a step waits at, full and group ones.
+    public var barriers: Int { stages.filter(StepPlan.isBarrier).count }
+
+    /// Dissemination rounds a step's barriers take: ⌈log₂ W⌉ for a full barrier, ⌈log₂ G⌉ for a group of G.
+    public var barrierRounds: Int {
+        stages.reduce(0) { rounds, stage in
+            switch stage {
+            case .barrier: rounds + StepPlan.barrierRounds(workers)
+            case .groupBarrier(let g): rounds + StepPlan.barrierRounds(g)
+            default: rounds
+            }
+        }
+    }
+
+    /// The size of the groups the step's group barriers wait within (nil: it has none).
+    public var groupSize: Int? {
+        for stage in stages { if case .groupBarrier(let size) = stage { return size } }
+        return nil
+    }
+
+    /// Whether `stage` is a barrier, full or group.
+    public static func isBarrier(_ stage: Stage) -> Bool {
+        switch stage {
+        case .barrier, .groupBarrier: true
+        default: false
+        }
+    }
+
+    // MARK: Group barriers
+
+    /// `stages` with the barriers inside each run of row-structured stages (between two full barriers that a
+    /// stage outside the run needs) made group barriers, where the run allows a group smaller than all workers.
+    /// Within a run each stage cuts the batch into R row groups of W / R workers each (row shards: R = W; a tile
+    /// grid R × C with R·C = W, worker w in row group w / C), and shards are `shard(n, part:, of:)`, so with
+    /// R_min the fewest row groups of the run and every R a multiple of it, worker w touches only rows of
+    /// `shard(n, part: w / G, of: R_min)`, G = W / R_min, for any batch of n rows: no row is touched by two
+    /// groups, and a barrier among G workers orders everything a worker reads after it. Coarser groups (a
+    /// multiple of G) are as good, so one size serves every run of the step: the least common multiple of the
+    /// runs' sizes, where it is smaller than W (the step then needs one group barrier object).
+    static func grouping(_ stages: [Stage], workers: Int) -> [Stage] {
+        /// The row groups a stage cuts the batch into (nil: not row-structured; 0: touches no batch row).
+        func rowGroups(_ stage: Stage) -> Int? {
+            switch stage {
+            case .gather, .rowForward, .loss, .activationGradient, .rowBackward, .packGradients: workers
+            case .penalty: 0  // reads only the weights, which nothing writes before the parameters stage
+            case .forward(_, let split), .inputGradient(_, let split):
+                split.tiles == workers ? split.rowGroups : nil
+            default: nil
+            }
+        }
+        // Each run's inner barriers (its first and last stages keep theirs: stages outside the run need them),
+        // and the group size the run allows (W where it allows none).
+        var runs: [(barriers: [Int], size: Int)] = []
+        var runStart = 0
+        while runStart < stages.count {
+            var runEnd = runStart
+            while runEnd < stages.count && (stages[runEnd] == .barrier || rowGroups(stages[runEnd]) != nil) {
+                runEnd += 1
+            }
+            let run = stages[runStart..<runEnd]
+            let groups = run.compactMap(rowGroups).filter { $0 > 0 }
+            if let first = run.firstIndex(where: { $0 != .barrier }),
+                let last = run.lastIndex(where: { $0 != .barrier })
+            {
+                let fewest = groups.min() ?? 1
+                let nested = groups.allSatisfy { $0 % fewest == 0 }
+                let inner = (first..<last).filter { stages[$0] == .barrier }
+                if !inner.isEmpty { runs.append((inner, nested ? workers / fewest : workers)) }
+            }
+            runStart = runEnd + 1
+        }
+        func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+        let size = runs.reduce(1) { $0 / gcd($0, $1.size) * $1.size }
+        guard !runs.isEmpty, size < workers, workers % size == 0 else { return stages }
+        var out = stages
+        for run in runs { for i in run.barriers { out[i] = .groupBarrier(workers: size) } }
+        return out
+    }
 
     // MARK: The tile model
 
@@ -681,6 +761,9 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             case .barrier:
                 barrier += 1
                 lines.append("  ── barrier \(barrier)")
+            case .groupBarrier(let size):
+                barrier += 1
+                lines.append("  ── barrier \(barrier) within groups of \(size) workers")
             }
         }
         return lines.joined(separator: "\n")

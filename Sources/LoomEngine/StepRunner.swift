@@ -103,7 +103,8 @@ struct StepRunner {
             }
         case .packWeights:
             packOtherRanksWeights(arrived: true)
-        case .gather, .loss, .parameters, .penalty, .gradientNorms, .clippedUpdate, .exchange, .barrier:
+        case .gather, .loss, .parameters, .penalty, .gradientNorms, .clippedUpdate, .exchange, .barrier,
+            .groupBarrier:
             preconditionFailure("the job runs \(stage) itself")
         }
     }

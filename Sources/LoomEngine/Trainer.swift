@@ -189,6 +189,8 @@ public final class Trainer: @unchecked Sendable {
     let shared: SharedState
     /// Who computes which part of a step (see StepPlan), and where its memory lives (see NumaLayout).
     public let plan: StepPlan
+    /// The barrier the plan's group barriers wait at (the pool's own barrier when the plan has none).
+    let groupBarrier: SpinBarrier
     /// Where the parameters and slots live (NUMA nodes).
     public let numa: NumaLayout
     /// The processes training this model together (one, unless started by an MPI launcher), and what worker 0
@@ -238,6 +240,7 @@ public final class Trainer: @unchecked Sendable {
             model: model, batchSize: batchSize, workers: placements.count, policy: schedule,
             clipsByNorm: clipping.needsNorms, ranks: communicator.size, rank: communicator.rank,
             earlyStarts: Trainer.earlyStarts)
+        groupBarrier = plan.groupSize.map { SpinBarrier(parties: placements.count, groupSize: $0) } ?? pool.barrier
         // Each parameter's value, gradient and optimizer state on its owner's node (a no-op on one node).
         numa = NumaLayout(model: model, plan: plan, placements: placements)
         numa.move([model.parameters.pointer, model.gradients.pointer] + self.optimizer.slots.map(\.pointer))
@@ -418,7 +421,7 @@ public final class Trainer: @unchecked Sendable {
     /// Each worker walks the plan's stages; `StepRunner` says what a stage means for one worker.
     func epochJob(_ data: Dataset, steps: Range<Int>, firstStep: Int) -> WorkerJob {
         let (model, optimizer, buffers, shared, barrier, plan) = (model, optimizer, buffers, shared, pool.barrier, plan)
-        let exchanger = exchanger
+        let (exchanger, groupBarrier) = (exchanger, groupBarrier)
         let (batchSize, seed) = (batchSize, seed)
         return { w in
             var runner = StepRunner(
@@ -445,6 +448,8 @@ public final class Trainer: @unchecked Sendable {
                     switch stage {
                     case .barrier:
                         barrier.wait(w)
+                    case .groupBarrier:
+                        groupBarrier.wait(w)
                     case .gather:
                         let rows = runner.gatherRows
                         guard !rows.isEmpty else { continue }

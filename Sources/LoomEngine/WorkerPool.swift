@@ -13,25 +13,31 @@ import Foundation
 /// all: W workers pay ⌈log₂ W⌉ cache-line hand-offs each, in parallel, instead of W arrivals serialized on one
 /// counter. Each flag sits in its own cache line; two sets of flags alternate (parity) and the value that means
 /// "arrived" flips every second episode (sense), so no flag is ever reset. A waiter spins with the `pause` hint,
-/// then yields the CPU (more workers than cores degrade gracefully instead of collapsing).
+/// then yields the CPU (more workers than cores degrade gracefully instead of collapsing). With `groupSize` G the
+/// workers meet in groups of G consecutive ones (w / G alike), each group a dissemination barrier of its own.
 public final class SpinBarrier: @unchecked Sendable {
     // Sendable: the flags are atomics; each worker's parity and sense are touched by that worker only.
     /// The threads that meet at the barrier.
     public let parties: Int
-    /// ⌈log₂ parties⌉.
+    /// The threads that meet at one episode: all parties, or one group of them.
+    public let groupSize: Int
+    /// ⌈log₂ groupSize⌉.
     public let rounds: Int
     private let flags: UnsafeMutableRawPointer  // [2 parities][rounds][parties], a cache line each
     private let state: UnsafeMutableRawPointer  // [parties] × (parity, sense), a cache line each
     /// Spins before the first yield. About 10 µs of `pause`s: longer than any imbalance within a step here.
     private let spinLimit: Int
 
-    /// A barrier for `parties` threads that spins `spinLimit` times before it sleeps.
-    public init(parties: Int, spinLimit: Int = 4000) {
-        precondition(parties >= 1)
+    /// A barrier for `parties` threads (in groups of `groupSize`, all of them by default) that spins `spinLimit`
+    /// times before it sleeps.
+    public init(parties: Int, groupSize: Int? = nil, spinLimit: Int = 4000) {
+        let groupSize = groupSize ?? parties
+        precondition(parties >= 1 && groupSize >= 1 && parties % groupSize == 0)
         self.parties = parties
+        self.groupSize = groupSize
         self.spinLimit = spinLimit
         var r = 0
-        while 1 << r < parties { r += 1 }
+        while 1 << r < groupSize { r += 1 }
         rounds = r
         let lines = max(1, 2 * r * parties)
         flags = .allocate(byteCount: lines * 64, alignment: 64)
@@ -54,14 +60,16 @@ public final class SpinBarrier: @unchecked Sendable {
         return UnsafeAtomic(at: (flags + line * 64).assumingMemoryBound(to: Int.AtomicRepresentation.self))
     }
 
-    /// Blocks worker `worker` until all `parties` workers have called `wait`; everything written before it by
-    /// any of them is visible to all after it.
+    /// Blocks worker `worker` until all workers of its group (all `parties`, by default) have called `wait`;
+    /// everything written before it by any of them is visible to all of them after it.
     public func wait(_ worker: Int) {
-        if parties == 1 { return }
+        if groupSize == 1 { return }
         let s = (state + worker * 64).assumingMemoryBound(to: Int.self)
         let (parity, sense) = (s[0], s[1])
+        let first = worker / groupSize * groupSize
         for round in 0..<rounds {
-            flag(parity, round, (worker + (1 << round)) % parties).store(sense, ordering: .releasing)
+            let partner = first + (worker - first + (1 << round)) % groupSize
+            flag(parity, round, partner).store(sense, ordering: .releasing)
             let mine = flag(parity, round, worker)
             var spins = 0
             while mine.load(ordering: .acquiring) != sense {

@@ -223,7 +223,7 @@ struct ProjectBench: ParsableCommand {
         ProcessSetup.pinCurrentThread(to: topology.usableCPUs.last ?? 0)
         let rows = Bench.project(run, workers: counts, steps: steps, barrierTwo: barrier)
         print(
-            "PROJECTION (an estimate): each worker's share of a step of \(run.train.name), batch \(run.config.training.batchSize), timed on one core; step = slowest share per stage + barriers (⌈log₂ W⌉ rounds of max(\(String(format: "%.2f", barrier * 1e6)) µs measured between 2 threads here, \(String(format: "%.1f", Bench.minimumRound * 1e6)) µs) each)"
+            "PROJECTION (an estimate): each worker's share of a step of \(run.train.name), batch \(run.config.training.batchSize), timed on one core; step = slowest share per stage + barriers (⌈log₂ W⌉ rounds, ⌈log₂ G⌉ within groups of G, of max(\(String(format: "%.2f", barrier * 1e6)) µs measured between 2 threads here, \(String(format: "%.1f", Bench.minimumRound * 1e6)) µs) each)"
         )
         print("workers  schedule  largest share  barriers      step  projected speed-up  projected efficiency")
         for r in rows {

@@ -170,6 +170,37 @@ struct EngineTests {
         #expect((0..<workers).allSatisfy { bad[$0 * 16] == 0 })
         pool.shutdown()
     }
+
+    @Test(
+        "a barrier within groups orders writes within each group, and lets groups run apart",
+        arguments: [(4, 2), (6, 3), (8, 4), (8, 2)])
+    func groupBarrier(workers: Int, group: Int) {
+        let pool = WorkerPool(placements: Topology.detect().placement(workers: workers), pin: false)
+        let barrier = SpinBarrier(parties: workers, groupSize: group)
+        #expect(barrier.rounds == StepPlan.barrierRounds(group))
+        let slots = UnsafeMutablePointer<Int>.allocate(capacity: workers * 16)
+        let bad = UnsafeMutablePointer<Int>.allocate(capacity: workers * 16)
+        slots.initialize(repeating: 0, count: workers * 16)
+        bad.initialize(repeating: 0, count: workers * 16)
+        defer {
+            slots.deallocate()
+            bad.deallocate()
+        }
+        let (s, b) = (PointerBox(slots), PointerBox(bad))
+        pool.run { w in
+            let first = w / group * group
+            // Groups take different numbers of rounds: only a barrier among the group's own workers finishes.
+            for round in 1...(500 * (1 + w / group)) {
+                s.pointer[w * 16] = round
+                barrier.wait(w)
+                for o in first..<first + group where s.pointer[o * 16] != round { b.pointer[w * 16] += 1 }
+                barrier.wait(w)
+            }
+            pool.barrier.wait(w)  // and the full barrier still meets every worker after them
+        }
+        #expect((0..<workers).allSatisfy { bad[$0 * 16] == 0 })
+        pool.shutdown()
+    }
 }
 
 /// A raw pointer handed to worker jobs in tests (disjoint writes per worker).

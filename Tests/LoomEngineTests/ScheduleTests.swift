@@ -154,6 +154,32 @@ struct ScheduleTests {
         }
     }
 
+    @Test("barriers within groups where no two groups touch a batch row; full ones around every other stage")
+    func groupBarriers() {
+        let book = Sequential(
+            inputWidth: 784, layers: [Dense(units: 512, activation: .relu), Dense(units: 10, activation: .softmax)],
+            loss: .sparseCategoricalCrossentropy)
+        // 64 workers: the 8×8 forward tiles are row groups of 8 workers, who gather those rows and then compute
+        // the row shards the loss and the backward pass use: the two barriers before the parameters stage's are
+        // among 8 workers (3 rounds, not 6); the parameters stage keeps a full barrier on both sides.
+        let plan = StepPlan(model: book, batchSize: 128, workers: 64)
+        #expect(plan.stages.filter { $0 == .groupBarrier(workers: 8) }.count == 2, "\(plan)")
+        #expect(plan.stages.filter { $0 == .barrier }.count == 2, "\(plan)")
+        #expect(plan.barrierRounds == 3 + 3 + 6 + 6)
+        #expect(plan.groupSize == 8)
+        let parameters = plan.stages.firstIndex(of: .parameters)!
+        #expect(plan.stages[parameters - 1] == .barrier && plan.stages[parameters + 1] == .barrier)
+        // A product in column blocks only (one row group) needs every worker's rows: no groups then.
+        let wide = Sequential(
+            inputWidth: 784, layers: [Dense(units: 2048, activation: .relu), Dense(units: 2048, activation: .relu)],
+            loss: .meanSquaredError)
+        let columns = StepPlan(model: wide, batchSize: 512, workers: 16, policy: .widest)
+        #expect(columns.groupSize == nil, "\(columns)")
+        // Nor on several ranks, nor with the row-only schedule (whose only barriers surround the parameters).
+        #expect(StepPlan(model: book, batchSize: 128, workers: 32, ranks: 2).groupSize == nil)
+        #expect(StepPlan(model: book, batchSize: 128, workers: 64, policy: .rows).groupSize == nil)
+    }
+
     @Test(
         "a tile of 1 to 4 rows is priced as the 4-row strip the kernel computes, so a narrow product keeps row shards")
     func paddedStrips() {
