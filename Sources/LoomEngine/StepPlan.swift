@@ -429,11 +429,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         if present.count > 1 && workers >= present.count {
             // Disjoint: the workers divided among the layers in proportion to their cost on one worker.
             var disjoint = Placement(layers: layers.count, workers: workers)
-            for (l, count) in zip(present, divide(workers, among: present, cost: cost)) {
-                let parts = min(count, layers[l]!.m)
-                disjoint.place(l, on: Array(disjoint.next..<disjoint.next + parts), cost: cost(l, parts))
-                disjoint.next += count - parts
-            }
+            disjoint.divide(present, rows: { layers[$0]!.m }, cost: cost)
             candidates.append(disjoint)
         }
         let fair = present.reduce(0) { $0 + cost($1, 1) } / Double(workers)
@@ -445,11 +441,7 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             // one each on the least loaded workers. One rank only: a rank's blocks of a layer need not be
             // contiguous.
             var riding = Placement(layers: layers.count, workers: workers)
-            for (l, count) in zip(big, divide(workers, among: big, cost: cost)) {
-                let parts = min(count, layers[l]!.m)
-                riding.place(l, on: Array(riding.next..<riding.next + parts), cost: cost(l, parts))
-                riding.next += count - parts
-            }
+            riding.divide(big, rows: { layers[$0]!.m }, cost: cost)
             for l in small.sorted(by: { cost($0, 1) > cost($1, 1) }) {
                 let lightest = (0..<workers).sorted { (riding.load[$0], $0) < (riding.load[$1], $1) }
                 let busiest = riding.load.max() ?? 0
@@ -499,6 +491,16 @@ public struct StepPlan: Sendable, CustomStringConvertible {
             owners[l] = workers
             for w in workers { load[w] += cost }
             next += workers.count
+        }
+
+        /// Gives `layers` consecutive runs of all the workers, in proportion to their cost (`StepPlan.divide`):
+        /// a block on each of a layer's workers, or one per row of W where it has fewer `rows` than workers.
+        mutating func divide(_ layers: [Int], rows: (Int) -> Int, cost: (Int, Int) -> Double) {
+            for (l, count) in zip(layers, StepPlan.divide(load.count, among: layers, cost: cost)) {
+                let parts = min(count, rows(l))
+                place(l, on: Array(next..<next + parts), cost: cost(l, parts))
+                next += count - parts
+            }
         }
     }
 

@@ -149,7 +149,19 @@ struct EngineTests {
         "the barrier orders writes: every worker sees every other's value after it",
         arguments: [2, 3, 4, 5, 7, 8])
     func barrier(workers: Int) {
+        let stale = staleReads(workers: workers, barrier: nil) { _ in (0..<workers, 2000) }
+        #expect(stale == 0)
+    }
+
+    /// Runs `workers` threads that each write a round number to a slot of their own, wait at `barrier` (the
+    /// pool's when nil), count the slots of `peers(w).workers` that do not show the same round yet, and wait
+    /// again, for `peers(w).rounds` rounds, then meet at the pool's barrier; returns the stale reads counted.
+    func staleReads(
+        workers: Int, barrier: SpinBarrier?, peers: @escaping @Sendable (Int) -> (workers: Range<Int>, rounds: Int)
+    ) -> Int {
         let pool = WorkerPool(placements: Topology.detect().placement(workers: workers), pin: false)
+        defer { pool.shutdown() }
+        let barrier = barrier ?? pool.barrier
         let slots = UnsafeMutablePointer<Int>.allocate(capacity: workers * 16)
         let bad = UnsafeMutablePointer<Int>.allocate(capacity: workers * 16)
         slots.initialize(repeating: 0, count: workers * 16)
@@ -160,46 +172,30 @@ struct EngineTests {
         }
         let (s, b) = (PointerBox(slots), PointerBox(bad))
         pool.run { w in
-            for round in 1...2000 {
+            let (group, rounds) = peers(w)
+            for round in 1...rounds {
                 s.pointer[w * 16] = round
-                pool.barrier.wait(w)
-                for o in 0..<workers where s.pointer[o * 16] != round { b.pointer[w * 16] += 1 }
-                pool.barrier.wait(w)
+                barrier.wait(w)
+                for o in group where s.pointer[o * 16] != round { b.pointer[w * 16] += 1 }
+                barrier.wait(w)
             }
+            pool.barrier.wait(w)
         }
-        #expect((0..<workers).allSatisfy { bad[$0 * 16] == 0 })
-        pool.shutdown()
+        return (0..<workers).reduce(0) { $0 + bad[$1 * 16] }
     }
 
     @Test(
         "a barrier within groups orders writes within each group, and lets groups run apart",
         arguments: [(4, 2), (6, 3), (8, 4), (8, 2)])
     func groupBarrier(workers: Int, group: Int) {
-        let pool = WorkerPool(placements: Topology.detect().placement(workers: workers), pin: false)
         let barrier = SpinBarrier(parties: workers, groupSize: group)
         #expect(barrier.rounds == StepPlan.barrierRounds(group))
-        let slots = UnsafeMutablePointer<Int>.allocate(capacity: workers * 16)
-        let bad = UnsafeMutablePointer<Int>.allocate(capacity: workers * 16)
-        slots.initialize(repeating: 0, count: workers * 16)
-        bad.initialize(repeating: 0, count: workers * 16)
-        defer {
-            slots.deallocate()
-            bad.deallocate()
+        // Groups take different numbers of rounds: only a barrier among the group's own workers finishes; the
+        // pool's full barrier still meets every worker after them.
+        let stale = staleReads(workers: workers, barrier: barrier) { w in
+            (w / group * group..<(w / group + 1) * group, 500 * (1 + w / group))
         }
-        let (s, b) = (PointerBox(slots), PointerBox(bad))
-        pool.run { w in
-            let first = w / group * group
-            // Groups take different numbers of rounds: only a barrier among the group's own workers finishes.
-            for round in 1...(500 * (1 + w / group)) {
-                s.pointer[w * 16] = round
-                barrier.wait(w)
-                for o in first..<first + group where s.pointer[o * 16] != round { b.pointer[w * 16] += 1 }
-                barrier.wait(w)
-            }
-            pool.barrier.wait(w)  // and the full barrier still meets every worker after them
-        }
-        #expect((0..<workers).allSatisfy { bad[$0 * 16] == 0 })
-        pool.shutdown()
+        #expect(stale == 0)
     }
 }
 
