@@ -67,9 +67,11 @@ public func packedPanelsCount(n: Int, k: Int) -> Int {
     wide ? LoomKernelsAVX512.packedPanelsCount(n: n, k: k) : LoomKernelsAVX2.packedPanelsCount(n: n, k: k)
 }
 
-/// The height of the next strip of rows the micro-kernel computes when `remaining` rows are left (4, 5 or 6: a
-/// strip shorter than its height computes padding rows). The same under both kernel widths.
-public func gemmStripHeight(_ remaining: Int) -> Int { LoomKernelsAVX2.stripHeight(remaining) }
+/// The height of the next strip of rows the active micro-kernel computes when `remaining` rows are left (4, 5
+/// or 6, and 7 with AVX-512: a strip taller than what is left computes padding rows).
+public func gemmStripHeight(_ remaining: Int) -> Int {
+    wide ? LoomKernelsAVX512.stripHeight(remaining) : LoomKernelsAVX2.stripHeight(remaining)
+}
 
 /// Floats of op(B) (k × n) packed for a product n wide (`packOperand`); 0 when it reads B in place.
 public func packedOperandCount(n: Int, k: Int) -> Int {

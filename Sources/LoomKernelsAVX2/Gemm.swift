@@ -393,8 +393,18 @@ func gemmCore(
                     let height = packingA ? stripHeight(mc - i0) : mr
                     let rows = min(height, mc - i0)
                     let cTile = cBlock + i0 * ldc + j0
-                    if packingA && height < mr {
-                        // The short strips, each height its own copy of the tile (a constant, unrolled).
+                    if packingA && height != mr {
+                        // The other strips, each height its own copy of the tile (a constant, unrolled).
+                        #if LOOM_AVX512
+                            if height == 7 {
+                                tallTile(
+                                    k: kk, a: packedA + i0 * kk, rows: rows, b: bPanel, bK: bStride, c: cTile,
+                                    ldc: ldc, cols: cols, row: ic + i0, col: j0, accumulate: accumulateBlock,
+                                    epilogue: blockEpilogue)
+                                i0 += height
+                                continue
+                            }
+                        #endif
                         if height == 4 {
                             shortTile(
                                 height: 4, k: kk, a: packedA + i0 * kk, rows: rows, b: bPanel, bK: bStride,
@@ -441,20 +451,31 @@ func gemmCore(
 /// passes over it.
 var mcBlock: Int { @inline(__always) get { 96 } }
 
-/// The height of the next strip of packed A when `remaining` rows are left: 6 (the main tile), or 4 or 5 where
-/// that avoids computing rows past the end. Strips of 4, 5 and 6 rows cover any count but 7 exactly: 128 rows
-/// are 20 × 6 + 2 × 4 rather than 22 × 6 (132 rows' work), 13 (a worker's weight-gradient block of 784 rows at
-/// 62 workers) are 5 + 4 + 4 rather than 6 + 4 + 4. Every element of C is the same FMA chain whatever tile
-/// computes it, so the split changes no value.
+/// The height of the next strip of packed A when `remaining` rows are left: 6 (the main tile), or 4, 5 (or 7,
+/// with AVX-512's 32 registers) where that avoids computing rows past the end or a third strip. Strips of 4, 5
+/// and 6 rows cover any count but 7 exactly: 128 rows are 20 × 6 + 2 × 4 rather than 22 × 6 (132 rows' work).
+/// 13 rows (a worker's weight-gradient block of 784 rows at 61 workers) are 7 + 6 with AVX-512, 5 + 4 + 4 with
+/// AVX2 (whose 16 registers hold at most 12 accumulators), and 14 are 7 + 7 rather than 6 + 4 + 4: each strip
+/// streams the B panel once more. Every element of C is the same FMA chain whatever tile computes it, so the
+/// split changes no value.
 @inline(__always) public func stripHeight(_ remaining: Int) -> Int {
-    switch remaining {
-    case ...4, 7, 8: 4
-    case 5, 9, 13: 5
-    default: mr
-    }
+    #if LOOM_AVX512
+        switch remaining {
+        case ...4, 8: 4
+        case 5, 9: 5
+        case 7, 13, 14: 7
+        default: mr
+        }
+    #else
+        switch remaining {
+        case ...4, 7, 8: 4
+        case 5, 9, 13: 5
+        default: mr
+        }
+    #endif
 }
 
-/// Packs rows i0..<i0+m, depth p0..<p0+k of op(A) into strips of `stripHeight` rows (4, 5 or 6), each
+/// Packs rows i0..<i0+m, depth p0..<p0+k of op(A) into strips of `stripHeight` rows (4 to 7), each
 /// `k × height` contiguous (the order the micro-kernel broadcasts them), repeating the last row past m.
 @inline(__always)
 func packA(
@@ -780,6 +801,92 @@ func shortTile(
         storeRow(c40, c41, c + 4 * ldc, cols: cols, row: row + 4, col: col, accumulate: accumulate, epilogue: epilogue)
     }
 }
+
+#if LOOM_AVX512
+    /// The 7 × NR tile for 7-row strips of packed A (AVX-512 only: 14 accumulators, 2 B vectors and a broadcast
+    /// take 17 of its 32 registers), with the same per-element FMA chain as `wideTile`. Not inlined: in the
+    /// products' loop beside the other tiles it made the register allocator slow the 6-row tile down.
+    @inline(never)
+    func tallTile(
+        k: Int, a: UnsafePointer<Float>, rows: Int, b: UnsafePointer<Float>, bK: Int,
+        c: UnsafeMutablePointer<Float>, ldc: Int, cols: Int, row: Int, col: Int,
+        accumulate: Bool, epilogue: GemmEpilogue
+    ) {
+        var c00 = Vec()
+        var c01 = Vec()
+        var c10 = Vec()
+        var c11 = Vec()
+        var c20 = Vec()
+        var c21 = Vec()
+        var c30 = Vec()
+        var c31 = Vec()
+        var c40 = Vec()
+        var c41 = Vec()
+        var c50 = Vec()
+        var c51 = Vec()
+        var c60 = Vec()
+        var c61 = Vec()
+        var bp = b
+        var ap = a
+        for _ in 0..<k {
+            let b0 = loadVec(bp)
+            let b1 = loadVec(bp + vecLanes)
+            var x = Vec(repeating: ap[0])
+            c00 = c00.addingProduct(x, b0)
+            c01 = c01.addingProduct(x, b1)
+            x = Vec(repeating: ap[1])
+            c10 = c10.addingProduct(x, b0)
+            c11 = c11.addingProduct(x, b1)
+            x = Vec(repeating: ap[2])
+            c20 = c20.addingProduct(x, b0)
+            c21 = c21.addingProduct(x, b1)
+            x = Vec(repeating: ap[3])
+            c30 = c30.addingProduct(x, b0)
+            c31 = c31.addingProduct(x, b1)
+            x = Vec(repeating: ap[4])
+            c40 = c40.addingProduct(x, b0)
+            c41 = c41.addingProduct(x, b1)
+            x = Vec(repeating: ap[5])
+            c50 = c50.addingProduct(x, b0)
+            c51 = c51.addingProduct(x, b1)
+            x = Vec(repeating: ap[6])
+            c60 = c60.addingProduct(x, b0)
+            c61 = c61.addingProduct(x, b1)
+            bp += bK
+            ap += 7
+        }
+        if rows == 7, let (bias, relu, mask, maskLd) = rowEpilogue(epilogue, cols: cols, row: row, col: col) {
+            storeFullTile(
+                (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61),
+                rows: 7, c, ldc: ldc, accumulate: accumulate, bias: bias, relu: relu, mask: mask, maskLd: maskLd)
+            return
+        }
+        storeRow(c00, c01, c, cols: cols, row: row, col: col, accumulate: accumulate, epilogue: epilogue)
+        if rows > 1 {
+            storeRow(c10, c11, c + ldc, cols: cols, row: row + 1, col: col, accumulate: accumulate, epilogue: epilogue)
+        }
+        if rows > 2 {
+            storeRow(
+                c20, c21, c + 2 * ldc, cols: cols, row: row + 2, col: col, accumulate: accumulate, epilogue: epilogue)
+        }
+        if rows > 3 {
+            storeRow(
+                c30, c31, c + 3 * ldc, cols: cols, row: row + 3, col: col, accumulate: accumulate, epilogue: epilogue)
+        }
+        if rows > 4 {
+            storeRow(
+                c40, c41, c + 4 * ldc, cols: cols, row: row + 4, col: col, accumulate: accumulate, epilogue: epilogue)
+        }
+        if rows > 5 {
+            storeRow(
+                c50, c51, c + 5 * ldc, cols: cols, row: row + 5, col: col, accumulate: accumulate, epilogue: epilogue)
+        }
+        if rows > 6 {
+            storeRow(
+                c60, c61, c + 6 * ldc, cols: cols, row: row + 6, col: col, accumulate: accumulate, epilogue: epilogue)
+        }
+    }
+#endif
 
 /// For a tile whose rows are all full (`cols` = NR): the epilogue as the tile's rows apply it inline — the bias
 /// vectors (or nil), whether relu follows, and the relu mask's first row (or nil) and row stride.

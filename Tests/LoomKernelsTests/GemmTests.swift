@@ -122,6 +122,39 @@ struct GemmTests {
         }
     }
 
+    /// Products wide enough to pack A (4 panels or more) run strips of every height the kernel has: each row
+    /// count here ends in a different mix (7, 13 and 14 rows are 7-row strips with AVX-512).
+    @Test("strips of every height against the reference", arguments: [false, true])
+    func stripHeights(ta: Bool) {
+        let ws = GemmWorkspace()
+        for m in [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 20, 27] {
+            checkGemm(m: m, n: 130, k: 37, ta: ta, tb: false, workspace: ws)
+            checkGemm(m: m, n: 130, k: 37, ta: ta, tb: true, accumulate: true, epilogue: "biasRelu", workspace: ws)
+        }
+    }
+
+    @Test("strips cover any row count with at most 3 padding rows; 7-row strips only with AVX-512")
+    func stripCover() {
+        let tallest = KernelISA.active == .avx512 ? 7 : 6
+        for m in 1...200 {
+            var heights: [Int] = []
+            var left = m
+            while left > 0 {
+                heights.append(gemmStripHeight(left))
+                left -= min(heights.last!, left)
+            }
+            #expect(heights.allSatisfy { (4...tallest).contains($0) }, "\(m): \(heights)")
+            #expect(heights.reduce(0, +) - m <= 3, "\(m): \(heights)")
+            // Never more strips than 6-row strips with the remainder padded would take.
+            #expect(heights.count <= (m + 5) / 6 + 1, "\(m): \(heights)")
+        }
+        if KernelISA.active == .avx512 {
+            #expect(gemmStripHeight(13) == 7 && gemmStripHeight(6) == 6)
+        } else {
+            #expect(gemmStripHeight(13) == 5)
+        }
+    }
+
     /// n = 40 reads A in place; n = 80 and 130 pack it into strips of 6, 5 and 4 rows whose split moves with
     /// each range (every split point, so every strip height ends a range; 130 packs on AVX-512 too).
     @Test(
@@ -166,6 +199,7 @@ struct GemmUpdateTests {
         "equals gemm then applyUpdate, bit for bit",
         arguments: [
             (100, 512, 128, true), (50, 40, 7, true), (97, 17, 300, false), (6, 33, 512, true), (200, 100, 65, false),
+            (13, 512, 128, true), (14, 200, 64, true),
         ])
     func matchesUnfused(shape: (Int, Int, Int, Bool)) {
         let (m, n, k, ta) = shape
