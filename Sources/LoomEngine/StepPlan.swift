@@ -633,8 +633,9 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     static let updateCost = 6.0
 
     /// The modelled efficiency of an m × n tile, k deep, relative to a large product: register-tile padding of
-    /// its rows (the kernel's 4-, 5- and 6-row strips) and columns (whole panels), and the cost of streaming the
-    /// other operand (its k × n block of B over the tile's rows, its m × k block of A over its columns).
+    /// its rows (the kernel's strips) and columns (whole panels), and the cost of streaming the other operand one
+    /// K block at a time, as the kernel does (its kc × n block of B over the tile's rows, its m × kc block of A
+    /// over its columns).
     public static func efficiency(m: Int, n: Int, k: Int) -> Double {
         guard m > 0 && n > 0 else { return 0 }
         var computed = 0
@@ -648,8 +649,10 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         let columns = (n + panel - 1) / panel * panel
         let rowFill = Double(m) / Double(computed)
         let columnFill = Double(n) / Double(columns)
-        let rowOverhead = k * n * 4 > cacheBytes ? streamedOverhead : cachedOverhead.rows
-        let columnOverhead = k * m * 4 > cacheBytes ? streamedOverhead : cachedOverhead.columns
+        // The kernel keeps one K block of each operand in cache at a time, not all k of it.
+        let depth = gemmKBlockDepth(k)
+        let rowOverhead = depth * n * 4 > cacheBytes ? streamedOverhead : cachedOverhead.rows
+        let columnOverhead = depth * m * 4 > cacheBytes ? streamedOverhead : cachedOverhead.columns
         // Streaming B is paid per strip the kernel computes, padding rows included (a 2-row tile is a 4-row strip),
         // and streaming A per panel, padding columns included.
         let rowStreaming = Double(computed) / (Double(computed) + rowOverhead)

@@ -73,6 +73,10 @@ public func gemmStripHeight(_ remaining: Int) -> Int {
     wide ? LoomKernelsAVX512.stripHeight(remaining) : LoomKernelsAVX2.stripHeight(remaining)
 }
 
+/// The depth of the K blocks a product k deep is summed in (equal blocks of at most 512; the same under both
+/// kernel widths): what of each operand the kernel keeps in cache at a time.
+public func gemmKBlockDepth(_ k: Int) -> Int { LoomKernelsAVX2.kBlockSize(k) }
+
 /// Floats of op(B) (k × n) packed for a product n wide (`packOperand`); 0 when it reads B in place.
 public func packedOperandCount(n: Int, k: Int) -> Int {
     wide ? LoomKernelsAVX512.packedOperandCount(n: n, k: k) : LoomKernelsAVX2.packedOperandCount(n: n, k: k)

@@ -57,7 +57,7 @@ func bCapacity(n: Int, k: Int) -> Int {
 var maxKBlock: Int { @inline(__always) get { 512 } }
 
 /// K blocks have equal depth ≤ 512 (784 → 2 × 392), a function of k alone.
-@inline(__always) func kBlockSize(_ k: Int) -> Int {
+@inline(__always) public func kBlockSize(_ k: Int) -> Int {
     let blocks = max(1, (k + maxKBlock - 1) / maxKBlock)
     return (k + blocks - 1) / blocks
 }

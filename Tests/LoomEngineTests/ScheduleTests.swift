@@ -196,4 +196,13 @@ struct ScheduleTests {
         #expect(plan.stages.contains(.forward(layer: 1, split: Split(rowGroups: 64, columnGroups: 1))), "\(plan)")
         #expect(plan.barriers == 4, "\(plan)")
     }
+
+    @Test("a tile's operands are priced one K block deep, as the kernel keeps them in cache")
+    func kBlockDepth() {
+        // The wide model's 2048-deep products on 64 workers: an 8×8 tile's B (256 columns) is 2 MB over all k but
+        // 512 KB per K block, and was priced as streaming from memory, so the plan took 4×16 tiles (measured
+        // with `loom bench project configs/mnist-wide.yaml`, Zen 4: 2.89 ms a step with 8×8 against 2.97).
+        #expect(StepPlan.efficiency(m: 64, n: 256, k: 2048) == StepPlan.efficiency(m: 64, n: 256, k: 512))
+        #expect(StepPlan.efficiency(m: 64, n: 1024, k: 512) < StepPlan.efficiency(m: 64, n: 256, k: 512))
+    }
 }
