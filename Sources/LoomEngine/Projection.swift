@@ -2,7 +2,7 @@
 //
 // For each W the step's stages run here worker by worker, in sequence on this thread — each worker's real rows
 // and tiles with the real plan, on the real model — and each worker's part of each stage is timed (best of
-// several steps). A stage takes as long as its slowest part; the projected step is the sum over stages plus the
+// several steps, the workers run in opposite orders on alternate steps). A stage takes as long as its slowest part; the projected step is the sum over stages plus the
 // barriers the plan waits at, priced by a barrier model. It is an estimate: it leaves out memory-bandwidth
 // contention between cores and cross-node traffic, and counts cache effects as this one core sees them.
 import Foundation
@@ -143,8 +143,13 @@ extension Bench {
             }
             let rule = optimizer.rule(
                 step: step + 1, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
+            // Alternate steps run the workers in opposite orders, so that each part is timed at least once right
+            // after a part of the same stage (on a many-core machine they run together and share what they read),
+            // not always after another layer's part whose streaming evicted its operands from this core's caches.
+            let sequence = step % 2 == 0 ? Array(runners.indices) : Array(runners.indices.reversed())
             for (s, stage) in stages.enumerated() {
-                for (w, runner) in runners.enumerated() {
+                for w in sequence {
+                    let runner = runners[w]
                     let start = monotonicSeconds()
                     switch stage {
                     case .gather:
