@@ -625,7 +625,11 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// operand is too big for a core's caches (`cacheBytes`) and streams from memory; the fixed cost of a product
     /// call, of one round of a barrier, and of updating one parameter; all in multiply-adds at the full GEMM
     /// rate (so they hold across CPUs of different speeds). Calibrated with `loom bench project`.
-    static let cachedOverhead = (rows: 6.0, columns: 12.0)
+    /// A B block that stays in cache costs a strip almost nothing to stream again (Zen 4, book's model: the
+    /// forward's row shards of 32, 16 and 8 rows ran at 0.98, 0.99 and 0.94 of the whole product's rate, where
+    /// the 6 this was once set to priced them at 0.84–0.6 and put 2×2 to 4×8 tiles in their place, 1–4%
+    /// slower); a narrow tile pays for its columns, about 12 (2×4 to 8×8 tiles ran at 0.91–0.97).
+    static let cachedOverhead = (rows: 0.5, columns: 12.0)
     static let streamedOverhead = 32.0
     static let cacheBytes = 1 << 20
     static let callCost = 60_000.0
