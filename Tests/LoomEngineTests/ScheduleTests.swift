@@ -64,8 +64,9 @@ struct ScheduleTests {
             return model.weightsDigest()
         }
         let reference = run(workers: 1, policy: .rows)
-        #expect(StepPlan(model: scheduleModel(), batchSize: 128, workers: 4, policy: .auto).packsWeights)
-        for (workers, policy) in [(1, StepPlan.Policy.auto), (4, .auto), (3, .widest)] {
+        #expect(StepPlan(model: scheduleModel(), batchSize: 128, workers: 2, policy: .auto).packsWeights)
+        #expect(StepPlan(model: scheduleModel(), batchSize: 128, workers: 3, policy: .widest).packsWeights)
+        for (workers, policy) in [(1, StepPlan.Policy.auto), (2, .auto), (4, .auto), (3, .widest)] {
             #expect(run(workers: workers, policy: policy) == reference, "\(workers) workers, \(policy)")
         }
     }
@@ -203,6 +204,28 @@ struct ScheduleTests {
         let plan = StepPlan(model: book, batchSize: 128, workers: 64)
         #expect(plan.stages.contains(.forward(layer: 1, split: Split(rowGroups: 64, columnGroups: 1))), "\(plan)")
         #expect(plan.barriers == 4, "\(plan)")
+    }
+
+    @Test("short row shards read W and ∂L/∂z in place; long shards, tiles and several ranks pack them")
+    func packing() {
+        let book = Sequential(
+            inputWidth: 784, layers: [Dense(units: 512, activation: .relu), Dense(units: 10, activation: .softmax)],
+            loss: .sparseCategoricalCrossentropy)
+        for workers in [1, 2, 4, 8, 16, 32, 64] {
+            let plan = StepPlan(model: book, batchSize: 128, workers: workers)
+            let rowShards = plan.stages.allSatisfy { stage in
+                switch stage {
+                case .forward(_, let split), .inputGradient(_, let split): split.columnGroups == 1
+                default: true
+                }
+            }
+            let expected = !rowShards || 128 / workers >= StepPlan.packedRows
+            #expect(plan.packsGradients == expected && plan.packsWeights == expected, "\(plan)")
+            #expect(plan.stages.contains(.packGradients) == expected)
+        }
+        #expect(StepPlan(model: book, batchSize: 128, workers: 1).packsWeights)
+        #expect(!StepPlan(model: book, batchSize: 128, workers: 1, policy: .rows).packsWeights)
+        #expect(StepPlan(model: book, batchSize: 128, workers: 4, ranks: 2).packsWeights)
     }
 
     @Test("a tile's operands are priced one K block deep, as the kernel keeps them in cache")
