@@ -639,23 +639,27 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// Rows (and columns) of a tile at which streaming the other operand halves its efficiency — more when that
     /// operand is too big for a core's caches (`cacheBytes`) and streams from memory; the fixed cost of a product
     /// call, of one round of a barrier, and of updating one parameter; all in multiply-adds at the full GEMM
-    /// rate (so they hold across CPUs of different speeds). Calibrated with `loom bench project`.
-    /// A B block that stays in cache costs a strip almost nothing to stream again (Zen 4, book's model: the
-    /// forward's row shards of 32, 16 and 8 rows ran at 0.98, 0.99 and 0.94 of the whole product's rate, where
-    /// the 6 this was once set to priced them at 0.84–0.6 and put 2×2 to 4×8 tiles in their place, 1–4%
-    /// slower); a narrow tile pays for its columns, about 12 (2×4 to 8×8 tiles ran at 0.91–0.97).
-    static let cachedOverhead = (rows: 0.5, columns: 12.0)
+    /// rate (so they hold across CPUs of different speeds). Calibrated with `loom bench project`: on Zen 3, whose
+    /// 512 KB L2 cannot hold the book's 392 × 512 B block, 6 rows; a tile whose block fits this core's L2
+    /// (`l2Bytes`) streams it again for almost nothing (`l2Overhead`).
+    static let cachedOverhead = (rows: 6.0, columns: 12.0)
+    /// A B block in L2 costs a strip 0.5 rows to stream again. Zen 4 (1 MB L2), the book's forward: row shards of
+    /// 32, 16 and 8 rows ran at 0.98, 0.99 and 0.94 of the whole product's rate, which 6 priced at 0.84 to 0.6,
+    /// putting 2×2 to 4×8 tiles in their place, 1–4% slower.
+    static let l2Overhead = 0.5
     static let streamedOverhead = 32.0
     static let cacheBytes = 1 << 20
+    /// This core's L2 cache (bytes), from sysfs; 512 KB where it cannot be read.
+    public static let l2Bytes = Topology.l2CacheBytes() ?? 512 << 10
     static let callCost = 60_000.0
     static let barrierRoundCost = 15_000.0
     static let updateCost = 6.0
 
-    /// The modelled efficiency of an m × n tile, k deep, relative to a large product: register-tile padding of
-    /// its rows (the kernel's strips) and columns (whole panels), and the cost of streaming the other operand one
-    /// K block at a time, as the kernel does (its kc × n block of B over the tile's rows, its m × kc block of A
-    /// over its columns).
-    public static func efficiency(m: Int, n: Int, k: Int) -> Double {
+    /// The modelled efficiency of an m × n tile, k deep, on a core with `l2Bytes` of L2 cache, relative to a large
+    /// product: register-tile padding of its rows (the kernel's strips) and columns (whole panels), and the cost
+    /// of streaming the other operand one K block at a time, as the kernel does (its kc × n block of B over the
+    /// tile's rows, its m × kc block of A over its columns).
+    public static func efficiency(m: Int, n: Int, k: Int, l2Bytes: Int = StepPlan.l2Bytes) -> Double {
         guard m > 0 && n > 0 else { return 0 }
         var computed = 0
         var left = m
@@ -670,7 +674,9 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         let columnFill = Double(n) / Double(columns)
         // The kernel keeps one K block of each operand in cache at a time, not all k of it.
         let depth = gemmKBlockDepth(k)
-        let rowOverhead = depth * n * 4 > cacheBytes ? streamedOverhead : cachedOverhead.rows
+        let bBlock = depth * n * 4
+        let rowOverhead =
+            bBlock <= l2Bytes ? l2Overhead : bBlock <= cacheBytes ? cachedOverhead.rows : streamedOverhead
         let columnOverhead = depth * m * 4 > cacheBytes ? streamedOverhead : cachedOverhead.columns
         // Streaming B is paid per strip the kernel computes, padding rows included (a 2-row tile is a 4-row strip),
         // and streaming A per panel, padding columns included.

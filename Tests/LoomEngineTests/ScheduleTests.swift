@@ -236,4 +236,23 @@ struct ScheduleTests {
         #expect(StepPlan.efficiency(m: 64, n: 256, k: 2048) == StepPlan.efficiency(m: 64, n: 256, k: 512))
         #expect(StepPlan.efficiency(m: 64, n: 1024, k: 512) < StepPlan.efficiency(m: 64, n: 256, k: 512))
     }
+
+    @Test("a B block that fits the core's L2 makes short row shards nearly as efficient as long ones")
+    func l2Tier() throws {
+        // The book's forward, 16 rows a worker: its 392 × 512 B block (800 KB) fits Zen 4's 1 MB L2, not Zen 3's
+        // 512 KB; the model reads the size from sysfs.
+        let zen4 = StepPlan.efficiency(m: 16, n: 512, k: 784, l2Bytes: 1 << 20)
+        let zen3 = StepPlan.efficiency(m: 16, n: 512, k: 784, l2Bytes: 512 << 10)
+        #expect(zen4 > 0.9 * StepPlan.efficiency(m: 128, n: 512, k: 784, l2Bytes: 1 << 20))
+        #expect(zen3 < 0.8 * zen4)
+        let root = NSTemporaryDirectory() + "loom-cache-\(UUID().uuidString)"
+        for (index, level, size) in [(0, "1", "32K"), (2, "2", "1024K"), (3, "3", "32768K")] {
+            let dir = "\(root)/index\(index)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try "\(level)\n".write(toFile: dir + "/level", atomically: true, encoding: .utf8)
+            try "\(size)\n".write(toFile: dir + "/size", atomically: true, encoding: .utf8)
+        }
+        #expect(Topology.l2CacheBytes(root: root) == 1 << 20)
+        #expect(Topology.l2CacheBytes(root: root + "/missing") == nil)
+    }
 }
