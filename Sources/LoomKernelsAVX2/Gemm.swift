@@ -805,7 +805,10 @@ func shortTile(
 #if LOOM_AVX512
     /// The 7 × NR tile for 7-row strips of packed A (AVX-512 only: 14 accumulators, 2 B vectors and a broadcast
     /// take 17 of its 32 registers), with the same per-element FMA chain as `wideTile`. Not inlined: in the
-    /// products' loop beside the other tiles it made the register allocator slow the 6-row tile down.
+    /// products' loop beside the other tiles it made the register allocator slow the 6-row tile down. And its own
+    /// copy of `shortTile`'s loop on purpose: `shortTile` grown to 14 accumulators (a non-inlined wrapper at
+    /// height 7) slowed the book's one-worker step by 5% even at heights 4 and 5 (`loom bench step`, Zen 4: 2.35
+    /// against 2.22 ms, 3 alternated rounds).
     @inline(never)
     func tallTile(
         k: Int, a: UnsafePointer<Float>, rows: Int, b: UnsafePointer<Float>, bK: Int,
