@@ -2,9 +2,10 @@
 //
 // For each W the step's stages run here worker by worker, in sequence on this thread — each worker's real rows
 // and tiles with the real plan, on the real model — and each worker's part of each stage is timed (best of
-// several steps, the workers run in opposite orders on alternate steps). A stage takes as long as its slowest part; the projected step is the sum over stages plus the
-// barriers the plan waits at, priced by a barrier model. It is an estimate: it leaves out memory-bandwidth
-// contention between cores and cross-node traffic, and counts cache effects as this one core sees them.
+// several steps, the workers run in opposite orders on alternate steps). A stage takes as long as its slowest
+// part; the projected step is the sum over stages plus the barriers the plan waits at, priced by a barrier
+// model. It is an estimate: it leaves out memory-bandwidth contention between cores and cross-node traffic,
+// and counts cache effects as this one core sees them.
 import Foundation
 import LoomConfig
 import LoomData
