@@ -189,6 +189,40 @@ struct GemmTests {
             #expect(run(0..<split) + run(split..<m) == all, "split at \(split)")
         }
     }
+
+    /// A narrow layer's weight gradient (Xᵀ·dZ, n ≤ one vector) is computed as its transpose by the wide kernel,
+    /// 256 rows at a time: against the reference, and a worker's block of rows (any length, crossing the
+    /// 256-row blocks or not, one or two K blocks deep) holds the same bits as the whole product.
+    @Test("narrow weight gradients: reference, and any block of rows bit for bit", arguments: [1, 7, 10, 16])
+    func narrowTransposed(n: Int) {
+        let ws = GemmWorkspace()
+        for k in [130, 600] {
+            checkGemm(m: 600, n: n, k: k, ta: true, tb: false, workspace: ws)
+            checkGemm(m: 9, n: n, k: k, ta: true, tb: true, accumulate: true, epilogue: "bias", workspace: ws)
+            var rng = Lcg(s: UInt64(n * k))
+            let m = 600
+            let x = (0..<k * m).map { _ in rng.next() }
+            let dz = (0..<k * n).map { _ in rng.next() }
+            func block(_ rows: Range<Int>) -> [Float] {
+                var c = [Float](repeating: 0, count: rows.count * n)
+                x.withUnsafeBufferPointer { xp in
+                    dz.withUnsafeBufferPointer { dp in
+                        c.withUnsafeMutableBufferPointer { cp in
+                            gemm(
+                                m: rows.count, n: n, k: k, a: xp.baseAddress! + rows.lowerBound, lda: m,
+                                transposeA: true, b: dp.baseAddress!, ldb: n, transposeB: false,
+                                c: cp.baseAddress!, ldc: n, workspace: ws)
+                        }
+                    }
+                }
+                return c
+            }
+            let all = block(0..<m)
+            for rows in [0..<1, 0..<8, 3..<19, 250..<262, 255..<256, 256..<600, 100..<599, 599..<600] {
+                #expect(block(rows) == Array(all[rows.lowerBound * n..<rows.upperBound * n]), "rows \(rows), k \(k)")
+            }
+        }
+    }
 }
 
 @Suite("GEMM with a fused optimizer update")
