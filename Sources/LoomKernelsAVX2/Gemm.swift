@@ -607,53 +607,63 @@ func packB(
     into dst: UnsafeMutablePointer<Float>
 ) {
     let panels = (n + nr - 1) / nr
+    if !transposed {
+        // op(B)[p, j] = b[p*ldb + j]: row by row, each row read whole and in order into every panel. (Panel by
+        // panel, a B read once from memory — a narrow weight gradient's input — came a line per row, ldb floats
+        // apart: its 683-row block on 32 workers, wide model, took 270 µs against 220 this way, Zen 4.)
+        for p in 0..<k {
+            let src = b + (p0 + p) * ldb
+            for panel in 0..<panels {
+                let j0 = panel * nr
+                let row = dst + panel * k * nr + p * nr
+                if j0 + nr <= n {
+                    storeVec(loadVec(src + j0), row)
+                    storeVec(loadVec(src + j0 + vecLanes), row + vecLanes)
+                } else {
+                    for jj in 0..<nr { row[jj] = j0 + jj < n ? src[j0 + jj] : 0 }
+                }
+            }
+        }
+        return
+    }
     for panel in 0..<panels {
         let j0 = panel * nr
         let cols = min(nr, n - j0)
         let out = dst + panel * k * nr
-        if transposed {
-            // op(B)[p, j] = b[j*ldb + p]: write the panel row by row (contiguous stores), reading the panel's
-            // `cols` source rows side by side — each source line then serves 16 consecutive p from L1
-            // (best of 4 in one sitting, 128×784×512: 81.5 vs 61.0 GFLOP/s with the scattering loop it replaced).
-            let src = b + j0 * ldb + p0
-            var p = 0
-            if cols == nr {
-                // Whole panels: 8 × 8 blocks transposed in registers (8 source rows, 8 depths).
-                while p + 8 <= k {
-                    var jb = 0
-                    while jb < nr {
-                        let t = transpose8x8(
-                            src + jb * ldb + p,
-                            rowOffsets: (
-                                0, ldb, 2 * ldb, 3 * ldb, 4 * ldb, 5 * ldb,
-                                6 * ldb, 7 * ldb
-                            ))
-                        let o = out + p * nr + jb
-                        storeVec8(t.0, o)
-                        storeVec8(t.1, o + nr)
-                        storeVec8(t.2, o + 2 * nr)
-                        storeVec8(t.3, o + 3 * nr)
-                        storeVec8(t.4, o + 4 * nr)
-                        storeVec8(t.5, o + 5 * nr)
-                        storeVec8(t.6, o + 6 * nr)
-                        storeVec8(t.7, o + 7 * nr)
-                        jb += 8
-                    }
-                    p += 8
+        // op(B)[p, j] = b[j*ldb + p]: write the panel row by row (contiguous stores), reading the panel's
+        // `cols` source rows side by side — each source line then serves 16 consecutive p from L1
+        // (best of 4 in one sitting, 128×784×512: 81.5 vs 61.0 GFLOP/s with the scattering loop it replaced).
+        let src = b + j0 * ldb + p0
+        var p = 0
+        if cols == nr {
+            // Whole panels: 8 × 8 blocks transposed in registers (8 source rows, 8 depths).
+            while p + 8 <= k {
+                var jb = 0
+                while jb < nr {
+                    let t = transpose8x8(
+                        src + jb * ldb + p,
+                        rowOffsets: (
+                            0, ldb, 2 * ldb, 3 * ldb, 4 * ldb, 5 * ldb,
+                            6 * ldb, 7 * ldb
+                        ))
+                    let o = out + p * nr + jb
+                    storeVec8(t.0, o)
+                    storeVec8(t.1, o + nr)
+                    storeVec8(t.2, o + 2 * nr)
+                    storeVec8(t.3, o + 3 * nr)
+                    storeVec8(t.4, o + 4 * nr)
+                    storeVec8(t.5, o + 5 * nr)
+                    storeVec8(t.6, o + 6 * nr)
+                    storeVec8(t.7, o + 7 * nr)
+                    jb += 8
                 }
+                p += 8
             }
-            for q in p..<k {
-                let row = out + q * nr
-                for jj in 0..<cols { row[jj] = src[jj * ldb + q] }
-                for jj in cols..<nr { row[jj] = 0 }
-            }
-        } else {
-            for p in 0..<k {
-                let src = b + (p0 + p) * ldb + j0
-                let row = out + p * nr
-                for jj in 0..<cols { row[jj] = src[jj] }
-                for jj in cols..<nr { row[jj] = 0 }
-            }
+        }
+        for q in p..<k {
+            let row = out + q * nr
+            for jj in 0..<cols { row[jj] = src[jj * ldb + q] }
+            for jj in cols..<nr { row[jj] = 0 }
         }
     }
 }
@@ -1028,7 +1038,7 @@ func storeEpilogueScalar(
 
 /// Columns of C per block of `transposedNarrowGemm`: its Cᵀ block (n ≤ 16 rows) sits after the inner product's
 /// packing buffers.
-var transposedBlockColumns: Int { @inline(__always) get { 256 } }
+public var transposedBlockColumns: Int { @inline(__always) get { 256 } }
 
 /// n ≤ one vector with op(A)[i, p] = a[p*lda + i] (a narrow layer's weight gradient, Xᵀ·dZ): computed as its
 /// transpose, Cᵀ = op(B)ᵀ · op(A)ᵀ, by the wide kernel, whose rows are C's n columns and whose columns are C's m
