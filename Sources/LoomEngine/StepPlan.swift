@@ -306,7 +306,8 @@ public struct StepPlan: Sendable, CustomStringConvertible {
                 withBarriers
             }
         parameterOwners = StepPlan.parameterBlocks(
-            model: model, batchSize: batchSize, workers: workers * ranks, policy: policy, wraps: ranks == 1)
+            model: model, batchSize: batchSize, workers: workers * ranks, policy: policy, wraps: ranks == 1,
+            packsWeights: packsWeights)
         parameterParts = parameterOwners.map(\.count)
         var partOfWorker = [Int](repeating: -1, count: model.layers.count * workers * ranks)
         for (l, owners) in parameterOwners.enumerated() {
@@ -403,10 +404,11 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     /// the cheapest in the tile model wins. Without `wraps` a layer's blocks lie on consecutive workers, shared
     /// ones from worker 0 (so each rank's blocks of a layer are contiguous).
     static func parameterBlocks(
-        model: Sequential, batchSize: Int, workers: Int, policy: Policy, wraps: Bool = true
+        model: Sequential, batchSize: Int, workers: Int, policy: Policy, wraps: Bool = true, packsWeights: Bool = true
     ) -> [[Int]] {
         var owners = tiledParameterBlocks(
-            model: model, batchSize: batchSize, workers: workers, policy: policy, wraps: wraps)
+            model: model, batchSize: batchSize, workers: workers, policy: policy, wraps: wraps,
+            packsWeights: packsWeights)
         // A layer with parameters that is not tiled (a CustomLayer: its tape's gradient is not cut) is one block,
         // on one worker: the last ones, whose tiled blocks are fewest when blocks start at worker 0.
         for (l, layer) in model.layers.enumerated() where !(layer is TiledLayer) && layer.parameterCount > 0 {
@@ -415,9 +417,10 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         return owners
     }
 
-    /// `parameterBlocks` for the tiled layers (no blocks for the others).
+    /// `parameterBlocks` for the tiled layers (no blocks for the others). With `packsWeights` each block's owner
+    /// also refreshes the packed copies of its weights (the forward product's; past layer 0 the input gradient's).
     static func tiledParameterBlocks(
-        model: Sequential, batchSize: Int, workers: Int, policy: Policy, wraps: Bool
+        model: Sequential, batchSize: Int, workers: Int, policy: Policy, wraps: Bool, packsWeights: Bool
     ) -> [[Int]] {
         let layers = model.layers.map { layer -> (m: Int, n: Int)? in
             guard layer is TiledLayer, layer.parameterCount > 0 else { return nil }
@@ -426,11 +429,18 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         if policy == .rows {
             return layers.map { $0 == nil ? [] : Array(0..<workers) }
         }
-        /// Modelled cost of one block of `parts` of a layer's weight gradient, its update included.
+        // What refreshing a weight's packed copies costs, per layer.
+        let packing = model.layers.enumerated().map { l, layer -> Double in
+            guard packsWeights, let tiled = layer as? TiledLayer else { return 0 }
+            return (tiled.packedWeightsCount(.forward) > 0 ? packCost.forward : 0)
+                + (l > 0 && tiled.packedWeightsCount(.inputGradient) > 0 ? packCost.inputGradient : 0)
+        }
+        /// Modelled cost of one block of `parts` of a layer's weight gradient, its update and packing included.
         func cost(_ l: Int, _ parts: Int) -> Double {
             let shape = layers[l]!
             let rows = (shape.m + parts - 1) / parts
-            return tileCost(m: rows, n: shape.n, k: batchSize) + Double(rows * shape.n) * updateCost
+            return weightGradientCost(rows: rows, n: shape.n, k: batchSize)
+                + Double(rows * shape.n) * (updateCost + packing[l])
         }
         let present = layers.indices.filter { layers[$0] != nil }
         var candidates: [Placement] = []
@@ -650,16 +660,30 @@ public struct StepPlan: Sendable, CustomStringConvertible {
     static let streamedOverhead = 32.0
     static let cacheBytes = 1 << 20
     /// This core's L2 cache (bytes), from sysfs; 512 KB where it cannot be read.
-    public static let l2Bytes = Topology.l2CacheBytes() ?? 512 << 10
+    public static let l2Bytes = Topology.cacheBytes(level: 2) ?? 512 << 10
+    /// The L3 cache this core shares (bytes), from sysfs; 0 where it cannot be read. A B of at most a quarter of
+    /// it (`efficiency`) stays there while every worker's strips stream it.
+    public static let l3Bytes = Topology.cacheBytes(level: 3) ?? 0
     static let callCost = 60_000.0
     static let barrierRoundCost = 15_000.0
     static let updateCost = 6.0
+    /// Refreshing one weight's packed copy after its update, for the forward product (rows of W into panels) and
+    /// for the input gradient (W transposed into panels). `loom bench project --stages`, wide model, 64 workers,
+    /// Zen 4: a 46-row block's forward copy 33 µs, a 44-row block's two copies 87–104 µs; 0.35 and 0.7 ns a
+    /// weight, 20 and 40 multiply-adds' time at this core's GEMM rate.
+    static let packCost = (forward: 20.0, inputGradient: 40.0)
+    /// Reading one value of a narrow weight gradient's input from memory: the wide model's 2048 × 10 gradient,
+    /// 512 deep, cut 3 ways on 32 workers, took 220 µs a block of 683 rows in `loom bench project` (Zen 4) —
+    /// 0.6 ns a value, against 100 µs of product.
+    static let narrowReadCost = 20.0
 
-    /// The modelled efficiency of an m × n tile, k deep, on a core with `l2Bytes` of L2 cache, relative to a large
-    /// product: register-tile padding of its rows (the kernel's strips) and columns (whole panels), and the cost
-    /// of streaming the other operand one K block at a time, as the kernel does (its kc × n block of B over the
-    /// tile's rows, its m × kc block of A over its columns).
-    public static func efficiency(m: Int, n: Int, k: Int, l2Bytes: Int = StepPlan.l2Bytes) -> Double {
+    /// The modelled efficiency of an m × n tile, k deep, on a core with `l2Bytes` of L2 cache that shares
+    /// `l3Bytes` of L3, relative to a large product: register-tile padding of its rows (the kernel's strips) and
+    /// columns (whole panels), and the cost of streaming the other operand one K block at a time, as the kernel
+    /// does (its kc × n block of B over the tile's rows, its m × kc block of A over its columns).
+    public static func efficiency(
+        m: Int, n: Int, k: Int, l2Bytes: Int = StepPlan.l2Bytes, l3Bytes: Int = StepPlan.l3Bytes
+    ) -> Double {
         guard m > 0 && n > 0 else { return 0 }
         var computed = 0
         var left = m
@@ -675,8 +699,13 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         // The kernel keeps one K block of each operand in cache at a time, not all k of it.
         let depth = gemmKBlockDepth(k)
         let bBlock = depth * n * 4
+        // A B block that fits no core cache, but a whole B that stays in the shared L3 (the wide model's
+        // weight-gradient blocks: ∂L/∂z, 4 MB; blocks of 46 rows ran at 0.96 of the one-worker rate, which 32
+        // rows priced at 0.59, so that the placement traded balance for long blocks), costs the cached price.
         let rowOverhead =
-            bBlock <= l2Bytes ? l2Overhead : bBlock <= cacheBytes ? cachedOverhead.rows : streamedOverhead
+            bBlock <= l2Bytes
+            ? l2Overhead
+            : bBlock <= cacheBytes || k * n * 4 <= l3Bytes / 4 ? cachedOverhead.rows : streamedOverhead
         let columnOverhead = depth * m * 4 > cacheBytes ? streamedOverhead : cachedOverhead.columns
         // Streaming B is paid per strip the kernel computes, padding rows included (a 2-row tile is a 4-row strip),
         // and streaming A per panel, padding columns included.
@@ -685,9 +714,22 @@ public struct StepPlan: Sendable, CustomStringConvertible {
         return rowFill * columnFill * rowStreaming * columnStreaming
     }
 
-    /// Modelled cost of an m × n × k tile, in multiply-adds at the full GEMM rate.
-    public static func tileCost(m: Int, n: Int, k: Int) -> Double {
-        Double(m * n * k) / efficiency(m: m, n: n, k: k) + callCost
+    /// Modelled cost of an m × n × k tile, in multiply-adds at the full GEMM rate, on a core with `l2Bytes` of L2
+    /// cache.
+    public static func tileCost(m: Int, n: Int, k: Int, l2Bytes: Int = StepPlan.l2Bytes) -> Double {
+        Double(m * n * k) / efficiency(m: m, n: n, k: k, l2Bytes: l2Bytes) + callCost
+    }
+
+    /// Modelled cost of the product of a block of `rows` rows of an n-wide weight gradient, k deep. One at most a
+    /// vector wide is computed as its transpose (n rows, `rows` columns, `gemmTransposedBlockColumns` at a time)
+    /// whose B, the layer's input, is read once by those few rows: it streams from memory (`narrowReadCost` a
+    /// value) and, read by so few rows, is priced as not fitting L2.
+    static func weightGradientCost(rows: Int, n: Int, k: Int) -> Double {
+        guard n <= vecLanes else { return tileCost(m: rows, n: n, k: k) }
+        let block = gemmTransposedBlockColumns
+        let (whole, rest) = rows.quotientAndRemainder(dividingBy: block)
+        return Double(whole) * tileCost(m: n, n: block, k: k, l2Bytes: 0)
+            + (rest > 0 ? tileCost(m: n, n: rest, k: k, l2Bytes: 0) : 0) + Double(rows * k) * narrowReadCost
     }
 
     /// The barrier rounds of `workers` workers (the dissemination barrier's ⌈log₂ W⌉).

@@ -127,16 +127,17 @@ public struct Topology: Sendable, Equatable {
         return Topology(nodes: nodes, coreOf: coreOf, usableCPUs: usable, source: source)
     }
 
-    /// The size of a core's level-2 cache in bytes, as `cache/indexN/{level,size}` under `root` say it (the
-    /// cache of CPU 0: the cores of one machine share a design); nil where sysfs does not say.
-    public static func l2CacheBytes(root: String = "/sys/devices/system/cpu/cpu0/cache") -> Int? {
+    /// The size in bytes of the cache of `level` (2: a core's own, 3: the one its cores share) that CPU 0 sees,
+    /// as `cache/indexN/{level,size}` under `root` say it (the cores of one machine share a design); nil where
+    /// sysfs does not say.
+    public static func cacheBytes(level: Int, root: String = "/sys/devices/system/cpu/cpu0/cache") -> Int? {
         for index in 0..<8 {
             let dir = "\(root)/index\(index)"
             func read(_ name: String) -> String? {
                 (try? String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8))?
                     .trimmingCharacters(in: .whitespacesAndNewlines)
             }
-            guard read("level") == "2", let size = read("size") else { continue }
+            guard read("level") == "\(level)", let size = read("size") else { continue }
             let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20]
             if let unit = size.last.flatMap({ units[$0] }), let value = Int(size.dropLast()) { return value * unit }
             if let value = Int(size) { return value }

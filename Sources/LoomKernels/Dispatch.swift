@@ -77,6 +77,10 @@ public func gemmStripHeight(_ remaining: Int) -> Int {
 /// kernel widths): what of each operand the kernel keeps in cache at a time.
 public func gemmKBlockDepth(_ k: Int) -> Int { LoomKernelsAVX2.kBlockSize(k) }
 
+/// Columns of C per block where a product at most one vector wide with a transposed A (a narrow layer's weight
+/// gradient) is computed as its transpose by the wide kernel.
+public var gemmTransposedBlockColumns: Int { LoomKernelsAVX2.transposedBlockColumns }
+
 /// Floats of op(B) (k × n) packed for a product n wide (`packOperand`); 0 when it reads B in place.
 public func packedOperandCount(n: Int, k: Int) -> Int {
     wide ? LoomKernelsAVX512.packedOperandCount(n: n, k: k) : LoomKernelsAVX2.packedOperandCount(n: n, k: k)

@@ -237,6 +237,41 @@ struct ScheduleTests {
         #expect(StepPlan.efficiency(m: 64, n: 1024, k: 512) < StepPlan.efficiency(m: 64, n: 256, k: 512))
     }
 
+    @Test("a whole B that stays in the shared L3 costs a strip the cached price, not memory's")
+    func l3Tier() {
+        // The wide model's layer-1 weight gradient, a 46-row block (64 workers): ∂L/∂z is 512 × 2048 (4 MB), more
+        // than any core cache, less than a quarter of a 32 MB L3. Measured at 0.96 of the one-worker rate.
+        let inL3 = StepPlan.efficiency(m: 46, n: 2048, k: 512, l2Bytes: 1 << 20, l3Bytes: 32 << 20)
+        let fromMemory = StepPlan.efficiency(m: 46, n: 2048, k: 512, l2Bytes: 1 << 20, l3Bytes: 0)
+        #expect(inL3 > 0.85 && fromMemory < 0.65, "\(inL3) \(fromMemory)")
+        // The same layer's forward on 64 workers reads all of W (16 MB): from memory either way.
+        #expect(
+            StepPlan.efficiency(m: 8, n: 2048, k: 2048, l2Bytes: 1 << 20, l3Bytes: 32 << 20)
+                == StepPlan.efficiency(m: 8, n: 2048, k: 2048, l2Bytes: 1 << 20, l3Bytes: 0))
+    }
+
+    @Test("the weight-gradient placement prices the packed copies each layer's owners refresh")
+    func packedCopies() {
+        // The wide model on 64 workers: layer 1's owners refresh two packed copies of their rows (forward, input
+        // gradient), layer 0's one. Unpriced, layer 1 got the longer blocks (44.5 rows against 43.6) and its
+        // owners ran 7% longer (`loom bench project --stages`, Zen 4); priced, its blocks are the shorter.
+        let wide = Sequential(
+            inputWidth: 784,
+            layers: [
+                Dense(units: 2048, activation: .relu), Dense(units: 2048, activation: .relu),
+                Dense(units: 10, activation: .softmax),
+            ], loss: .sparseCategoricalCrossentropy)
+        func rowsPerBlock(packsWeights: Bool) -> [Double] {
+            let owners = StepPlan.parameterBlocks(
+                model: wide, batchSize: 512, workers: 64, policy: .auto, packsWeights: packsWeights)
+            return [784.0 / Double(owners[0].count), 2048.0 / Double(owners[1].count)]
+        }
+        let priced = rowsPerBlock(packsWeights: true)
+        let unpriced = rowsPerBlock(packsWeights: false)
+        #expect(priced[1] < priced[0] && unpriced[1] > unpriced[0], "\(priced) \(unpriced)")
+        #expect(StepPlan(model: wide, batchSize: 512, workers: 64).packsWeights)
+    }
+
     @Test("a B block that fits the core's L2 makes short row shards nearly as efficient as long ones")
     func l2Tier() throws {
         // The book's forward, 16 rows a worker: its 392 × 512 B block (800 KB) fits Zen 4's 1 MB L2, not Zen 3's
@@ -252,7 +287,8 @@ struct ScheduleTests {
             try "\(level)\n".write(toFile: dir + "/level", atomically: true, encoding: .utf8)
             try "\(size)\n".write(toFile: dir + "/size", atomically: true, encoding: .utf8)
         }
-        #expect(Topology.l2CacheBytes(root: root) == 1 << 20)
-        #expect(Topology.l2CacheBytes(root: root + "/missing") == nil)
+        #expect(Topology.cacheBytes(level: 2, root: root) == 1 << 20)
+        #expect(Topology.cacheBytes(level: 3, root: root) == 32 << 20)
+        #expect(Topology.cacheBytes(level: 2, root: root + "/missing") == nil)
     }
 }
