@@ -175,15 +175,7 @@ public func packOperand(
                         let l = ldb
                         while p + 8 <= rows.upperBound {
                             let t = transpose8x8(src + p, rowOffsets: (0, l, 2 * l, 3 * l, 4 * l, 5 * l, 6 * l, 7 * l))
-                            let o = out + (p - p0) * nr
-                            storeVec8(t.0, o)
-                            storeVec8(t.1, o + nr)
-                            storeVec8(t.2, o + 2 * nr)
-                            storeVec8(t.3, o + 3 * nr)
-                            storeVec8(t.4, o + 4 * nr)
-                            storeVec8(t.5, o + 5 * nr)
-                            storeVec8(t.6, o + 6 * nr)
-                            storeVec8(t.7, o + 7 * nr)
+                            storeRows8(t, out + (p - p0) * nr, stride: nr)
                             p += 8
                         }
                         for q in p..<rows.upperBound {
@@ -550,6 +542,24 @@ func packA(
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
 }
 
+/// Stores the 8 rows of a `transpose8x8` result `stride` floats apart from `o` (into a packed panel).
+@inline(__always)
+func storeRows8(
+    _ t: (
+        SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>
+    ),
+    _ o: UnsafeMutablePointer<Float>, stride: Int
+) {
+    storeVec8(t.0, o)
+    storeVec8(t.1, o + stride)
+    storeVec8(t.2, o + 2 * stride)
+    storeVec8(t.3, o + 3 * stride)
+    storeVec8(t.4, o + 4 * stride)
+    storeVec8(t.5, o + 5 * stride)
+    storeVec8(t.6, o + 6 * stride)
+    storeVec8(t.7, o + 7 * stride)
+}
+
 /// Loads 8 floats from each of 8 rows (`base + rowOffsets.i`) and returns the 8 × 8 block transposed: result c
 /// holds element c of every row. Three rounds of interleaves (32-bit, 64-bit, 128-bit halves): 24 shuffles
 /// for 64 values, where a scalar copy takes 64 loads and 64 stores.
@@ -646,15 +656,7 @@ func packB(
                             0, ldb, 2 * ldb, 3 * ldb, 4 * ldb, 5 * ldb,
                             6 * ldb, 7 * ldb
                         ))
-                    let o = out + p * nr + jb
-                    storeVec8(t.0, o)
-                    storeVec8(t.1, o + nr)
-                    storeVec8(t.2, o + 2 * nr)
-                    storeVec8(t.3, o + 3 * nr)
-                    storeVec8(t.4, o + 4 * nr)
-                    storeVec8(t.5, o + 5 * nr)
-                    storeVec8(t.6, o + 6 * nr)
-                    storeVec8(t.7, o + 7 * nr)
+                    storeRows8(t, out + p * nr + jb, stride: nr)
                     jb += 8
                 }
                 p += 8
