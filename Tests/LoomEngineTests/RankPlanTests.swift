@@ -52,12 +52,7 @@ struct RankPlanTests {
             inputWidth: 784, layers: [Dense(units: 512, activation: .relu), Dense(units: 10, activation: .softmax)],
             loss: .sparseCategoricalCrossentropy)
         #expect(starts(StepPlan(model: book, batchSize: 128, workers: 1, ranks: 2)).isEmpty)
-        let wide = Sequential(
-            inputWidth: 784,
-            layers: [
-                Dense(units: 2048, activation: .relu), Dense(units: 2048, activation: .relu),
-                Dense(units: 10, activation: .softmax),
-            ], loss: .sparseCategoricalCrossentropy)
+        let wide = wideModel()
         // 256 rows a rank × 2048 floats = 2 MiB; layer 2's ∂L/∂z (10 wide, 10 KiB) stays in the exchange.
         #expect(
             starts(StepPlan(model: wide, batchSize: 512, workers: 1, ranks: 2)) == [

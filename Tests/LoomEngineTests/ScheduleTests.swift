@@ -7,6 +7,16 @@ import Testing
 
 @testable import LoomEngine
 
+/// `configs/mnist-wide.yaml`'s model: 784 → 2048 → 2048 → 10.
+func wideModel() -> Sequential {
+    Sequential(
+        inputWidth: 784,
+        layers: [
+            Dense(units: 2048, activation: .relu), Dense(units: 2048, activation: .relu),
+            Dense(units: 10, activation: .softmax),
+        ], loss: .sparseCategoricalCrossentropy)
+}
+
 /// A model with every layer kind, wide enough for column blocks: 10 → 96 relu → dropout → 70 tanh → relu →
 /// 40 sigmoid → 4 softmax.
 func scheduleModel() -> Sequential {
@@ -255,12 +265,7 @@ struct ScheduleTests {
         // The wide model on 64 workers: layer 1's owners refresh two packed copies of their rows (forward, input
         // gradient), layer 0's one. Unpriced, layer 1 got the longer blocks (44.5 rows against 43.6) and its
         // owners ran 7% longer (`loom bench project --stages`, Zen 4); priced, its blocks are the shorter.
-        let wide = Sequential(
-            inputWidth: 784,
-            layers: [
-                Dense(units: 2048, activation: .relu), Dense(units: 2048, activation: .relu),
-                Dense(units: 10, activation: .softmax),
-            ], loss: .sparseCategoricalCrossentropy)
+        let wide = wideModel()
         func rowsPerBlock(packsWeights: Bool) -> [Double] {
             let owners = StepPlan.parameterBlocks(
                 model: wide, batchSize: 512, workers: 64, policy: .auto, packsWeights: packsWeights)
