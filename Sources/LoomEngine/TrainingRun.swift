@@ -153,9 +153,10 @@ public final class TrainingRun {
         if let refusal = config.loss.refusal(for: output, options: config.lossOptions) {
             throw .config(ConfigError(file: config.source, keyPath: "loss", message: refusal))
         }
-        // An MPI rank whose CPUs lie on one NUMA node backs its large buffers with huge pages (see HugePages).
+        // A process (an MPI rank) whose CPUs lie on one NUMA node backs its large buffers with huge pages (see
+        // HugePages).
         let rankNodes = topology.nodes.filter { !Set($0.cpus).isDisjoint(with: topology.usableCPUs) }
-        HugePages.enabled = communicator.isDistributed && rankNodes.count == 1
+        HugePages.enabled = rankNodes.count == 1
         let model = config.makeModel(inputWidth: features)
         self.model = model
         try TrainingRun.checkLabels(
