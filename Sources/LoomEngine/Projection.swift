@@ -2,10 +2,10 @@
 //
 // For each W the step's stages run here worker by worker, in sequence on this thread — each worker's real rows
 // and tiles with the real plan, on the real model — and each worker's part of each stage is timed (best of
-// several steps, the workers run in opposite orders on alternate steps). A stage takes as long as its slowest
-// part; the projected step is the sum over stages plus the barriers the plan waits at, priced by a barrier
-// model. It is an estimate: it leaves out memory-bandwidth contention between cores and cross-node traffic,
-// and counts cache effects as this one core sees them.
+// several steps, the workers run in opposite orders on alternate steps), in turns with the one-worker step it is
+// compared with. A stage takes as long as its slowest part; the projected step is the sum over stages plus the
+// barriers the plan waits at, priced by a barrier model. It is an estimate: it leaves out memory-bandwidth
+// contention between cores and cross-node traffic, and counts cache effects as this one core sees them.
 import Foundation
 import LoomConfig
 import LoomData
@@ -18,6 +18,8 @@ public struct ProjectionResult: Codable, Sendable {
     public var workers: Int
     /// The schedule projected (`auto` or `rows`).
     public var schedule: String
+    /// The one-worker step it is measured against (ms), timed in turns with this worker count's schedules.
+    public var oneWorkerMilliseconds: Double
     /// Sum over stages of the slowest worker's part (ms), the barriers' estimated cost (ms), and their total.
     public var largestShareMilliseconds: Double
     /// The barriers' estimated cost (ms).
@@ -74,7 +76,11 @@ extension Bench {
 
     /// Projects a step of `run`'s model for each worker count in `workers`, with the row-only schedule and the
     /// automatic one, on this thread. `steps` timed steps per worker count and schedule (each part keeps its best).
-    /// Both are measured against the fastest one-worker step (the automatic schedule's, which packs its operands).
+    /// Both are measured against the fastest one-worker step (the automatic schedule's, which packs its operands),
+    /// timed again for each worker count, its steps interleaved with theirs: a machine that slows down or speeds
+    /// up between worker counts (a shared VM's neighbours, clock changes) then moves both sides of the ratio
+    /// alike. (Timed once, before every worker count, the wide model's one-worker step varied 2% between runs and
+    /// its projected efficiency at 64 workers 0.93 to 0.99.)
     public static func project(_ run: TrainingRun, workers: [Int], steps: Int, barrierTwo: Double) -> [ProjectionResult]
     {
         let model = run.model
@@ -89,92 +95,121 @@ extension Bench {
         for i in 0..<batch { order[i] = Int32(i % run.train.count) }
         let saved = [Float](UnsafeBufferPointer(start: model.parameters.pointer, count: model.parameterCount))
         var workspaces: [GemmWorkspace] = []
-        var results: [ProjectionResult] = []
-        var single = 0.0
-        for w in [1] + workers {
-            for policy in w == 1 ? [SchedulePolicy.auto] : [.rows, .auto] {
-                while workspaces.count < w { workspaces.append(GemmWorkspace()) }
-                let plan = StepPlan(
-                    model: model, batchSize: batch, workers: w, policy: policy,
-                    clipsByNorm: run.config.clipping.needsNorms)
-                let runners = (0..<w).map {
+        /// A schedule for `w` workers and each worker's runner.
+        func schedule(_ w: Int, _ policy: SchedulePolicy) -> TimedSchedule {
+            while workspaces.count < w { workspaces.append(GemmWorkspace()) }
+            let plan = StepPlan(
+                model: model, batchSize: batch, workers: w, policy: policy, clipsByNorm: run.config.clipping.needsNorms)
+            return TimedSchedule(
+                plan: plan,
+                runners: (0..<w).map {
                     StepRunner(model: model, buffers: buffers, plan: plan, workspace: workspaces[$0], worker: $0)
-                }
-                let (share, stageTimes) = timeStages(
-                    plan, runners: runners, data: run.train, order: order, targets: targets, optimizer: optimizer,
-                    steps: steps, parameters: model)
-                // Every projection starts from the same weights, so each measures the same arithmetic.
-                saved.withUnsafeBufferPointer {
-                    model.parameters.pointer.update(from: $0.baseAddress!, count: $0.count)
-                }
-                if w == 1 {
-                    single = share
-                    continue
-                }
-                let barriers = plan.barriers
+                })
+        }
+        var results: [ProjectionResult] = []
+        for w in workers {
+            let policies: [SchedulePolicy] = [.rows, .auto]
+            let schedules = [schedule(1, .auto)] + policies.map { schedule(w, $0) }
+            let timed = timeStages(
+                schedules, data: run.train, order: order, targets: targets, optimizer: optimizer, steps: steps,
+                parameters: model)
+            // Every worker count starts from the same weights, so each measures the same arithmetic.
+            saved.withUnsafeBufferPointer { model.parameters.pointer.update(from: $0.baseAddress!, count: $0.count) }
+            let single: Double = timed[0].seconds
+            for i in 1..<schedules.count {
+                let plan = schedules[i].plan
                 let barrierTime = barrierSeconds(rounds: plan.barrierRounds, measuredTwo: barrierTwo)
-                let step = share + barrierTime
+                let step: Double = timed[i].seconds + barrierTime
                 results.append(
                     ProjectionResult(
-                        workers: w, schedule: policy.rawValue, largestShareMilliseconds: share * 1e3,
-                        barrierMilliseconds: barrierTime * 1e3, stepMilliseconds: step * 1e3,
-                        efficiency: single / (Double(w) * step), speedup: single / step, barriers: barriers,
-                        stages: stageTimes))
+                        workers: w, schedule: plan.policy.rawValue, oneWorkerMilliseconds: single * 1e3,
+                        largestShareMilliseconds: timed[i].seconds * 1e3, barrierMilliseconds: barrierTime * 1e3,
+                        stepMilliseconds: step * 1e3, efficiency: single / (Double(w) * step), speedup: single / step,
+                        barriers: plan.barriers, stages: timed[i].stages))
             }
         }
         return results
     }
 
-    /// Seconds of the plan's stages, each stage the slowest worker's part (best of `steps` per part), summed.
+    /// A plan to time and each of its workers' runners.
+    struct TimedSchedule {
+        let plan: StepPlan
+        var runners: [StepRunner]
+    }
+
+    /// For each schedule, seconds of its plan's stages, each stage the slowest worker's part (best of `steps` per
+    /// part), summed. The schedules take turns, a step each.
     static func timeStages(
-        _ plan: StepPlan, runners: [StepRunner], data: Dataset, order: UnsafePointer<Int32>,
-        targets: BatchTargets, optimizer: Optimizer, steps: Int, parameters model: Sequential
-    ) -> (Double, [StageTime]) {
-        let stages = plan.stages.filter { !StepPlan.isBarrier($0) }
-        var best = [[Double]](repeating: [Double](repeating: .infinity, count: runners.count), count: stages.count)
-        var runners = runners
-        let batch = plan.batchSize
-        let sums = UnsafeMutablePointer<Double>.allocate(capacity: max(1, plan.chunks.count))
-        sums.initialize(repeating: 0, count: max(1, plan.chunks.count))
+        _ schedules: [TimedSchedule], data: Dataset, order: UnsafePointer<Int32>, targets: BatchTargets,
+        optimizer: Optimizer, steps: Int, parameters model: Sequential
+    ) -> [(seconds: Double, stages: [StageTime])] {
+        var schedules = schedules
+        let stages = schedules.map { $0.plan.stages.filter { !StepPlan.isBarrier($0) } }
+        var best = zip(schedules, stages).map { schedule, stages in
+            [[Double]](
+                repeating: [Double](repeating: .infinity, count: schedule.runners.count), count: stages.count)
+        }
+        let chunks = max(1, schedules.map(\.plan.chunks.count).max() ?? 1)
+        let sums = UnsafeMutablePointer<Double>.allocate(capacity: chunks)
+        sums.initialize(repeating: 0, count: chunks)
         defer { sums.deallocate() }
-        for runner in runners { runner.packWeights() }
         for step in 0..<steps + 2 {  // two warm-up steps
-            for r in runners.indices {
-                runners[r].begin(rows: batch, pass: Pass(training: true, seed: 1, step: UInt64(step + 1)))
-            }
             let rule = optimizer.rule(
                 step: step + 1, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
-            // Alternate steps run the workers in opposite orders, so that each part is timed at least once right
-            // after a part of the same stage (on a many-core machine they run together and share what they read),
-            // not always after another layer's part whose streaming evicted its operands from this core's caches.
-            let sequence = step % 2 == 0 ? Array(runners.indices) : Array(runners.indices.reversed())
-            for (s, stage) in stages.enumerated() {
-                for w in sequence {
-                    let runner = runners[w]
-                    let start = monotonicSeconds()
-                    switch stage {
-                    case .gather:
-                        let rows = runner.rows
-                        targets.gather(
-                            data, order + rows.lowerBound, rows: rows, input: runner.buffers.input,
-                            features: model.inputWidth)
-                    case .loss: _ = runner.loss(targets: targets.targets(for: data))
-                    case .parameters: runner.parameters(update: plan.clipsByNorm ? nil : rule)
-                    case .penalty: runner.penalty(into: sums)
-                    case .gradientNorms: runner.gradientNorms(into: sums)
-                    case .clippedUpdate: runner.clippedUpdate(rule, clipping: optimizer.clipping, squares: sums)
-                    default: runner.run(stage)
-                    }
-                    let seconds = monotonicSeconds() - start
-                    if step >= 2 { best[s][w] = min(best[s][w], seconds) }
-                }
+            for i in schedules.indices {
+                // The weights as the previous schedule's step left them, in this schedule's packed copies.
+                for runner in schedules[i].runners { runner.packWeights() }
+                timeStep(
+                    &schedules[i], stages[i], best: &best[i], timed: step >= 2, step: step, rule: rule, data: data,
+                    order: order, targets: targets, optimizer: optimizer, sums: sums, parameters: model)
             }
         }
-        let times = zip(stages, best).map { stage, parts in
-            StageTime(
-                stage: "\(stage)", slowestMicroseconds: (parts.max() ?? 0) * 1e6,
-                fastestMicroseconds: (parts.min() ?? 0) * 1e6)
+        return zip(stages, best).map { stages, best in
+            let times = zip(stages, best).map { stage, parts in
+                StageTime(
+                    stage: "\(stage)", slowestMicroseconds: (parts.max() ?? 0) * 1e6,
+                    fastestMicroseconds: (parts.min() ?? 0) * 1e6)
+            }
+            return (best.reduce(0) { $0 + ($1.max() ?? 0) }, times)
         }
-        return (best.reduce(0) { $0 + ($1.max() ?? 0) }, times)
+    }
+
+    /// Runs one step of `schedule`, worker by worker in each stage, keeping each part's best time when `timed`.
+    private static func timeStep(
+        _ schedule: inout TimedSchedule, _ stages: [StepPlan.Stage], best: inout [[Double]], timed: Bool, step: Int,
+        rule: UpdateRule, data: Dataset, order: UnsafePointer<Int32>, targets: BatchTargets, optimizer: Optimizer,
+        sums: UnsafeMutablePointer<Double>, parameters model: Sequential
+    ) {
+        let plan = schedule.plan
+        for r in schedule.runners.indices {
+            schedule.runners[r].begin(
+                rows: plan.batchSize, pass: Pass(training: true, seed: 1, step: UInt64(step + 1)))
+        }
+        // Alternate steps run the workers in opposite orders, so that each part is timed at least once right
+        // after a part of the same stage (on a many-core machine they run together and share what they read),
+        // not always after another layer's part whose streaming evicted its operands from this core's caches.
+        let workers = schedule.runners.indices
+        let sequence = step % 2 == 0 ? Array(workers) : Array(workers.reversed())
+        for (s, stage) in stages.enumerated() {
+            for w in sequence {
+                let runner = schedule.runners[w]
+                let start = monotonicSeconds()
+                switch stage {
+                case .gather:
+                    let rows = runner.rows
+                    targets.gather(
+                        data, order + rows.lowerBound, rows: rows, input: runner.buffers.input,
+                        features: model.inputWidth)
+                case .loss: _ = runner.loss(targets: targets.targets(for: data))
+                case .parameters: runner.parameters(update: plan.clipsByNorm ? nil : rule)
+                case .penalty: runner.penalty(into: sums)
+                case .gradientNorms: runner.gradientNorms(into: sums)
+                case .clippedUpdate: runner.clippedUpdate(rule, clipping: optimizer.clipping, squares: sums)
+                default: runner.run(stage)
+                }
+                let seconds = monotonicSeconds() - start
+                if timed { best[s][w] = min(best[s][w], seconds) }
+            }
+        }
     }
 }

@@ -223,15 +223,18 @@ struct ProjectBench: ParsableCommand {
         ProcessSetup.pinCurrentThread(to: topology.usableCPUs.last ?? 0)
         let rows = Bench.project(run, workers: counts, steps: steps, barrierTwo: barrier)
         print(
-            "PROJECTION (an estimate): each worker's share of a step of \(run.train.name), batch \(run.config.training.batchSize), timed on one core; step = slowest share per stage + barriers (⌈log₂ W⌉ rounds, ⌈log₂ G⌉ within groups of G, of max(\(String(format: "%.2f", barrier * 1e6)) µs measured between 2 threads here, \(String(format: "%.1f", Bench.minimumRound * 1e6)) µs) each)"
+            "PROJECTION (an estimate): each worker's share of a step of \(run.train.name), batch \(run.config.training.batchSize), timed on one core, against one worker's step timed in turns with each W; step = slowest share per stage + barriers (⌈log₂ W⌉ rounds, ⌈log₂ G⌉ within groups of G, of max(\(String(format: "%.2f", barrier * 1e6)) µs measured between 2 threads here, \(String(format: "%.1f", Bench.minimumRound * 1e6)) µs) each)"
         )
-        print("workers  schedule  largest share  barriers      step  projected speed-up  projected efficiency")
+        print(
+            "workers  schedule  largest share  barriers      step  projected speed-up  projected efficiency  one worker"
+        )
         for r in rows {
             print(
                 String(
-                    format: "%7d  %-8@  %10.3f ms  %2d × %.1fµs %7.3f ms  %17.2f×  %20.2f", r.workers, r.schedule,
-                    r.largestShareMilliseconds, r.barriers, r.barrierMilliseconds * 1e3 / Double(max(1, r.barriers)),
-                    r.stepMilliseconds, r.speedup, r.efficiency))
+                    format: "%7d  %-8@  %10.3f ms  %2d × %.1fµs %7.3f ms  %17.2f×  %20.2f  %7.3f ms", r.workers,
+                    r.schedule, r.largestShareMilliseconds, r.barriers,
+                    r.barrierMilliseconds * 1e3 / Double(max(1, r.barriers)), r.stepMilliseconds, r.speedup,
+                    r.efficiency, r.oneWorkerMilliseconds))
             if stages {
                 for t in r.stages {
                     print(
