@@ -1,3 +1,4 @@
+import Foundation
 // swift-tools-version: 6.1
 // Loom — a data-parallel neural-network trainer for many-core CPUs.
 //
@@ -9,7 +10,6 @@
 // C shims: CSupport (pinning, cpu pause), CNuma (libnuma), CLoomZlib (gzip), CPng (libpng), CLoomMPI (the MPI calls;
 // stubs unless built with the MPI trait: `swift build -c release --traits MPI`, which needs libopenmpi-dev).
 import PackageDescription
-import Foundation
 
 // The kernels are SIMD code: without a target CPU, swiftc lowers `addingProduct` to one scalar `fmaf` call per
 // lane (~200x slower). They are compiled twice from one source (Sources/LoomKernelsAVX512 links to the files of
@@ -37,7 +37,8 @@ let package = Package(
         .library(name: "LoomEngine", targets: ["LoomEngine"]),
     ],
     traits: [
-        .trait(name: "MPI", description: "Data parallelism across processes and machines over MPI (needs libopenmpi-dev)")
+        .trait(
+            name: "MPI", description: "Data parallelism across processes and machines over MPI (needs libopenmpi-dev)")
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -66,7 +67,8 @@ let package = Package(
             swiftSettings: fastSwift),
         .target(name: "LoomNN", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
         .target(
-            name: "LoomData", dependencies: ["LoomKernels", "CLoomZlib", "CPng", "ZIPFoundation"], swiftSettings: fastSwift),
+            name: "LoomData", dependencies: ["LoomKernels", "CLoomZlib", "CPng", "ZIPFoundation"],
+            swiftSettings: fastSwift),
         .target(name: "LoomConfig", dependencies: ["LoomNN", "LoomData", "Yams"], swiftSettings: fastSwift),
         .target(name: "LoomTape", dependencies: ["LoomKernels", "LoomNN"], swiftSettings: fastSwift),
         .target(
@@ -84,16 +86,24 @@ let package = Package(
             name: "loom",
             dependencies: ["Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastSwift),
+        // Scratch folders the tests make, removed when they exit.
+        .target(name: "LoomTestSupport", path: "Tests/LoomTestSupport"),
         .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels"], swiftSettings: fastSwift),
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], swiftSettings: fastSwift),
         .testTarget(
-            name: "LoomTapeTests", dependencies: ["LoomTape", "LoomNN", "LoomKernels", "LoomEngine"], swiftSettings: fastSwift),
-        .testTarget(name: "LoomDataTests", dependencies: ["LoomData", "ZIPFoundation"], swiftSettings: fastSwift),
+            name: "LoomTapeTests", dependencies: ["LoomTape", "LoomNN", "LoomKernels", "LoomEngine"],
+            swiftSettings: fastSwift),
+        .testTarget(
+            name: "LoomDataTests", dependencies: ["LoomData", "ZIPFoundation", "LoomTestSupport"],
+            swiftSettings: fastSwift),
         .testTarget(name: "LoomConfigTests", dependencies: ["LoomConfig"], swiftSettings: fastSwift),
-        .testTarget(name: "LoomEngineTests", dependencies: ["LoomEngine"], swiftSettings: fastSwift),
+        .testTarget(
+            name: "LoomEngineTests", dependencies: ["LoomEngine", "LoomTestSupport"], swiftSettings: fastSwift),
         // The one-import API as a Swift program sees it.
         .testTarget(name: "LoomTests", dependencies: ["Loom"], swiftSettings: fastSwift),
         // Runs the built `loom` binary as a user would: exit codes, one-line errors, reports.
-        .testTarget(name: "LoomCLITests", dependencies: ["loom", "LoomData", "LoomEngine"], swiftSettings: fastSwift),
+        .testTarget(
+            name: "LoomCLITests", dependencies: ["loom", "LoomData", "LoomEngine", "LoomTestSupport"],
+            swiftSettings: fastSwift),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import LoomTestSupport
 import Testing
 
 /// A C-order little-endian .npy file of float32 (`f4`) or int64 (`i8`) values.
@@ -33,7 +34,7 @@ func blobs(_ n: Int, seed: UInt64) -> (x: [Float], y: [Int64]) {
 struct ArrayDataTests {
     @Test("a float32 .npy with int64 labels trains to > 0.9 test accuracy, the same digest for 1, 2 and 3 workers")
     func trainsOnNumPyArrays() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         let (trainX, trainY) = blobs(600, seed: 1)
         let (testX, testY) = blobs(150, seed: 2)
         func bytes<T>(_ xs: [T]) -> [UInt8] { xs.withUnsafeBytes { Array($0) } }
@@ -132,7 +133,7 @@ struct DigitsConfigTests {
 struct CSVNamesTests {
     @Test("a text class column: predict prints the names; standardization is saved, evaluate and predict apply it")
     func namesAndScaling() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         let (x, y) = blobs(300, seed: 3)
         let names = ["circle", "square", "triangle"]
         var csv = "a,b,c,shape\n"

@@ -1,5 +1,6 @@
 import Foundation
 import LoomData
+import LoomTestSupport
 import Testing
 
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -37,12 +38,6 @@ func loom(_ args: [String], cwd: String = root) throws -> Outcome {
     return Outcome(
         status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
         stderr: String(decoding: e, as: UTF8.self))
-}
-
-func scratch() -> String {
-    let dir = NSTemporaryDirectory() + "loom-cli-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
 }
 
 func idx(_ dims: [Int], _ data: [UInt8], magic: UInt8 = 8) -> Data {
@@ -95,7 +90,7 @@ func expectOneLineError(_ o: Outcome, _ mentions: [String], sourceLocation: Sour
 struct CLITests {
     @Test("trains a tiny model and writes a JSON report with the promised fields")
     func trainAndReport() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let o = try loom(["train", idxConfig(dir), "--workers", "2", "--report", dir + "/r.json"])
         #expect(o.status == 0, "\(o.stderr)")
@@ -120,7 +115,7 @@ struct CLITests {
 
     @Test("YAML syntax error, unknown key, wrong type, negative batch size: file, line and key")
     func badConfigs() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let path = idxConfig(dir)
         let text = try String(contentsOfFile: path, encoding: .utf8)
@@ -187,7 +182,7 @@ struct CLITests {
                 }, ["has label 7", "3 outputs", "at least 8"]
             ),
         ] as [(String, (String) -> Void, [String])] {
-            let dir = scratch()
+            let dir = temporaryFolder("loom-cli")
             writeGoodIDX(dir)
             damage(dir)
             let o = try loom(["train", idxConfig(dir), "--report", dir + "/r.json"])
@@ -198,7 +193,7 @@ struct CLITests {
 
     @Test("impossible worker counts are errors; more workers than CPUs is a warning")
     func workers() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let path = idxConfig(dir)
         expectOneLineError(try loom(["train", path, "--workers", "0"]), ["--workers 0"])
@@ -214,7 +209,7 @@ struct CLITests {
 
     @Test("bench step and bench scaling print their tables and write their files")
     func benchCommands() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let step = try loom([
             "bench", "step", idxConfig(dir), "--steps", "2", "--rounds", "2", "--json", dir + "/step.json",
@@ -267,7 +262,7 @@ func longConfig(_ dir: String, epochs: Int = 3, units: Int = 64, checkpoint: Str
 struct KillTests {
     @Test("killing the trainer at random moments (mid-write included) always leaves the newest checkpoint loadable")
     func killDuringCheckpoints() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         let fm = FileManager.default
         let config = try longConfig(
             dir, epochs: 1000, units: 256, checkpoint: "{dir: \(dir)/ckpt, every_steps: 1, keep: 2}")
@@ -303,7 +298,7 @@ struct KillTests {
 
     @Test("a truncated or corrupted weights file: one clear line, no crash")
     func corruptWeights() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let o = try loom(["train", idxConfig(dir), "--save-weights", dir + "/w.safetensors"])
         #expect(o.status == 0)
@@ -326,7 +321,7 @@ struct KillTests {
 struct FaultTests {
     @Test("a learning rate that makes training diverge: exit 3, one line with epoch and step, no checkpoint")
     func divergence() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         let path = try longConfig(dir)
         let o = try loom(["train", path, "--set", "optimizer.learning_rate=1e30", "--report", dir + "/r.json"])
         #expect(o.status == 3)
@@ -347,7 +342,7 @@ struct FaultTests {
         "SIGINT and SIGTERM: finish the step, checkpoint, say how to resume, exit 130 / 143; the resumed run ends as if never stopped",
         arguments: [SIGINT, SIGTERM])
     func signals(signal: Int32) throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         let path = try longConfig(dir, epochs: 8)  // ~2 s: the signal at 0.4 s lands mid-run
         let reference = try loom(["train", path, "--set", "checkpoint.dir=\(dir)/ref"])
         #expect(reference.status == 0)
@@ -375,7 +370,7 @@ struct FaultTests {
 
     @Test("a model too big for the machine fails up front with the size it needs")
     func tooBig() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let o = try loom([
             "train", idxConfig(dir), "--set", "model.layers.0.units=1000000",
@@ -389,7 +384,7 @@ struct FaultTests {
 struct PredictInputTests {
     @Test("PGM and PNG of the model's size are classified; other sizes and non-images are one clear line")
     func images() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         #expect(try loom(["train", idxConfig(dir), "--save-weights", dir + "/w.safetensors"]).status == 0)
         let fm = FileManager.default
@@ -410,7 +405,7 @@ struct PredictInputTests {
 
     @Test("an empty data set is an error")
     func emptyDataset() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         _ = FileManager.default.createFile(atPath: dir + "/train-images", contents: idx([0, 2, 2], []))
         _ = FileManager.default.createFile(atPath: dir + "/train-labels", contents: idx([0], []))

@@ -2,6 +2,7 @@
 // short and resumed, output paths that cannot be written, configs kept elsewhere, typos on the command line.
 import Foundation
 import LoomEngine
+import LoomTestSupport
 import Testing
 
 /// Starts `loom` (or another program) with stdout and stderr in pipes; read them with `finish`.
@@ -65,7 +66,7 @@ struct DoubleSignalTests {
 
     @Test("two SIGINTs 1 ms apart stop gracefully, with a checkpoint and all of stdout")
     func twoSignals() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         let run = try Running(["train", try longConfig(dir, epochs: 400), "--verbosity", "2"])
         usleep(1_200_000)
         kill(run.pid, SIGINT)
@@ -76,7 +77,7 @@ struct DoubleSignalTests {
 
     @Test("timeout -s INT signals the child and its process group: still one graceful stop")
     func timeoutCommand() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         let run = try Running(
             ["--preserve-status", "-s", "INT", "1.5", loomBinary, "train", try longConfig(dir, epochs: 400)],
             executable: "/usr/bin/timeout")
@@ -85,7 +86,7 @@ struct DoubleSignalTests {
 
     @Test("Ctrl-C signals the whole process group, and a wrapper forwards it too: one graceful stop")
     func processGroup() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         // setsid: a group of our own, so `kill 0` reaches only the shell and loom. The shell forwards the
         // signal it gets to loom as well, as `swift run`, job scripts and launchers do: loom hears it twice.
         let script = """
@@ -106,7 +107,7 @@ struct CountTests {
 
     @Test("a --max-steps run counts the steps it ran and logs its partial epoch; its resume counts the rest")
     func maxStepsAndResume() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let config = idxConfig(dir)
         let cut = try loom([
@@ -144,7 +145,7 @@ struct CountTests {
 
     @Test("a run shorter than one epoch still writes its metrics row; one step is '1 step'")
     func shorterThanAnEpoch() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let o = try loom(["train", idxConfig(dir), "--max-steps", "1", "--log-dir", dir + "/log"])
         #expect(o.status == 0 && o.stdout.contains("trained 1 step in"), "\(o.stdout)")
@@ -158,7 +159,7 @@ struct CountTests {
 struct OutputTests {
     @Test("missing output folders are created, for every output the same way")
     func createsFolders() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let o = try loom([
             "train", idxConfig(dir), "--report", dir + "/a/r.json", "--save-weights", dir + "/b/c/w.safetensors",
@@ -178,7 +179,7 @@ struct OutputTests {
             ["--set", "checkpoint.dir=/proc/loom-ckpt"], ["--report", "FILE/r.json"],
         ])
     func refusedUpFront(option: [String]) throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         _ = FileManager.default.createFile(atPath: dir + "/FILE", contents: Data("x".utf8))
         let args = option.map { $0.replacingOccurrences(of: "FILE", with: dir + "/FILE") }
@@ -189,7 +190,7 @@ struct OutputTests {
 
     @Test("weights whose folder vanished during training go to a fallback file, named in the error")
     func fallback() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         let config = try longConfig(dir, epochs: 30)
         try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: true)
         let run = try Running(["train", config, "--save-weights", dir + "/out/w.safetensors"], cwd: dir)
@@ -207,7 +208,7 @@ struct OutputTests {
 struct PathTests {
     @Test("data paths in a config are relative to the config file; --set paths to the working folder")
     func relativeToConfig() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         try FileManager.default.createDirectory(atPath: dir + "/configs", withIntermediateDirectories: true)
         let text = try String(contentsOfFile: idxConfig(dir), encoding: .utf8)
@@ -220,7 +221,7 @@ struct PathTests {
 
     @Test("a missing IDX file names the key that changes it")
     func hintNamesKey() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         try FileManager.default.removeItem(atPath: dir + "/train-labels")
         expectOneLineError(try loom(["train", idxConfig(dir)]), ["train-labels: no such file", "data.train_labels"])
@@ -228,13 +229,14 @@ struct PathTests {
 
     @Test("the shipped MNIST config finds its data from any working folder")
     func mnistFromElsewhere() throws {
-        let o = try loom(["train", root + "/configs/mnist.yaml", "--max-steps", "1", "--quiet"], cwd: scratch())
+        let o = try loom(
+            ["train", root + "/configs/mnist.yaml", "--max-steps", "1", "--quiet"], cwd: temporaryFolder("loom-cli"))
         #expect(o.status == 0, "\(o.stderr)")
     }
 
     @Test("evaluate reads only the test files")
     func evaluateNeedsOnlyTest() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         #expect(try loom(["train", idxConfig(dir), "--save-weights", dir + "/w.safetensors"]).status == 0)
         try FileManager.default.removeItem(atPath: dir + "/train-images")
@@ -265,7 +267,7 @@ struct CommandLineTests {
 
     @Test("--quiet prints no progress; --verbosity 2 a line per epoch; --verbose a live bar")
     func verbosity() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let config = idxConfig(dir)
         let quiet = try loom(["train", config, "--quiet"])
@@ -280,7 +282,7 @@ struct CommandLineTests {
 
     @Test("the printed resume command keeps the overrides, and following it keeps checkpointing to the same digest")
     func resumeCommandKeepsOverrides() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let config = idxConfig(dir)
         let whole = try loom(["train", config, "--set", "optimizer.learning_rate=0.05"])
@@ -303,7 +305,7 @@ struct CommandLineTests {
 
     @Test("predict --top/--limit below 1, and files of the wrong kind, are one clear line")
     func wrongValuesAndFiles() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let config = idxConfig(dir)
         #expect(try loom(["train", config, "--save-weights", dir + "/w.safetensors"]).status == 0)

@@ -1,11 +1,12 @@
 import Foundation
+import LoomTestSupport
 import Testing
 
 @Suite("loom plan and loom bench project", .serialized)
 struct PlanCommandTests {
     @Test("plan prints each product's cut and the barriers; bench project prints both schedules per worker count")
     func planAndProject() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let config = idxConfig(dir)
         let plan = try loom(["plan", config, "--workers", "4", "--set", "training.schedule=widest"])
@@ -30,7 +31,7 @@ struct PlanCommandTests {
     func kernelDispatch() throws {
         let forced = try Running(["topology"], environment: ["LOOM_KERNELS": "avx2"]).finish()
         #expect(forced.stdout.contains("Kernels: AVX2 (8-wide vectors"), "\(forced.stdout)")
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let config = idxConfig(dir)
         let a = try Running(["train", config, "--quiet"], environment: ["LOOM_KERNELS": "avx2"]).finish()

@@ -1,4 +1,5 @@
 import Foundation
+import LoomTestSupport
 import Testing
 
 @Suite("Learning-rate schedules from the config", .serialized)
@@ -19,7 +20,7 @@ struct ScheduleCLITests {
 
     @Test("a run cut in the middle of a schedule and resumed ends bit for bit where the whole run does")
     func resumeMidSchedule() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         let path = try config(
             dir, schedule: "{name: cosine_decay, decay_steps: 10, alpha: 0.1, warmup_steps: 2, warmup_target: 0.3}")
         let whole = try loom(["train", path, "--log-dir", dir + "/log"])
@@ -49,7 +50,7 @@ struct ScheduleCLITests {
 
     @Test("a schedule that cannot be used is one line naming its key")
     func badSchedules() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         expectOneLineError(
             try loom(["train", try config(dir, schedule: "{name: exponential_decay, decay_rate: 0.5}")]),
             ["optimizer.schedule.decay_steps", "missing"])
@@ -81,7 +82,7 @@ struct CallbackCLITests {
 
     @Test("reduce_lr_on_plateau halves the rate each epoch; a run resumed after a reduction ends bit for bit the same")
     func reduceAndResume() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         // min_delta 10: no epoch improves on the first, so every later one reduces the rate.
         let path = try config(
             dir, "{name: reduce_lr_on_plateau, monitor: loss, patience: 0, factor: 0.5, min_delta: 10}")
@@ -104,7 +105,7 @@ struct CallbackCLITests {
 
     @Test("early_stopping ends the run, still evaluates and saves; model_checkpoint writes the best weights")
     func earlyStopAndCheckpoint() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         var path = try config(dir, "{name: early_stopping, monitor: loss, patience: 1, min_delta: 10}")
         let o = try loom(["train", path, "--save-weights", dir + "/w.safetensors"])
         #expect(

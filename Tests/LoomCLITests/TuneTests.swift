@@ -1,5 +1,6 @@
 import Foundation
 import LoomEngine
+import LoomTestSupport
 import Testing
 
 @Suite("loom tune", .serialized)
@@ -27,7 +28,7 @@ struct TuneTests {
 
     @Test("trials in parallel end with the digests of the same configs run alone; a rerun skips finished trials")
     func parallelAndRerun() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let config = idxConfig(dir)
         let grid = ["--grid", "optimizer.learning_rate=0.1,0.05", "--grid", "model.layers.0.units=8,16"]
@@ -71,7 +72,7 @@ struct TuneTests {
 
     @Test("a config's sweep section is the sweep; loom train ignores it")
     func sweepSection() throws {
-        let dir = scratch()
+        let dir = temporaryFolder("loom-cli")
         writeGoodIDX(dir)
         let path = idxConfig(dir)
         let text =

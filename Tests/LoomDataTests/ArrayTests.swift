@@ -1,4 +1,5 @@
 import Foundation
+import LoomTestSupport
 import Testing
 import ZIPFoundation
 
@@ -35,7 +36,7 @@ func be<T: FixedWidthInteger>(_ xs: [T]) -> [UInt8] {
 struct ArrayTests {
     @Test("IDX: u8, i8, i16, i32, f32 and f64 read back as the same numbers")
     func idxTypes() throws {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         let cases: [(UInt8, [UInt8], ArrayValues)] = [
             (0x08, [1, 200], .bytes([1, 200])),
             (0x09, [0xFF, 5], .integers([-1, 5])),
@@ -54,7 +55,7 @@ struct ArrayTests {
 
     @Test("npy: every supported dtype, versions 1 and 2, gzip, 1-D and 2-D")
     func npyTypes() throws {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         let cases: [(String, [UInt8], ArrayValues)] = [
             ("|u1", [3, 250, 0, 1], .bytes([3, 250, 0, 1])),
             ("|i1", [0xFE, 1, 2, 3], .integers([-2, 1, 2, 3])),
@@ -76,7 +77,7 @@ struct ArrayTests {
 
     @Test("malformed .npy files: one line naming the file and what to do")
     func npyErrors() {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         let good = npyBytes(descr: "<f4", shape: [2, 3], values: leFloats([1, 2, 3, 4, 5, 6]))
         let cases: [(String, [UInt8], String)] = [
             ("truncated", Array(good.prefix(good.count - 5)), "truncated"),
@@ -120,7 +121,7 @@ struct ArrayTests {
 
     @Test("samples and labels from .npy and IDX: float features, any integer labels, more than 256 classes")
     func datasets() throws {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         write(npyBytes(descr: "<f8", shape: [3, 2], values: leDoubles([1, 2, 3, 4, 5, 6])), dir + "/x.npy")
         write(npyBytes(descr: "<i8", shape: [3], values: le([Int64(0), 299, 7])), dir + "/y.npy")
         let d = try loadIDX(images: dir + "/x.npy", labels: dir + "/y.npy", name: "t")
@@ -140,7 +141,7 @@ struct ArrayTests {
 
     @Test("data errors: rows that do not match, NaN, real-valued or negative labels, labels of three dimensions")
     func datasetErrors() {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         write(npyBytes(descr: "<f4", shape: [3, 2], values: leFloats([1, 2, 3, .nan, 5, 6])), dir + "/nan.npy")
         write(npyBytes(descr: "<f4", shape: [3, 2], values: leFloats([1, 2, 3, 4, 5, 6])), dir + "/x.npy")
         write(npyBytes(descr: "<i4", shape: [2], values: le([Int32(0), 1])), dir + "/two.npy")
@@ -166,7 +167,7 @@ struct ArrayTests {
 
     @Test("targets from arrays: 2-D (N, C) rows are real values; 1-D as values when asked; non-finite refused")
     func arrayTargets() throws {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         write(npyBytes(descr: "<f4", shape: [3, 2], values: leFloats([1, 2, 3, 4, 5, 6])), dir + "/x.npy")
         write(npyBytes(descr: "<f4", shape: [3, 2], values: leFloats([0.25, 0.75, 1, 0, 0.5, 0.5])), dir + "/y2.npy")
         write(npyBytes(descr: "<f8", shape: [3], values: leDoubles([1.5, -2, 0.125])), dir + "/y1.npy")
@@ -210,7 +211,7 @@ struct ArrayTests {
 
     @Test(".npz: an array by name (file.npz:name), the only array without one, stored or deflated; errors name the fix")
     func npzArchives() throws {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         let x = npyBytes(descr: "<f4", shape: [2, 3], values: leFloats([1, 2, 3, 4, 5, 6]))
         let y = npyBytes(descr: "<i8", shape: [2], values: le([Int64(1), 0]))
         for compressed in [false, true] {

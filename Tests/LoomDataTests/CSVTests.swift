@@ -1,4 +1,5 @@
 import Foundation
+import LoomTestSupport
 import Testing
 
 @testable import LoomData
@@ -6,7 +7,7 @@ import Testing
 @Suite("CSV reader")
 struct CSVTests {
     func table(_ text: String, _ options: CSVOptions = CSVOptions()) throws(DataError) -> CSVTable {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         write(Array(text.utf8), dir + "/t.csv")
         return try readCSV(path: dir + "/t.csv", options: options)
     }
@@ -33,7 +34,7 @@ struct CSVTests {
             let t = try table("569,30,x,y\r\n1\(d)2\(d)0\r\n3\(d)4\(d)1\r\n", o)
             #expect(t.valueArray == expected && t.labels == [0, 1] && t.classNames == nil, "delimiter \(d)")
         }
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         write(Array("0.25,1\n0.5,0\n".utf8), dir + "/g.csv", gzip: true)
         let g = try readCSV(path: dir + "/g.csv.gz", options: CSVOptions())
         #expect(g.valueArray == [0.25, 0.5] && g.labels == [1, 0])
@@ -134,7 +135,7 @@ struct CSVTests {
             }
             #expect(ok && t.labels.last == Int32((rows - 1) % 3))
         }
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         write(bytes, dir + "/big.csv")
         check(try readCSV(path: dir + "/big.csv", options: CSVOptions()))
         // A quoted field near the end: the threads give up and the rows are parsed in order, with the same result.

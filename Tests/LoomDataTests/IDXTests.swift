@@ -1,4 +1,5 @@
 import Foundation
+import LoomTestSupport
 import Testing
 
 @testable import LoomData
@@ -8,12 +9,6 @@ func idxBytes(_ dims: [Int], _ data: [UInt8], magicType: UInt8 = 0x08) -> [UInt8
     var out: [UInt8] = [0, 0, magicType, UInt8(dims.count)]
     for d in dims { out += [UInt8(d >> 24 & 255), UInt8(d >> 16 & 255), UInt8(d >> 8 & 255), UInt8(d & 255)] }
     return out + data
-}
-
-func tempDir() -> String {
-    let dir = NSTemporaryDirectory() + "loom-tests-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
 }
 
 func write(_ bytes: [UInt8], _ path: String, gzip: Bool = false) {
@@ -31,7 +26,7 @@ func write(_ bytes: [UInt8], _ path: String, gzip: Bool = false) {
 struct IDXTests {
     @Test("raw and gzip files, images and labels, pixels scaled to [0, 1]", arguments: [false, true])
     func readsPairs(gzip: Bool) throws {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         let pixels: [UInt8] = (0..<3 * 2 * 2).map { UInt8($0 * 20) }
         write(idxBytes([3, 2, 2], pixels), dir + "/images", gzip: gzip)
         write(idxBytes([3], [7, 0, 9], magicType: 0x08), dir + "/labels", gzip: gzip)
@@ -52,7 +47,7 @@ struct IDXTests {
 
     @Test("a wrong magic number is named")
     func badMagic() {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         write([0, 0, 0x0A, 1, 0, 0, 0, 1, 0], dir + "/type0a")  // 0x0A is no IDX type
         #expect(throws: DataError.badMagic(dir + "/type0a", found: "0x00000a01")) { try readIDX(path: dir + "/type0a") }
         write(Array("hello world!".utf8), dir + "/text")
@@ -61,7 +56,7 @@ struct IDXTests {
 
     @Test("a truncated file says how many bytes the header promised", arguments: [false, true])
     func truncated(gzip: Bool) {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         write(
             Array(idxBytes([10, 28, 28], [UInt8](repeating: 1, count: 7840)).prefix(5000)), dir + "/images", gzip: gzip)
         let path = dir + "/images" + (gzip ? ".gz" : "")
@@ -70,7 +65,7 @@ struct IDXTests {
 
     @Test("a truncated gzip stream")
     func truncatedGzip() throws {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         write(idxBytes([100, 28, 28], (0..<78400).map { UInt8($0 % 251) }), dir + "/images", gzip: true)
         let full = try Data(contentsOf: URL(fileURLWithPath: dir + "/images.gz"))
         _ = FileManager.default.createFile(atPath: dir + "/cut.gz", contents: full.prefix(full.count / 2))
@@ -83,7 +78,7 @@ struct IDXTests {
 
     @Test("image and label counts that disagree")
     func countMismatch() {
-        let dir = tempDir()
+        let dir = temporaryFolder("loom-data")
         write(idxBytes([3, 2, 2], [UInt8](repeating: 0, count: 12)), dir + "/images")
         write(idxBytes([4], [1, 2, 3, 4]), dir + "/labels")
         #expect {

@@ -3,15 +3,10 @@ import LoomConfig
 import LoomData
 import LoomKernels
 import LoomNN
+import LoomTestSupport
 import Testing
 
 @testable import LoomEngine
-
-func tempFolder() -> String {
-    let dir = NSTemporaryDirectory() + "loom-ckpt-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
 
 let smallConfig = try! ConfigLoader.parse(
     """
@@ -45,7 +40,7 @@ struct CheckpointTests {
         _ = full.fit(data, epochs: 3)
         let expected = full.model.weightsDigest()
 
-        let dir = tempFolder()
+        let dir = temporaryFolder("loom-ckpt")
         let a = freshTrainer(workers: first)
         var control = FitControl()
         control.maxSteps = cut
@@ -69,7 +64,7 @@ struct CheckpointTests {
     func weightsRoundTrip() throws {
         let t = freshTrainer(workers: 1)
         _ = t.fit(fizzBuzz().train, epochs: 1)
-        let path = tempFolder() + "/w.safetensors"
+        let path = temporaryFolder("loom-ckpt") + "/w.safetensors"
         try Checkpoint.saveWeights(t.model, config: smallConfig, to: path)
         let (tensors, meta) = try SafeTensors.read(path)
         #expect(meta["format"] == "loom-weights" && meta["weights_digest"] == t.model.weightsDigest())
@@ -83,7 +78,7 @@ struct CheckpointTests {
     @Test("damaged files: each a clear error, never a crash")
     func damaged() throws {
         let t = freshTrainer(workers: 1)
-        let dir = tempFolder()
+        let dir = temporaryFolder("loom-ckpt")
         let good = SafeTensors.encode(Checkpoint.weightTensors(t.model), metadata: ["format": "loom-weights"])
         func check(_ bytes: Data, _ fragment: String) {
             let path = dir + "/bad-\(UUID().uuidString)"

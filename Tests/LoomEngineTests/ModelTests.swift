@@ -2,6 +2,7 @@ import Foundation
 import LoomConfig
 import LoomData
 import LoomNN
+import LoomTestSupport
 import Testing
 
 @testable import LoomEngine
@@ -44,7 +45,7 @@ struct ModelTests {
         let p = try m.predict(Array(x.prefix(5)))
         #expect(p.count == 5 && p.allSatisfy { abs($0.reduce(0, +) - 1) < 1e-4 })
         // Saved weights read back by the command line's loader predict the same.
-        let path = NSTemporaryDirectory() + "loom-model-\(UUID().uuidString).safetensors"
+        let path = temporaryFolder("loom-model") + "/model.safetensors"
         try m.save(to: path)
         let saved = try SavedModel(path: path)
         #expect(try saved.predict(Array(x.prefix(5))) == p)

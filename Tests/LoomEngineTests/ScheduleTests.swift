@@ -3,6 +3,7 @@ import LoomConfig
 import LoomData
 import LoomKernels
 import LoomNN
+import LoomTestSupport
 import Testing
 
 @testable import LoomEngine
@@ -285,7 +286,7 @@ struct ScheduleTests {
         let zen3 = StepPlan.efficiency(m: 16, n: 512, k: 784, l2Bytes: 512 << 10)
         #expect(zen4 > 0.9 * StepPlan.efficiency(m: 128, n: 512, k: 784, l2Bytes: 1 << 20))
         #expect(zen3 < 0.8 * zen4)
-        let root = NSTemporaryDirectory() + "loom-cache-\(UUID().uuidString)"
+        let root = temporaryFolder("loom-cache")
         for (index, level, size) in [(0, "1", "32K"), (2, "2", "1024K"), (3, "3", "32768K")] {
             let dir = "\(root)/index\(index)"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

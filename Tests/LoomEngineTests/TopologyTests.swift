@@ -1,11 +1,12 @@
 import Foundation
+import LoomTestSupport
 import Testing
 
 @testable import LoomEngine
 
 /// Writes a sysfs-like folder: node/nodeN/cpulist, node/nodeN/meminfo, cpu/cpuN/topology/{core_id,physical_package_id}.
 func sysfs(nodes: [(cpus: String, memoryKB: Int)], cores: [Int: Int] = [:]) -> String {
-    let root = NSTemporaryDirectory() + "loom-sysfs-\(UUID().uuidString)"
+    let root = temporaryFolder("loom-sysfs")
     let fm = FileManager.default
     for (i, n) in nodes.enumerated() {
         let dir = "\(root)/node/node\(i)"
