@@ -106,110 +106,123 @@ extension Bench {
                     StepRunner(model: model, buffers: buffers, plan: plan, workspace: workspaces[$0], worker: $0)
                 })
         }
+        let context = StepContext(data: run.train, order: order, targets: targets, optimizer: optimizer, model: model)
         var results: [ProjectionResult] = []
         for w in workers {
-            let policies: [SchedulePolicy] = [.rows, .auto]
-            let schedules = [schedule(1, .auto)] + policies.map { schedule(w, $0) }
-            let timed = timeStages(
-                schedules, data: run.train, order: order, targets: targets, optimizer: optimizer, steps: steps,
-                parameters: model)
+            var schedules = [schedule(1, .auto), schedule(w, .rows), schedule(w, .auto)]
+            timeInTurns(&schedules, steps: steps, context: context)
             // Every worker count starts from the same weights, so each measures the same arithmetic.
             saved.withUnsafeBufferPointer { model.parameters.pointer.update(from: $0.baseAddress!, count: $0.count) }
-            let single: Double = timed[0].seconds
-            for i in 1..<schedules.count {
-                let plan = schedules[i].plan
+            let single = schedules[0].seconds
+            for schedule in schedules.dropFirst() {
+                let plan = schedule.plan
                 let barrierTime = barrierSeconds(rounds: plan.barrierRounds, measuredTwo: barrierTwo)
-                let step: Double = timed[i].seconds + barrierTime
+                let step = schedule.seconds + barrierTime
                 results.append(
                     ProjectionResult(
                         workers: w, schedule: plan.policy.rawValue, oneWorkerMilliseconds: single * 1e3,
-                        largestShareMilliseconds: timed[i].seconds * 1e3, barrierMilliseconds: barrierTime * 1e3,
+                        largestShareMilliseconds: schedule.seconds * 1e3, barrierMilliseconds: barrierTime * 1e3,
                         stepMilliseconds: step * 1e3, efficiency: single / (Double(w) * step), speedup: single / step,
-                        barriers: plan.barriers, stages: timed[i].stages))
+                        barriers: plan.barriers, stages: schedule.stageTimes))
             }
         }
         return results
     }
 
-    /// A plan to time and each of its workers' runners.
-    struct TimedSchedule {
-        let plan: StepPlan
-        var runners: [StepRunner]
+    /// What every timed step reads: the batch's samples (`order` into `data`) and targets, the optimizer, the model.
+    struct StepContext {
+        let data: Dataset
+        let order: UnsafePointer<Int32>
+        let targets: BatchTargets
+        let optimizer: Optimizer
+        let model: Sequential
     }
 
-    /// For each schedule, seconds of its plan's stages, each stage the slowest worker's part (best of `steps` per
-    /// part), summed. The schedules take turns, a step each.
-    static func timeStages(
-        _ schedules: [TimedSchedule], data: Dataset, order: UnsafePointer<Int32>, targets: BatchTargets,
-        optimizer: Optimizer, steps: Int, parameters model: Sequential
-    ) -> [(seconds: Double, stages: [StageTime])] {
-        var schedules = schedules
-        let stages = schedules.map { $0.plan.stages.filter { !StepPlan.isBarrier($0) } }
-        var best = zip(schedules, stages).map { schedule, stages in
-            [[Double]](
-                repeating: [Double](repeating: .infinity, count: schedule.runners.count), count: stages.count)
-        }
+    /// Runs `steps` timed steps (after two warm-up steps) of each schedule, the schedules taking turns a step each.
+    static func timeInTurns(_ schedules: inout [TimedSchedule], steps: Int, context: StepContext) {
         let chunks = max(1, schedules.map(\.plan.chunks.count).max() ?? 1)
         let sums = UnsafeMutablePointer<Double>.allocate(capacity: chunks)
         sums.initialize(repeating: 0, count: chunks)
         defer { sums.deallocate() }
-        for step in 0..<steps + 2 {  // two warm-up steps
-            let rule = optimizer.rule(
+        let model = context.model
+        for step in 0..<steps + 2 {
+            let rule = context.optimizer.rule(
                 step: step + 1, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
             for i in schedules.indices {
-                // The weights as the previous schedule's step left them, in this schedule's packed copies.
-                for runner in schedules[i].runners { runner.packWeights() }
-                timeStep(
-                    &schedules[i], stages[i], best: &best[i], timed: step >= 2, step: step, rule: rule, data: data,
-                    order: order, targets: targets, optimizer: optimizer, sums: sums, parameters: model)
+                schedules[i].step(step, timed: step >= 2, rule: rule, context: context, sums: sums)
             }
         }
-        return zip(stages, best).map { stages, best in
-            let times = zip(stages, best).map { stage, parts in
-                StageTime(
-                    stage: "\(stage)", slowestMicroseconds: (parts.max() ?? 0) * 1e6,
-                    fastestMicroseconds: (parts.min() ?? 0) * 1e6)
-            }
-            return (best.reduce(0) { $0 + ($1.max() ?? 0) }, times)
+    }
+}
+
+/// A plan being timed: each of its workers' runners, and each part's best time so far.
+struct TimedSchedule {
+    let plan: StepPlan
+    var runners: [StepRunner]
+    /// The plan's stages but its barriers (priced, not timed).
+    let stages: [StepPlan.Stage]
+    /// best[stage][worker]: seconds.
+    var best: [[Double]]
+
+    init(plan: StepPlan, runners: [StepRunner]) {
+        self.plan = plan
+        self.runners = runners
+        stages = plan.stages.filter { !StepPlan.isBarrier($0) }
+        best = [[Double]](repeating: [Double](repeating: .infinity, count: runners.count), count: stages.count)
+    }
+
+    /// The sum over stages of each stage's slowest part.
+    var seconds: Double { best.reduce(0) { $0 + ($1.max() ?? 0) } }
+
+    /// Each stage's slowest and fastest part.
+    var stageTimes: [StageTime] {
+        zip(stages, best).map { stage, parts in
+            StageTime(
+                stage: "\(stage)", slowestMicroseconds: (parts.max() ?? 0) * 1e6,
+                fastestMicroseconds: (parts.min() ?? 0) * 1e6)
         }
     }
 
-    /// Runs one step of `schedule`, worker by worker in each stage, keeping each part's best time when `timed`.
-    private static func timeStep(
-        _ schedule: inout TimedSchedule, _ stages: [StepPlan.Stage], best: inout [[Double]], timed: Bool, step: Int,
-        rule: UpdateRule, data: Dataset, order: UnsafePointer<Int32>, targets: BatchTargets, optimizer: Optimizer,
-        sums: UnsafeMutablePointer<Double>, parameters model: Sequential
+    /// Runs step `step` worker by worker in each stage, keeping each part's best time when `timed`.
+    mutating func step(
+        _ step: Int, timed: Bool, rule: UpdateRule, context: Bench.StepContext, sums: UnsafeMutablePointer<Double>
     ) {
-        let plan = schedule.plan
-        for r in schedule.runners.indices {
-            schedule.runners[r].begin(
-                rows: plan.batchSize, pass: Pass(training: true, seed: 1, step: UInt64(step + 1)))
+        // The weights as the previous schedule's step left them, in this plan's packed copies (untimed).
+        for runner in runners { runner.packWeights() }
+        for r in runners.indices {
+            runners[r].begin(rows: plan.batchSize, pass: Pass(training: true, seed: 1, step: UInt64(step + 1)))
         }
         // Alternate steps run the workers in opposite orders, so that each part is timed at least once right
         // after a part of the same stage (on a many-core machine they run together and share what they read),
         // not always after another layer's part whose streaming evicted its operands from this core's caches.
-        let workers = schedule.runners.indices
-        let sequence = step % 2 == 0 ? Array(workers) : Array(workers.reversed())
+        let sequence = step % 2 == 0 ? Array(runners.indices) : Array(runners.indices.reversed())
         for (s, stage) in stages.enumerated() {
             for w in sequence {
-                let runner = schedule.runners[w]
                 let start = monotonicSeconds()
-                switch stage {
-                case .gather:
-                    let rows = runner.rows
-                    targets.gather(
-                        data, order + rows.lowerBound, rows: rows, input: runner.buffers.input,
-                        features: model.inputWidth)
-                case .loss: _ = runner.loss(targets: targets.targets(for: data))
-                case .parameters: runner.parameters(update: plan.clipsByNorm ? nil : rule)
-                case .penalty: runner.penalty(into: sums)
-                case .gradientNorms: runner.gradientNorms(into: sums)
-                case .clippedUpdate: runner.clippedUpdate(rule, clipping: optimizer.clipping, squares: sums)
-                default: runner.run(stage)
-                }
-                let seconds = monotonicSeconds() - start
-                if timed { best[s][w] = min(best[s][w], seconds) }
+                run(stage, worker: w, rule: rule, context: context, sums: sums)
+                if timed { best[s][w] = min(best[s][w], monotonicSeconds() - start) }
             }
+        }
+    }
+
+    /// Worker `w`'s part of `stage`.
+    private func run(
+        _ stage: StepPlan.Stage, worker w: Int, rule: UpdateRule, context: Bench.StepContext,
+        sums: UnsafeMutablePointer<Double>
+    ) {
+        let runner = runners[w]
+        switch stage {
+        case .gather:
+            let rows = runner.rows
+            context.targets.gather(
+                context.data, context.order + rows.lowerBound, rows: rows, input: runner.buffers.input,
+                features: context.model.inputWidth)
+        case .loss: _ = runner.loss(targets: context.targets.targets(for: context.data))
+        case .parameters: runner.parameters(update: plan.clipsByNorm ? nil : rule)
+        case .penalty: runner.penalty(into: sums)
+        case .gradientNorms: runner.gradientNorms(into: sums)
+        case .clippedUpdate: runner.clippedUpdate(rule, clipping: context.optimizer.clipping, squares: sums)
+        default: runner.run(stage)
         }
     }
 }
