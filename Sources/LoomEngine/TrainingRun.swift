@@ -155,8 +155,8 @@ public final class TrainingRun {
         }
         // A process (an MPI rank) whose CPUs lie on one NUMA node backs its large buffers with huge pages (see
         // HugePages).
-        let rankNodes = topology.nodes.filter { !Set($0.cpus).isDisjoint(with: topology.usableCPUs) }
-        HugePages.enabled = rankNodes.count == 1
+        let processNodes = topology.nodes.filter { !Set($0.cpus).isDisjoint(with: topology.usableCPUs) }
+        HugePages.enabled = processNodes.count == 1
         let model = config.makeModel(inputWidth: features)
         self.model = model
         try TrainingRun.checkLabels(
