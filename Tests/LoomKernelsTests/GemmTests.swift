@@ -168,21 +168,7 @@ struct GemmTests {
         let b = (0..<k * n).map { _ in rng.next() }
         let workspace = GemmWorkspace()
         func run(_ rows: Range<Int>) -> [Float] {
-            var c = [Float](repeating: 0, count: rows.count * n)
-            a.withUnsafeBufferPointer { ap in
-                b.withUnsafeBufferPointer { bp in
-                    c.withUnsafeMutableBufferPointer { cp in
-                        // op(A) is m × k: rows of a, or (transposed) columns of a k × m matrix.
-                        gemm(
-                            m: rows.count, n: n, k: k,
-                            a: ap.baseAddress! + (transposeA ? rows.lowerBound : rows.lowerBound * k),
-                            lda: transposeA ? m : k, transposeA: transposeA,
-                            b: bp.baseAddress!, ldb: n, transposeB: false, c: cp.baseAddress!, ldc: n,
-                            workspace: workspace)
-                    }
-                }
-            }
-            return c
+            productRows(rows, a: a, m: m, k: k, transposeA: transposeA, b: b, n: n, workspace: workspace)
         }
         let all = run(0..<m)
         for split in 1..<m {
@@ -204,18 +190,7 @@ struct GemmTests {
             let x = (0..<k * m).map { _ in rng.next() }
             let dz = (0..<k * n).map { _ in rng.next() }
             func block(_ rows: Range<Int>) -> [Float] {
-                var c = [Float](repeating: 0, count: rows.count * n)
-                x.withUnsafeBufferPointer { xp in
-                    dz.withUnsafeBufferPointer { dp in
-                        c.withUnsafeMutableBufferPointer { cp in
-                            gemm(
-                                m: rows.count, n: n, k: k, a: xp.baseAddress! + rows.lowerBound, lda: m,
-                                transposeA: true, b: dp.baseAddress!, ldb: n, transposeB: false,
-                                c: cp.baseAddress!, ldc: n, workspace: ws)
-                        }
-                    }
-                }
-                return c
+                productRows(rows, a: x, m: m, k: k, transposeA: true, b: dz, n: n, workspace: ws)
             }
             let all = block(0..<m)
             for rows in [0..<1, 0..<8, 3..<19, 250..<262, 255..<256, 256..<600, 100..<599, 599..<600] {
@@ -455,4 +430,24 @@ struct PackedOperandTests {
         }
         #expect(wrong == 0, "\(shape): \(wrong) values of W not restored exactly (or rows outside the block touched)")
     }
+}
+
+/// Rows `rows` of op(A)·B, computed alone: op(A) is m × k, the rows of `a` (k apart) or, transposed, the columns
+/// of a k × m `a`; B is k × n.
+func productRows(
+    _ rows: Range<Int>, a: [Float], m: Int, k: Int, transposeA: Bool, b: [Float], n: Int, workspace: GemmWorkspace
+) -> [Float] {
+    var c = [Float](repeating: 0, count: rows.count * n)
+    a.withUnsafeBufferPointer { ap in
+        b.withUnsafeBufferPointer { bp in
+            c.withUnsafeMutableBufferPointer { cp in
+                gemm(
+                    m: rows.count, n: n, k: k,
+                    a: ap.baseAddress! + (transposeA ? rows.lowerBound : rows.lowerBound * k),
+                    lda: transposeA ? m : k, transposeA: transposeA, b: bp.baseAddress!, ldb: n, transposeB: false,
+                    c: cp.baseAddress!, ldc: n, workspace: workspace)
+            }
+        }
+    }
+    return c
 }
